@@ -1,0 +1,168 @@
+"""The command line: parse arguments, choose the output, map outcomes to exit codes.
+
+This is the only module that prints errors or decides an exit code. Heavy
+imports (pydantic, rich, the runner) happen inside the commands that need them,
+so ``surefoot status`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from surefoot import __version__
+from surefoot.errors import ConfigError, ExitCode, SurefootError
+
+if TYPE_CHECKING:
+    from surefoot.runner import DeployOutcome
+
+DEFAULT_STATE_DIR = ".surefoot"
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    project_dir: Path
+    config: Path | None
+    state_dir: Path | None
+    argv_prefix: tuple[str, ...]  # how the user named the project, to print the resume command
+
+    def resolved_state_dir(self) -> Path:
+        return (self.state_dir or self.project_dir / DEFAULT_STATE_DIR).absolute()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="surefoot")
+@click.option(
+    "-C", "project_dir", default=".", metavar="DIR", type=click.Path(path_type=Path),
+    help="The project folder (default: the current one).",
+)
+@click.option(
+    "-c", "config", metavar="FILE", type=click.Path(path_type=Path),
+    help="The configuration file (default: DIR/surefoot.toml).",
+)
+@click.option(
+    "--state-dir", metavar="DIR", type=click.Path(path_type=Path), envvar="SUREFOOT_STATE_DIR",
+    help="Where state and logs live (default: DIR/.surefoot; env SUREFOOT_STATE_DIR).",
+)
+@click.pass_context
+def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: Path | None) -> None:
+    """Resumable, checkpointed deployments of a Docker Compose application.
+
+    \b
+    Exit codes: 0 success; 1 a phase failed (run deploy again to resume);
+    2 usage, configuration or state-store error; 3 another deployment of this
+    project holds the lock; 130 interrupted by a signal.
+    """
+    prefix: list[str] = ["surefoot"]
+    if project_dir != Path("."):
+        prefix += ["-C", str(project_dir)]
+    if config is not None:
+        prefix += ["-c", str(config)]
+    if state_dir is not None and "SUREFOOT_STATE_DIR" not in os.environ:
+        prefix += ["--state-dir", str(state_dir)]
+    ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix))
+
+
+@cli.command()
+@click.option("--fresh", is_flag=True, help="Start a new deployment even if one is unfinished.")
+@click.option("--resume", is_flag=True, help="Only resume an unfinished deployment.")
+@click.option("--yes", "-y", is_flag=True, help="Answer yes to every confirmation.")
+@click.pass_obj
+def deploy(opts: GlobalOptions, fresh: bool, resume: bool, yes: bool) -> int:
+    """Deploy: resume the unfinished deployment, or start a new one (an update)."""
+    if fresh and resume:
+        raise click.UsageError("--fresh and --resume cannot be used together")
+    from surefoot.config import load_settings
+    from surefoot.console import make_reporter
+    from surefoot.proc import CancelToken
+    from surefoot.runner import DeployOptions, Runner
+
+    settings = load_settings(opts.project_dir, opts.config)
+    state_dir = (opts.state_dir or settings.project_dir / DEFAULT_STATE_DIR).absolute()
+    cancel = CancelToken()
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    reporter = make_reporter()
+    try:
+        outcome = Runner(settings, state_dir, reporter, cancel=cancel).deploy(
+            DeployOptions(fresh=fresh, resume_only=resume)
+        )
+    finally:
+        reporter.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return _report_outcome(outcome, opts)
+
+
+def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
+    resume_cmd = shlex.join([*opts.argv_prefix, "deploy"])
+    if outcome.state == "completed":
+        click.echo(f"deployment #{outcome.deployment_id} completed.")
+        return ExitCode.OK
+    if outcome.state == "nothing-to-resume":
+        click.echo("nothing to resume: the last deployment completed. "
+                   f"Run `{resume_cmd}` to deploy an update.")
+        return ExitCode.OK
+    if outcome.state == "interrupted":
+        click.echo(
+            f"deployment #{outcome.deployment_id} interrupted; resume with: {resume_cmd}", err=True
+        )
+        return ExitCode.INTERRUPTED
+    err = click.get_text_stream("stderr")
+    err.write(f"\nphase {outcome.failed_phase} failed: {outcome.error}\n")
+    if outcome.tail:
+        err.write(f"last {len(outcome.tail)} lines of its log:\n")
+        for line in outcome.tail:
+            err.write(f"  {line}\n")
+    if outcome.log_path:
+        err.write(f"full log: {outcome.log_path}\n")
+    err.write(f"fix the cause, then resume with: {resume_cmd}\n")
+    err.flush()
+    return ExitCode.PHASE_FAILED
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the contract's keys).")
+@click.pass_obj
+def status(opts: GlobalOptions, as_json: bool) -> int:
+    """Show where the latest deployment stands, without waiting for any lock."""
+    from surefoot.config import read_project_name
+    from surefoot.status import collect_status, render_status
+
+    if not opts.project_dir.is_dir():
+        raise ConfigError(f"{opts.project_dir}: project folder not found (given with -C)")
+    project = read_project_name(opts.project_dir, opts.config)
+    data: dict[str, Any] = collect_status(opts.resolved_state_dir(), project)
+    click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
+    return ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="surefoot", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except SurefootError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"surefoot: {line}", err=True)
+        return exc.exit_code
+    except BrokenPipeError:
+        sys.stderr.close()
+        return ExitCode.OK
+    return result if isinstance(result, int) else ExitCode.OK

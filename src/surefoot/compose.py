@@ -1,0 +1,210 @@
+"""The Docker adapter: argument lists in, parsed JSON out.
+
+Everything surefoot asks of Docker goes through :class:`Compose`, which is handed
+a :class:`Target` (today the local engine; later a Docker context over SSH).
+The argument builders are pure functions and unit-tested; :class:`Compose`
+runs them through the :class:`~surefoot.proc.ProcessRunner`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from surefoot.errors import PhaseFailed
+from surefoot.proc import Captured, ProcessRunner
+
+
+@dataclass(frozen=True)
+class Target:
+    project_name: str
+    project_dir: Path
+    compose_files: tuple[Path, ...]
+    env_file: Path | None = None
+    docker: tuple[str, ...] = ("docker",)  # e.g. ("docker", "--context", "prod") one day
+
+
+def compose_args(target: Target, *args: str) -> list[str]:
+    """``docker compose`` with the project name, every compose file and the env file."""
+    argv = [*target.docker, "compose", "--ansi", "never", "--progress", "plain"]
+    argv += ["--project-name", target.project_name, "--project-directory", str(target.project_dir)]
+    for file in target.compose_files:
+        argv += ["--file", str(file)]
+    if target.env_file is not None:
+        argv += ["--env-file", str(target.env_file)]
+    return [*argv, *args]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    service: str
+    state: str  # running, exited, restarting, created, ...
+    health: str  # healthy, unhealthy, starting, or "" without a healthcheck
+    exit_code: int
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and self.health in ("", "healthy")
+
+    @property
+    def broken(self) -> bool:
+        return self.state in ("exited", "dead", "restarting") or self.health == "unhealthy"
+
+    def describe(self) -> str:
+        if self.state == "exited":
+            return f"exited with code {self.exit_code}"
+        if self.health:
+            return f"{self.state}, {self.health}"
+        return self.state
+
+
+def parse_ps(text: str) -> list[ContainerState]:
+    """Parse ``compose ps --format json``: one object per line (older releases: one array)."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        items: list[Any] = json.loads(text)
+    else:
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [
+        ContainerState(
+            name=item.get("Name", ""),
+            service=item.get("Service", ""),
+            state=item.get("State", "").lower(),
+            health=item.get("Health", "").lower(),
+            exit_code=int(item.get("ExitCode") or 0),
+        )
+        for item in items
+    ]
+
+
+@dataclass(frozen=True)
+class ComposeModel:
+    """The project as ``compose config --format json`` resolves it."""
+
+    project_name: str
+    services: dict[str, dict[str, Any]]
+    digest: str = field(compare=False)
+
+    @classmethod
+    def from_json(cls, project_name: str, text: str) -> ComposeModel:
+        data = json.loads(text)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return cls(
+            project_name=project_name,
+            services=dict(data.get("services") or {}),
+            digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        )
+
+    def build_services(self) -> list[str]:
+        return [name for name, spec in self.services.items() if spec.get("build")]
+
+    def image_name(self, service: str) -> str:
+        """The image a service runs: its ``image:``, or compose's default for built services."""
+        spec = self.services[service]
+        image = spec.get("image") or f"{self.project_name}-{service}"
+        return str(image)
+
+    def build_context(self, service: str) -> Path | None:
+        build = self.services[service].get("build")
+        if not build:
+            return None
+        context = build.get("context") if isinstance(build, dict) else build
+        if not context or re.match(r"^[a-z]+://", str(context)):
+            return None
+        return Path(context)
+
+
+def normalize_image(name: str) -> str:
+    """``redis`` -> ``redis:latest``; a digest or explicit tag is kept."""
+    last = name.rsplit("/", 1)[-1]
+    if "@" in name or ":" in last:
+        return name
+    return name + ":latest"
+
+
+class Compose:
+    """Docker compose and docker engine operations for one target."""
+
+    def __init__(self, target: Target, runner: ProcessRunner):
+        self.target = target
+        self.runner = runner
+
+    # -- plumbing ---------------------------------------------------------------
+    def argv(self, *args: str) -> list[str]:
+        return compose_args(self.target, *args)
+
+    def docker_argv(self, *args: str) -> list[str]:
+        return [*self.target.docker, *args]
+
+    def stream(
+        self,
+        args: Sequence[str],
+        on_line: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        on_line("$ " + " ".join(args))
+        return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout)
+
+    def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
+        return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout)
+
+    def check(self, args: Sequence[str], what: str, timeout: float | None = 60.0) -> str:
+        """Capture, and fail the phase with compose's own message when the command fails."""
+        result = self.capture(args, timeout)
+        if result.returncode != 0:
+            message = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            raise PhaseFailed(
+                f"{what} failed: {message[-1] if message else 'exit ' + str(result.returncode)}",
+                exit_code=result.returncode,
+                details=result.stderr,
+            )
+        return result.stdout
+
+    # -- queries ----------------------------------------------------------------
+    def model(self) -> ComposeModel:
+        text = self.check(self.argv("config", "--format", "json"), "docker compose config")
+        return ComposeModel.from_json(self.target.project_name, text)
+
+    def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:
+        args = ["ps", "--format", "json"] + (["--all"] if all else []) + list(services)
+        return parse_ps(self.check(self.argv(*args), "docker compose ps"))
+
+    def logs_tail(self, service: str, lines: int = 20) -> list[str]:
+        result = self.capture(self.argv("logs", "--no-color", "--tail", str(lines), service))
+        return (result.stdout + result.stderr).splitlines()[-lines:]
+
+    def image_ids(self, images: Sequence[str]) -> dict[str, str | None]:
+        """Current image id of each named image (None when absent), in one engine call."""
+        listing = self.check(
+            self.docker_argv("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"),
+            "docker image ls",
+        )
+        known: dict[str, str] = {}
+        for line in listing.splitlines():
+            ref, _, image_id = line.rpartition(" ")
+            known[ref] = image_id
+        return {image: known.get(normalize_image(image)) for image in images}
+
+    def remove_containers(self, names: Sequence[str]) -> None:
+        """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""
+        if names:
+            self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False)
+
+    def containers_with_label(self, label: str) -> list[str]:
+        result = self.capture(
+            self.docker_argv(
+                "ps", "--all", "--quiet",
+                "--filter", f"label=com.docker.compose.project={self.target.project_name}",
+                "--filter", f"label={label}",
+            )
+        )
+        return result.stdout.split()

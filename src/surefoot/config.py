@@ -1,0 +1,235 @@
+"""surefoot.toml -> validated, resolved settings.
+
+Every error names the file, the key and what was expected, and is raised as
+:class:`~surefoot.errors.ConfigError` (exit 2). Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from surefoot.errors import ConfigError
+from surefoot.units import parse_duration
+
+CONFIG_NAME = "surefoot.toml"
+# The names docker compose itself looks for, in its order of preference.
+COMPOSE_CANDIDATES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+OVERRIDE_CANDIDATES = (
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+)
+_PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+ServiceName = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=False)
+
+
+class ProjectSection(_Strict):
+    name: str | None = None
+    compose_files: list[str] | None = Field(default=None, min_length=1)
+    env_file: str | None = None
+
+
+class PhaseSettings(_Strict):
+    enabled: bool = True
+
+
+class PullSettings(PhaseSettings):
+    fail_on_error: bool = False
+
+
+class BuildSettings(PhaseSettings):
+    services: list[ServiceName] | None = None  # None: every service with build:
+
+
+class DatabaseStartSettings(PhaseSettings):
+    services: list[ServiceName] = []
+    timeout: Duration = 120.0
+
+
+class MigrateSettings(PhaseSettings):
+    service: ServiceName | None = None
+    command: list[str] | None = Field(default=None, min_length=1)
+    timeout: Duration = 600.0
+
+
+class HealthWaitSettings(PhaseSettings):
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    expect_body: str | None = None
+    consecutive: Positive = 3
+    interval: Duration = 2.0
+    request_timeout: Duration = 5.0
+    timeout: Duration = 120.0
+
+
+class PhasesSection(_Strict):
+    preflight: PhaseSettings = PhaseSettings()
+    prerequisites: PhaseSettings = PhaseSettings()
+    configuration: PhaseSettings = PhaseSettings()
+    pull_images: PullSettings = Field(default=PullSettings(), alias="pull-images")
+    build: BuildSettings = BuildSettings()
+    database_start: DatabaseStartSettings = Field(
+        default=DatabaseStartSettings(), alias="database-start"
+    )
+    database_migrate: MigrateSettings = Field(default=MigrateSettings(), alias="database-migrate")
+    services_start: PhaseSettings = Field(default=PhaseSettings(), alias="services-start")
+    health_wait: HealthWaitSettings = Field(default=HealthWaitSettings(), alias="health-wait")
+    cleanup: PhaseSettings = PhaseSettings()
+
+    def for_phase(self, name: str) -> PhaseSettings:
+        value = getattr(self, name.replace("-", "_"))
+        assert isinstance(value, PhaseSettings)
+        return value
+
+
+class ConfigFile(_Strict):
+    project: ProjectSection = ProjectSection()
+    phases: PhasesSection = PhasesSection()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment needs to know, with paths made absolute."""
+
+    project_dir: Path
+    config_path: Path | None  # None when the project has no surefoot.toml
+    project_name: str
+    compose_files: tuple[Path, ...]
+    env_file: Path | None
+    phases: PhasesSection
+
+
+def default_project_name(project_dir: Path) -> str:
+    """Compose's own rule: lower case, only [a-z0-9_-], starting with a letter or digit."""
+    name = re.sub(r"[^a-z0-9_-]", "", project_dir.resolve().name.lower())
+    return name.lstrip("_-") or "default"
+
+
+def discover_compose_files(project_dir: Path) -> list[Path]:
+    for candidate in COMPOSE_CANDIDATES:
+        if (project_dir / candidate).is_file():
+            files = [project_dir / candidate]
+            for override in OVERRIDE_CANDIDATES:
+                if (project_dir / override).is_file():
+                    files.append(project_dir / override)
+                    break
+            return files
+    return []
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def read_project_name(project_dir: Path, config_path: Path | None) -> str:
+    """The project name without full validation: fast enough for ``surefoot status``."""
+    path = config_path or project_dir / CONFIG_NAME
+    if path.is_file():
+        name = _read_toml(path).get("project", {}).get("name")
+        if isinstance(name, str) and name:
+            return name
+    return default_project_name(project_dir)
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind not in ("missing", "value_error") and "input" in error and not isinstance(error["input"], dict):
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def _format_validation(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{path}: {key}: {_describe(error)}")
+    return "\n".join(lines)
+
+
+def load_settings(project_dir: Path, config_path: Path | None = None) -> Settings:
+    """Load and resolve the configuration of the project in ``project_dir``.
+
+    ``config_path`` given explicitly must exist; the default ``surefoot.toml`` may be
+    absent, in which case every default applies.
+    """
+    project_dir = project_dir.resolve()
+    if not project_dir.is_dir():
+        raise ConfigError(f"{project_dir}: project folder not found (given with -C)")
+    explicit = config_path is not None
+    path = (config_path or project_dir / CONFIG_NAME).resolve()
+    if path.exists() or explicit:
+        if not path.is_file():
+            raise ConfigError(f"{path}: configuration file not found (given with -c)")
+        raw = _read_toml(path)
+        try:
+            parsed = ConfigFile.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(_format_validation(path, exc)) from None
+        shown: Path | None = path
+    else:
+        parsed, shown = ConfigFile(), None
+    where = str(shown or project_dir)
+
+    name = parsed.project.name or default_project_name(project_dir)
+    if not _PROJECT_NAME.match(name):
+        raise ConfigError(
+            f"{where}: project.name: {name!r} is not a valid compose project name; "
+            "use lower-case letters, digits, '-' and '_', starting with a letter or digit"
+        )
+
+    if parsed.project.compose_files is not None:
+        compose_files = [project_dir / f for f in parsed.project.compose_files]
+        for index, file in enumerate(compose_files):
+            if not file.is_file():
+                raise ConfigError(
+                    f"{where}: project.compose_files[{index}]: file not found: {file}"
+                )
+    else:
+        compose_files = discover_compose_files(project_dir)
+        if not compose_files:
+            raise ConfigError(
+                f"{project_dir}: no compose file found (looked for {', '.join(COMPOSE_CANDIDATES)});"
+                " set project.compose_files in surefoot.toml"
+            )
+
+    env_file = project_dir / parsed.project.env_file if parsed.project.env_file else None
+    migrate = parsed.phases.database_migrate
+    if migrate.enabled and (migrate.command is None) != (migrate.service is None):
+        missing = "service" if migrate.service is None else "command"
+        raise ConfigError(
+            f"{where}: phases.database-migrate.{missing}: required when "
+            f"phases.database-migrate.{'command' if missing == 'service' else 'service'} is set"
+        )
+    return Settings(
+        project_dir=project_dir,
+        config_path=shown,
+        project_name=name,
+        compose_files=tuple(f.resolve() for f in compose_files),
+        env_file=env_file.resolve() if env_file else None,
+        phases=parsed.phases,
+    )

@@ -1,0 +1,168 @@
+"""Renderers of deployment events: a live view for terminals, plain lines elsewhere.
+
+Chosen once by the CLI and handed to the runner; nothing else prints during a
+deployment. Rich is imported only by the live view.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from typing import TYPE_CHECKING, TextIO
+
+from surefoot import events
+from surefoot.units import format_duration
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+SYMBOLS = {
+    "pending": "·",
+    "running": "▶",
+    "completed": "✔",
+    "skipped": "–",
+    "failed": "✘",
+    "interrupted": "■",
+}
+
+
+class PlainRenderer:
+    """Timestamped lines, one per event, for logs and CI."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._last_progress: dict[str, str] = {}
+
+    def _line(self, text: str) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        self.stream.write(f"{stamp} {text}\n")
+        self.stream.flush()
+
+    def emit(self, event: events.Event) -> None:
+        match event:
+            case events.DeploymentStarted(deployment_id=dep, project=project, kind=kind):
+                self._line(f"deployment #{dep} of {project} ({kind})")
+            case events.PhaseSkipped(phase=phase, reason=reason):
+                self._line(f"{phase}: skipped ({reason})")
+            case events.PhaseStarted(phase=phase, attempt=attempt, reason=reason):
+                self._line(f"{phase}: started (attempt {attempt}; {reason})")
+            case events.PhaseOutput(phase=phase, line=line):
+                self._line(f"{phase} | {line}")
+            case events.PhaseProgress():
+                pass  # the lines already say it; progress is for the live view
+            case events.PhaseWarning(phase=phase, text=text):
+                self._line(f"{phase or 'deploy'}: {text}")
+            case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
+                suffix = f": {note}" if note else ""
+                self._line(f"{phase}: {status} in {format_duration(elapsed)}{suffix}")
+            case events.DeploymentFinished(deployment_id=dep, state=state, elapsed=elapsed):
+                self._line(f"deployment #{dep} {state} in {format_duration(elapsed)}")
+
+    def close(self) -> None:
+        pass
+
+
+class LiveRenderer:
+    """A live table of the phases with the running phase's latest output lines."""
+
+    OUTPUT_LINES = 8
+
+    def __init__(self, stream: TextIO | None = None):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(file=stream or sys.stdout)
+        self._lock = threading.Lock()
+        self._phases: list[str] = []
+        self._status: dict[str, str] = {}
+        self._notes: dict[str, str] = {}
+        self._started: dict[str, float] = {}
+        self._elapsed: dict[str, float] = {}
+        self._output: deque[str] = deque(maxlen=self.OUTPUT_LINES)
+        self._progress = ""
+        self._title = "surefoot"
+        self._live = Live(self, console=self.console, refresh_per_second=8, transient=False)
+        self._live.start()
+
+    def emit(self, event: events.Event) -> None:
+        with self._lock:
+            match event:
+                case events.DeploymentStarted(deployment_id=dep, project=project, kind=kind, phases=phases):
+                    self._title = f"deployment #{dep} of {project} ({kind})"
+                    self._phases = list(phases)
+                    self._status = dict.fromkeys(phases, "pending")
+                case events.PhaseSkipped(phase=phase, reason=reason, status=status):
+                    self._status[phase] = status
+                    self._notes[phase] = reason
+                case events.PhaseStarted(phase=phase, attempt=attempt, reason=reason):
+                    self._status[phase] = "running"
+                    self._notes[phase] = f"attempt {attempt}: {reason}" if attempt > 1 else reason
+                    self._started[phase] = time.monotonic()
+                    self._output.clear()
+                    self._progress = ""
+                case events.PhaseOutput(line=line):
+                    self._output.append(line)
+                case events.PhaseProgress(text=text):
+                    self._progress = text
+                case events.PhaseWarning(text=text):
+                    self.console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False)
+                case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
+                    self._status[phase] = status
+                    self._elapsed[phase] = elapsed
+                    self._notes[phase] = note or ""
+                    self._progress = ""
+                case events.DeploymentFinished():
+                    self._output.clear()
+                    self._progress = ""
+
+    def __rich__(self) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        styles = {"completed": "green", "failed": "red", "running": "cyan",
+                  "interrupted": "yellow", "skipped": "dim", "pending": "dim"}
+        with self._lock:
+            table = Table(title=self._title, title_justify="left", box=None, pad_edge=False)
+            table.add_column("", width=1)
+            table.add_column("phase")
+            table.add_column("state")
+            table.add_column("time", justify="right")
+            table.add_column("", overflow="ellipsis", no_wrap=True)
+            running = None
+            for phase in self._phases:
+                status = self._status.get(phase, "pending")
+                if status == "running":
+                    running = phase
+                    elapsed = time.monotonic() - self._started.get(phase, time.monotonic())
+                else:
+                    elapsed = self._elapsed.get(phase, -1)
+                style = styles.get(status, "")
+                table.add_row(
+                    Text(SYMBOLS.get(status, "?"), style=style),
+                    Text(phase, style=style),
+                    Text(status, style=style),
+                    format_duration(elapsed) if elapsed >= 0 else "",
+                    Text(self._notes.get(phase, ""), style="dim"),
+                )
+            parts: list[RenderableType] = [table]
+            if running:
+                if self._progress:
+                    parts.append(Text(f"  {self._progress}", style="cyan"))
+                for line in self._output:
+                    parts.append(Text(f"  │ {line}", style="dim", no_wrap=True, overflow="ellipsis"))
+            return Group(*parts)
+
+    def close(self) -> None:
+        self._live.refresh()
+        self._live.stop()
+
+
+def make_reporter(stream: TextIO | None = None, live: bool | None = None) -> events.Reporter:
+    stream = stream or sys.stdout
+    if live is None:
+        live = stream.isatty()
+    return LiveRenderer(stream) if live else PlainRenderer(stream)

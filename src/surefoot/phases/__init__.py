@@ -1,0 +1,14 @@
+"""The phases, one module per family. This file stays import-light: ``status`` reads it."""
+
+PHASE_NAMES: tuple[str, ...] = (
+    "preflight",
+    "prerequisites",
+    "configuration",
+    "pull-images",
+    "build",
+    "database-start",
+    "database-migrate",
+    "services-start",
+    "health-wait",
+    "cleanup",
+)

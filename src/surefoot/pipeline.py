@@ -1,0 +1,184 @@
+"""The phase list, what each phase depends on, and the context a phase runs in.
+
+A phase is a function ``run(ctx) -> PhaseResult`` that raises
+:class:`~surefoot.errors.PhaseFailed` when it cannot do its work. It never
+touches the state store; the runner records what happened.
+
+Each phase names the inputs it depends on (:data:`InputName`); the runner
+fingerprints them so that a completed phase is skipped on resume only when
+nothing it depends on has changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from surefoot.compose import Compose, ComposeModel
+from surefoot.config import PhaseSettings, Settings
+from surefoot.phases import PHASE_NAMES
+from surefoot.proc import CancelToken
+
+InputName = Literal[
+    "compose",  # the resolved compose model (compose config)
+    "env",  # the env file's bytes
+    "build-context",  # the files of every build context
+    "images:database",  # image ids of the database services
+    "images:migrate",  # image id of the migration service
+    "images:all",  # image ids of every service
+]
+
+# Folders never worth hashing in a build context.
+_SKIP_DIRS = {".git", ".surefoot", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"}
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    status: Literal["completed", "skipped"]
+    note: str | None = None
+
+
+def done(note: str | None = None) -> PhaseResult:
+    return PhaseResult("completed", note)
+
+
+def skipped(reason: str) -> PhaseResult:
+    return PhaseResult("skipped", reason)
+
+
+class Facts:
+    """Inputs of the deployment, computed on first use and shared by the phases."""
+
+    def __init__(self, settings: Settings, compose: Compose):
+        self.settings = settings
+        self.compose = compose
+        self._model: ComposeModel | None = None
+        self._images: dict[str, str | None] | None = None
+
+    def model(self) -> ComposeModel:
+        if self._model is None:
+            self._model = self.compose.model()
+        return self._model
+
+    def images_changed(self) -> None:
+        """Pull or build ran: image ids must be read again."""
+        self._images = None
+
+    def image_ids(self, services: Iterable[str]) -> dict[str, str | None]:
+        model = self.model()
+        if self._images is None:
+            names = {name: model.image_name(name) for name in model.services}
+            ids = self.compose.image_ids(sorted(set(names.values())))
+            self._images = {service: ids[image] for service, image in names.items()}
+        return {service: self._images.get(service) for service in services}
+
+    def database_services(self) -> list[str]:
+        return list(self.settings.phases.database_start.services)
+
+    def build_services(self) -> list[str]:
+        configured = self.settings.phases.build.services
+        return list(configured) if configured is not None else self.model().build_services()
+
+    def env_digest(self) -> str:
+        env = self.settings.env_file
+        if env is None:
+            return "none"
+        try:
+            return hashlib.sha256(env.read_bytes()).hexdigest()
+        except OSError:
+            return "missing"
+
+    def build_context_digest(self) -> str:
+        model = self.model()
+        digest = hashlib.sha256()
+        for service in sorted(self.build_services()):
+            context = model.build_context(service) if service in model.services else None
+            digest.update(f"service {service}\n".encode())
+            if context is not None:
+                digest.update(_tree_digest(context).encode())
+        return digest.hexdigest()
+
+    def input(self, name: InputName) -> str:
+        if name == "compose":
+            return self.model().digest
+        if name == "env":
+            return self.env_digest()
+        if name == "build-context":
+            return self.build_context_digest()
+        if name == "images:database":
+            return _digest_mapping(self.image_ids(self.database_services()))
+        if name == "images:migrate":
+            service = self.settings.phases.database_migrate.service
+            return _digest_mapping(self.image_ids([service] if service else []))
+        if name == "images:all":
+            return _digest_mapping(self.image_ids(self.model().services))
+        raise AssertionError(name)
+
+
+def _digest_mapping(mapping: dict[str, str | None]) -> str:
+    text = "\n".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _tree_digest(root: Path) -> str:
+    """Cheap content stamp of a folder: every file's path, size and modification time."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            rel = os.path.relpath(path, root)
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class PhaseContext:
+    """What a phase may use. Built by the runner for each phase run."""
+
+    name: str
+    settings: Settings
+    phase_settings: PhaseSettings
+    compose: Compose
+    facts: Facts
+    cancel: CancelToken
+    clock: Callable[[], float]
+    out: Callable[[str], None]  # one line to the phase log and the live view
+    progress: Callable[[str], None]  # a transient status (the streak, the states)
+    warn: Callable[[str], None]
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    name: str
+    run: Callable[[PhaseContext], PhaseResult]
+    depends: tuple[InputName, ...] = ()
+
+
+def build_pipeline() -> list[PhaseSpec]:
+    from surefoot.phases import cleanup, database, health, images, services, system
+
+    pipeline = [
+        PhaseSpec("preflight", system.preflight, ("compose", "env")),
+        PhaseSpec("prerequisites", system.prerequisites),
+        PhaseSpec("configuration", system.configuration, ("env",)),
+        PhaseSpec("pull-images", images.pull, ("compose",)),
+        PhaseSpec("build", images.build, ("compose", "env", "build-context")),
+        PhaseSpec("database-start", database.start, ("compose", "env", "images:database")),
+        PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate")),
+        PhaseSpec("services-start", services.start, ("compose", "env", "images:all")),
+        PhaseSpec("health-wait", health.wait, ("compose",)),
+        PhaseSpec("cleanup", cleanup.prune),
+    ]
+    assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
+    return pipeline
+

@@ -1,0 +1,201 @@
+"""Running child processes that a signal can stop, whole.
+
+Every child runs in its own process group (so a Ctrl-C on the terminal reaches
+surefoot alone, which then decides), dies with surefoot if surefoot is killed
+(``PR_SET_PDEATHSIG``), and is stopped group-wide when the deployment is
+cancelled or its timeout passes. Commands are argument lists, never shell strings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from surefoot.errors import CommandNotFound, CommandTimeout, Interrupted
+
+_PR_SET_PDEATHSIG = 1
+_KILL_GRACE = 5.0
+
+try:
+    _libc: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+except OSError:  # not Linux: children just won't follow surefoot on a kill -9
+    _libc = None
+
+
+def _die_with_parent() -> None:
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class CancelToken:
+    """Set once, by a signal handler; stops every registered child process group."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signum: int | None = None
+        self._children: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._event.set()
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            terminate_group(child)
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Interrupted(self.signum or signal.SIGINT)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once when cancelled (then raise Interrupted)."""
+        if seconds > 0:
+            self._event.wait(seconds)
+        self.check()
+
+    def register(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children.add(child)
+        if self._event.is_set():
+            terminate_group(child)
+
+    def unregister(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children.discard(child)
+
+
+def terminate_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it is still there after a grace."""
+
+    def signal_group(sig: int) -> None:
+        try:
+            os.killpg(child.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    if child.poll() is not None:
+        signal_group(signal.SIGKILL)  # the leader is gone; make sure its group is too
+        return
+    signal_group(signal.SIGTERM)
+
+    def finish() -> None:
+        try:
+            child.wait(_KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        signal_group(signal.SIGKILL)
+
+    threading.Thread(target=finish, daemon=True).start()
+
+
+@dataclass(frozen=True)
+class Captured:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class ProcessRunner:
+    """Starts children on behalf of the phases; the one place that calls ``Popen``."""
+
+    def __init__(self, cancel: CancelToken, env: dict[str, str] | None = None):
+        self.cancel = cancel
+        self.env = env
+
+    def _popen(
+        self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int
+    ) -> subprocess.Popen[bytes]:
+        self.cancel.check()
+        try:
+            return subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except FileNotFoundError:
+            raise CommandNotFound(argv[0]) from None
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        on_line: Callable[[str], None],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        cancellable: bool = True,
+    ) -> int:
+        """Run to completion, handing each output line (stdout and stderr merged) to ``on_line``."""
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT)
+        timed_out = threading.Event()
+        timer = None
+        if timeout is not None:
+
+            def expire() -> None:
+                timed_out.set()
+                terminate_group(child)
+
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
+        if cancellable:
+            self.cancel.register(child)
+        try:
+            assert child.stdout is not None
+            for raw in child.stdout:
+                on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            returncode = child.wait()
+        finally:
+            if timer:
+                timer.cancel()
+            self.cancel.unregister(child)
+            if child.poll() is None:
+                terminate_group(child)
+        if cancellable:
+            self.cancel.check()
+        if timed_out.is_set():
+            raise CommandTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was stopped")
+        return returncode
+
+    def capture(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = 60.0,
+        cancellable: bool = True,
+    ) -> Captured:
+        """Run to completion and return its output (stdout and stderr kept apart)."""
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE)
+        if cancellable:
+            self.cancel.register(child)
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            terminate_group(child)
+            child.communicate()
+            raise CommandTimeout(
+                f"{' '.join(argv[:3])} did not answer within {timeout:g}s"
+            ) from None
+        finally:
+            self.cancel.unregister(child)
+        if cancellable:
+            self.cancel.check()
+        return Captured(child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))

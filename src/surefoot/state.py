@@ -1,0 +1,305 @@
+"""The SQLite state store: deployments, phase runs and events.
+
+The runner is the only writer. Every write is one short transaction, so a kill -9
+at any instant leaves either the old or the new row, never half of one. The schema
+carries a version (``PRAGMA user_version``) and is brought forward by the
+migrations below; a store from a newer surefoot is refused, not guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from surefoot.errors import StateError
+
+SCHEMA_VERSION = 1
+
+# Migration N brings a store from version N-1 to version N.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE deployments (
+        id           INTEGER PRIMARY KEY,
+        project      TEXT NOT NULL,
+        kind         TEXT NOT NULL,          -- fresh | update
+        state        TEXT NOT NULL,          -- running | completed | failed | interrupted
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        pid          INTEGER NOT NULL,
+        host         TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        error        TEXT
+    );
+    CREATE INDEX deployments_project ON deployments (project, id);
+    CREATE TABLE phase_runs (
+        id            INTEGER PRIMARY KEY,
+        deployment_id INTEGER NOT NULL REFERENCES deployments (id),
+        phase         TEXT NOT NULL,
+        attempt       INTEGER NOT NULL,
+        status        TEXT NOT NULL,         -- running | completed | skipped | failed | interrupted
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        exit_code     INTEGER,
+        log_path      TEXT,
+        error         TEXT,
+        reason        TEXT,                  -- why it ran (first run, inputs changed, ...)
+        fingerprint   TEXT                   -- JSON object of input hashes
+    );
+    CREATE INDEX phase_runs_deployment ON phase_runs (deployment_id, phase, id);
+    CREATE TABLE events (
+        id            INTEGER PRIMARY KEY,
+        deployment_id INTEGER REFERENCES deployments (id),
+        at            TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        phase         TEXT,
+        message       TEXT NOT NULL
+    );
+    """,
+}
+
+UNFINISHED = ("running", "failed", "interrupted")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: int
+    project: str
+    kind: str
+    state: str
+    started_at: str
+    finished_at: str | None
+    pid: int
+    host: str
+    user: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    id: int
+    deployment_id: int
+    phase: str
+    attempt: int
+    status: str
+    started_at: str
+    finished_at: str | None
+    exit_code: int | None
+    log_path: str | None
+    error: str | None
+    reason: str | None
+    fingerprint: dict[str, str] | None
+
+
+class StateStore:
+    """A handle on ``state.db``. Open with :meth:`open`; use as a context manager."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self._conn = conn
+
+    # -- opening --------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> StateStore:
+        if not create and not path.exists():
+            raise FileNotFoundError(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{path}: cannot open the state store: {_reason(exc)}") from None
+        store = cls(path, conn)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StateError(
+                f"{path}: the state store is damaged or unreadable ({_reason(exc)}); "
+                "move it aside to start a new history"
+            ) from None
+        return store
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path}: written by a newer surefoot (schema {version}, "
+                f"this one knows {SCHEMA_VERSION}); upgrade surefoot"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._transaction():
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {target}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot write the state store: {_reason(exc)}") from None
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            cursor = self._conn.execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot read the state store: {_reason(exc)}") from None
+
+    # -- deployments ------------------------------------------------------------
+    def create_deployment(self, project: str, kind: str, pid: int, host: str, user: str) -> int:
+        with self._transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO deployments (project, kind, state, started_at, pid, host, user)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (project, kind, now_iso(), pid, host, user),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def set_deployment_state(self, deployment_id: int, state: str, error: str | None = None) -> None:
+        finished = None if state == "running" else now_iso()
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE deployments SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                (state, finished, error, deployment_id),
+            )
+
+    def claim_deployment(self, deployment_id: int, pid: int, host: str) -> None:
+        """A resumed deployment is running again, now under this process."""
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE deployments SET state = 'running', finished_at = NULL, error = NULL,"
+                " pid = ?, host = ? WHERE id = ?",
+                (pid, host, deployment_id),
+            )
+
+    def latest_deployment(self, project: str) -> Deployment | None:
+        rows = self._query(
+            "SELECT * FROM deployments WHERE project = ? ORDER BY id DESC LIMIT 1", (project,)
+        )
+        return Deployment(**dict(rows[0])) if rows else None
+
+    def deployments(self, project: str) -> list[Deployment]:
+        rows = self._query("SELECT * FROM deployments WHERE project = ? ORDER BY id DESC", (project,))
+        return [Deployment(**dict(row)) for row in rows]
+
+    def mark_abandoned(self, deployment: Deployment) -> None:
+        """A holder died (kill -9, power loss): its running phase and deployment were interrupted."""
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE phase_runs SET status = 'interrupted', finished_at = ?,"
+                " error = 'the deploying process died' WHERE deployment_id = ? AND status = 'running'",
+                (now_iso(), deployment.id),
+            )
+            self._conn.execute(
+                "UPDATE deployments SET state = 'interrupted', finished_at = ? WHERE id = ?",
+                (now_iso(), deployment.id),
+            )
+
+    # -- phase runs -------------------------------------------------------------
+    def start_phase(
+        self, deployment_id: int, phase: str, log_path: str | None, reason: str
+    ) -> PhaseRun:
+        with self._transaction():
+            attempt = self._conn.execute(
+                "SELECT COUNT(*) FROM phase_runs WHERE deployment_id = ? AND phase = ?",
+                (deployment_id, phase),
+            ).fetchone()[0] + 1
+            started = now_iso()
+            cursor = self._conn.execute(
+                "INSERT INTO phase_runs (deployment_id, phase, attempt, status, started_at,"
+                " log_path, reason) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (deployment_id, phase, attempt, started, log_path, reason),
+            )
+            assert cursor.lastrowid is not None
+        return PhaseRun(
+            cursor.lastrowid, deployment_id, phase, attempt, "running", started,
+            None, None, log_path, None, reason, None,
+        )
+
+    def finish_phase(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        fingerprint: dict[str, str] | None = None,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE phase_runs SET status = ?, finished_at = ?, fingerprint = ?,"
+                " exit_code = ?, error = ? WHERE id = ?",
+                (
+                    status,
+                    now_iso(),
+                    json.dumps(fingerprint, sort_keys=True) if fingerprint is not None else None,
+                    exit_code,
+                    error,
+                    run_id,
+                ),
+            )
+
+    def phase_runs(self, deployment_id: int) -> list[PhaseRun]:
+        rows = self._query(
+            "SELECT * FROM phase_runs WHERE deployment_id = ? ORDER BY id", (deployment_id,)
+        )
+        runs = []
+        for row in rows:
+            data = dict(row)
+            data["fingerprint"] = json.loads(data["fingerprint"]) if data["fingerprint"] else None
+            runs.append(PhaseRun(**data))
+        return runs
+
+    def latest_runs(self, deployment_id: int) -> dict[str, PhaseRun]:
+        """The newest run of each phase of a deployment."""
+        return {run.phase: run for run in self.phase_runs(deployment_id)}
+
+    # -- events -----------------------------------------------------------------
+    def add_event(
+        self, deployment_id: int | None, kind: str, message: str, phase: str | None = None
+    ) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "INSERT INTO events (deployment_id, at, kind, phase, message) VALUES (?, ?, ?, ?, ?)",
+                (deployment_id, now_iso(), kind, phase, message),
+            )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,125 @@
+"""``surefoot status``: read the store, never wait for the lock, print fast.
+
+Import-light on purpose (no pydantic, no rich): this is the command operators
+run in a loop while a deployment goes on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from surefoot.lock import current_holder
+from surefoot.phases import PHASE_NAMES
+from surefoot.state import StateStore
+
+DONE = ("completed", "skipped")
+
+
+def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
+    """The contract's status object (see DESIGN.md), for one project."""
+    holder = current_holder(state_dir)
+    lock = None if holder is None else {"pid": holder.pid, "host": holder.host, "since": holder.since}
+    db = state_dir / "state.db"
+    deployment = None
+    runs: dict[str, Any] = {}
+    if db.exists():
+        try:
+            with StateStore.open(db, create=False) as store:
+                deployment = store.latest_deployment(project)
+                if deployment is not None:
+                    all_runs = store.phase_runs(deployment.id)
+                    runs = {run.phase: run for run in all_runs}
+        except (FileNotFoundError, sqlite3.Error):
+            deployment = None
+    if deployment is None:
+        return {
+            "project": project,
+            "state": "not-started",
+            "deployment": None,
+            "resume_at": None,
+            "phases": [_phase(name, None, 0, False) for name in PHASE_NAMES],
+            "lock": lock,
+        }
+    state = deployment.state
+    holder_alive = holder is not None
+    if state == "running" and not holder_alive:
+        state = "interrupted"  # its holder died without a word (kill -9, power loss)
+    attempts: dict[str, int] = {}
+    for run in runs.values():
+        attempts[run.phase] = run.attempt
+    phases = [_phase(name, runs.get(name), attempts.get(name, 0), holder_alive) for name in PHASE_NAMES]
+    resume_at = None
+    if state != "completed":
+        resume_at = next((p["name"] for p in phases if p["status"] not in DONE), None)
+    return {
+        "project": project,
+        "state": state,
+        "deployment": {
+            "id": deployment.id,
+            "kind": deployment.kind,
+            "started_at": deployment.started_at,
+            "finished_at": deployment.finished_at,
+            "host": deployment.host,
+            "user": deployment.user,
+            "error": deployment.error,
+        },
+        "resume_at": resume_at,
+        "phases": phases,
+        "lock": lock,
+    }
+
+
+def _phase(name: str, run: Any, attempts: int, holder_alive: bool) -> dict[str, Any]:
+    if run is None:
+        return {"name": name, "status": "pending", "started_at": None, "finished_at": None,
+                "attempts": 0, "error": None, "log": None}
+    status = run.status
+    if status == "running" and not holder_alive:
+        status = "interrupted"
+    return {
+        "name": name,
+        "status": status,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "attempts": attempts,
+        "error": run.error,
+        "log": run.log_path,
+    }
+
+
+def _clock(iso: str | None) -> str:
+    return iso.replace("T", " ")[:19] if iso else ""
+
+
+def render_status(status: dict[str, Any]) -> str:
+    lines = []
+    dep = status["deployment"]
+    head = f"{status['project']}: {status['state']}"
+    if dep:
+        head += f" (deployment #{dep['id']}, {dep['kind']}, started {_clock(dep['started_at'])} UTC"
+        head += f" by {dep['user']}@{dep['host']})"
+    lines.append(head)
+    if status["lock"]:
+        lock = status["lock"]
+        lines.append(f"locked by pid {lock['pid']} on {lock['host']} since {_clock(lock['since'])} UTC")
+    lines.append("")
+    width = max(len(name) for name in PHASE_NAMES)
+    next_phase = status["resume_at"]
+    lines.append(f"  {'phase':<{width}}  {'status':<11}  {'started (UTC)':<19}  {'finished (UTC)':<19}  tries")
+    for phase in status["phases"]:
+        label = phase["status"]
+        if phase["name"] == next_phase and status["state"] != "running":
+            label = "next" if label == "pending" else f"{label}"
+        mark = ">" if phase["name"] == next_phase else " "
+        lines.append(
+            f"{mark} {phase['name']:<{width}}  {label:<11}  {_clock(phase['started_at']):<19}  "
+            f"{_clock(phase['finished_at']):<19}  {phase['attempts'] or ''}"
+        )
+        if phase["error"] and phase["status"] in ("failed", "interrupted"):
+            lines.append(f"  {'':<{width}}  {phase['error']}")
+    if next_phase and status["state"] in ("failed", "interrupted"):
+        lines.append("")
+        lines.append(f"`surefoot deploy` resumes at {next_phase}.")
+    return "\n".join(lines)
