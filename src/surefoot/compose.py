@@ -150,8 +150,10 @@ class Compose:
         on_line: Callable[[str], None],
         *,
         timeout: float | None = None,
+        echo: bool = True,
     ) -> int:
-        on_line("$ " + " ".join(args))
+        if echo:
+            on_line("$ " + " ".join(args))
         return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout)
 
     def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
@@ -193,6 +195,11 @@ class Compose:
             ref, _, image_id = line.rpartition(" ")
             known[ref] = image_id
         return {image: known.get(normalize_image(image)) for image in images}
+
+    def wait(self, container: str) -> int:
+        """Wait for a container to stop and return its exit code, as the engine reports it."""
+        text = self.check(self.docker_argv("wait", container), f"docker wait {container}", None)
+        return int(text.strip().splitlines()[-1])
 
     def remove_containers(self, names: Sequence[str]) -> None:
         """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""

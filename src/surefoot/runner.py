@@ -174,7 +174,9 @@ class Runner:
             phase_settings = self.settings.phases.for_phase(spec.name)
             last = previous.get(spec.name)
             if not phase_settings.enabled:
-                self._record_disabled(store, deployment_id, spec.name)
+                if last is None or last.status != "skipped" or last.reason != "disabled":
+                    self._record_disabled(store, deployment_id, spec.name)
+                self.reporter.emit(events.PhaseSkipped(spec.name, "disabled in surefoot.toml", "skipped"))
                 continue
             if last is None:
                 reason = "first run"
@@ -199,7 +201,6 @@ class Runner:
     def _record_disabled(self, store: StateStore, deployment_id: int, name: str) -> None:
         run = store.start_phase(deployment_id, name, None, "disabled")
         store.finish_phase(run.id, "skipped", fingerprint={})
-        self.reporter.emit(events.PhaseSkipped(name, "disabled in surefoot.toml", "skipped"))
 
     def _fingerprint(self, spec: PhaseSpec) -> dict[str, str]:
         values = {"settings": settings_digest(self.settings.phases.for_phase(spec.name))}

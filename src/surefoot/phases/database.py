@@ -65,12 +65,21 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
         ctx.out(f"removing {len(leftovers)} one-off container(s) left by an earlier attempt")
         ctx.compose.remove_containers(leftovers)
     name = f"{ctx.settings.project_name}-surefoot-migrate"
-    argv = ctx.compose.argv(
-        "run", "--rm", "--no-TTY", "--no-deps", "--name", name,
+    # Started detached and followed with `docker logs`, the exit code read with
+    # `docker wait`: an attached `compose run` reports exit 0 for a failed command
+    # on some engine and compose pairings (seen: engine 20.10 with compose 2.40).
+    start = ctx.compose.argv(
+        "run", "--detach", "--no-deps", "--name", name,
         "--label", f"{ONEOFF_LABEL}=migrate", settings.service, *settings.command,
     )
+    ctx.out("$ " + " ".join(start))
     try:
-        code = ctx.compose.stream(argv, ctx.out, timeout=settings.timeout)
+        ctx.compose.check(start, "starting the migration container")
+        ctx.compose.stream(
+            ctx.compose.docker_argv("logs", "--follow", name), ctx.out, timeout=settings.timeout,
+            echo=False,
+        )
+        code = ctx.compose.wait(name)
     finally:
         ctx.compose.remove_containers([name])
     if code != 0:
