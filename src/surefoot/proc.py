@@ -116,9 +116,10 @@ class ProcessRunner:
         self.env = env
 
     def _popen(
-        self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int
+        self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int, cancellable: bool
     ) -> subprocess.Popen[bytes]:
-        self.cancel.check()
+        if cancellable:
+            self.cancel.check()
         try:
             return subprocess.Popen(
                 list(argv),
@@ -143,7 +144,7 @@ class ProcessRunner:
         cancellable: bool = True,
     ) -> int:
         """Run to completion, handing each output line (stdout and stderr merged) to ``on_line``."""
-        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT)
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT, cancellable)
         timed_out = threading.Event()
         timer = None
         if timeout is not None:
@@ -183,7 +184,7 @@ class ProcessRunner:
         cancellable: bool = True,
     ) -> Captured:
         """Run to completion and return its output (stdout and stderr kept apart)."""
-        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE)
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE, cancellable)
         if cancellable:
             self.cancel.register(child)
         try:

@@ -1,0 +1,102 @@
+"""Configuration loading: defaults, and errors that name the file, the key and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from surefoot.config import default_project_name, load_settings
+from surefoot.errors import ConfigError
+
+
+def surefoot(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "surefoot", "-C", str(cwd), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "My Shop"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text("services:\n  web:\n    image: nginx\n")
+    return folder
+
+
+def test_defaults_come_from_the_folder(project: Path) -> None:
+    (project / "compose.override.yaml").write_text("services: {}\n")
+    settings = load_settings(project)
+    assert settings.project_name == "myshop"
+    assert [f.name for f in settings.compose_files] == ["compose.yaml", "compose.override.yaml"]
+    assert settings.env_file is None
+    assert settings.config_path is None
+    assert settings.phases.health_wait.consecutive == 3
+    assert settings.phases.health_wait.interval == 2.0
+
+
+def test_values_are_parsed(project: Path) -> None:
+    (project / "surefoot.toml").write_text(
+        '[project]\nname = "shop"\nenv_file = ".env.production"\n'
+        '[phases.health-wait]\nurl = "http://127.0.0.1:8080/health"\ninterval = "1m30s"\n'
+        'consecutive = 5\n[phases.cleanup]\nenabled = false\n'
+    )
+    settings = load_settings(project)
+    assert settings.project_name == "shop"
+    assert settings.env_file == project.resolve() / ".env.production"
+    assert settings.phases.health_wait.interval == 90.0
+    assert settings.phases.health_wait.consecutive == 5
+    assert settings.phases.for_phase("cleanup").enabled is False
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[project\nname = 1", "invalid TOML"),
+        ('[project]\nname = "shop"\ncolour = "red"\n', "project.colour: unknown key"),
+        ("[phases.health-wait]\nconsecutive = \"many\"\n", "phases.health-wait.consecutive: Input should be a valid integer"),
+        ('[phases.health-wait]\ninterval = "soon"\n', "phases.health-wait.interval: 'soon' is not a duration"),
+        ('[phases.health-wait]\nurl = "ftp://x"\n', "phases.health-wait.url: String should match pattern"),
+        ('[project]\ncompose_files = ["missing.yaml"]\n', "project.compose_files[0]: file not found"),
+        ('[project]\nname = "Bad Name"\n', "project.name: 'Bad Name' is not a valid compose project name"),
+        ('[phases.database-migrate]\ncommand = ["migrate"]\n', "phases.database-migrate.service: required"),
+        ("[phases.warp-drive]\n", "phases.warp-drive: unknown key"),
+    ],
+)
+def test_bad_configuration_is_a_one_line_reason_and_exit_2(project: Path, toml: str, expected: str) -> None:
+    config = project / "surefoot.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert expected in str(caught.value)
+    assert str(config) in str(caught.value)
+
+    result = surefoot(project, "deploy")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert expected in lines[0]
+
+
+def test_missing_compose_file_and_missing_config_given_with_c(tmp_path: Path) -> None:
+    result = surefoot(tmp_path, "deploy")
+    assert result.returncode == 2
+    assert "no compose file found" in result.stderr
+    result = surefoot(tmp_path, "-c", str(tmp_path / "nope.toml"), "deploy")
+    assert result.returncode == 2
+    assert "configuration file not found" in result.stderr
+
+
+def test_usage_errors_exit_2(project: Path) -> None:
+    assert surefoot(project, "launch").returncode == 2
+    assert surefoot(project, "deploy", "--turbo").returncode == 2
+    both = surefoot(project, "deploy", "--fresh", "--resume")
+    assert both.returncode == 2
+    assert "cannot be used together" in both.stderr
+
+
+def test_folder_names_become_compose_project_names() -> None:
+    assert default_project_name(Path("/srv/My_Shop-2")) == "my_shop-2"
+    assert default_project_name(Path("/srv/--x")) == "x"
