@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, Project, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.example]

@@ -118,7 +118,7 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
             f"deployment #{outcome.deployment_id} interrupted; resume with: {resume_cmd}", err=True
         )
         return ExitCode.INTERRUPTED
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     err.write(f"\nphase {outcome.failed_phase} failed: {outcome.error}\n")
     if outcome.tail:
         err.write(f"last {len(outcome.tail)} lines of its log:\n")
@@ -165,4 +165,4 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return ExitCode.OK
-    return result if isinstance(result, int) else ExitCode.OK
+    return int(result) if isinstance(result, int) else ExitCode.OK

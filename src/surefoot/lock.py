@@ -7,6 +7,7 @@ killed holder, so readers trust it only while the lock itself is held.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -90,10 +91,8 @@ class ProjectLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             self.info_path.unlink(missing_ok=True)
-        except OSError:
-            pass
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None

@@ -8,6 +8,7 @@ cancelled or its timeout passes. Commands are argument lists, never shell string
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -81,10 +82,8 @@ def terminate_group(child: subprocess.Popen[bytes]) -> None:
     """SIGTERM the child's process group, then SIGKILL it if it is still there after a grace."""
 
     def signal_group(sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     if child.poll() is not None:
         signal_group(signal.SIGKILL)  # the leader is gone; make sure its group is too
@@ -92,10 +91,8 @@ def terminate_group(child: subprocess.Popen[bytes]) -> None:
     signal_group(signal.SIGTERM)
 
     def finish() -> None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(_KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            pass
         signal_group(signal.SIGKILL)
 
     threading.Thread(target=finish, daemon=True).start()

@@ -21,7 +21,7 @@ from typing import IO
 
 from surefoot import events
 from surefoot.compose import Compose, Target
-from surefoot.config import Settings
+from surefoot.config import PhaseSettings, Settings
 from surefoot.errors import Interrupted, PhaseFailed
 from surefoot.lock import ProjectLock
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline
@@ -84,9 +84,8 @@ def _who() -> str:
         return str(os.getuid())
 
 
-def settings_digest(model: object) -> str:
-    dump = getattr(model, "model_dump_json")()  # a pydantic model
-    return hashlib.sha256(dump.encode()).hexdigest()
+def settings_digest(model: PhaseSettings) -> str:
+    return hashlib.sha256(model.model_dump_json().encode()).hexdigest()
 
 
 @dataclass

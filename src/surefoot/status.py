@@ -107,7 +107,8 @@ def render_status(status: dict[str, Any]) -> str:
     lines.append("")
     width = max(len(name) for name in PHASE_NAMES)
     next_phase = status["resume_at"]
-    lines.append(f"  {'phase':<{width}}  {'status':<11}  {'started (UTC)':<19}  {'finished (UTC)':<19}  tries")
+    header = f"  {'phase':<{width}}  {'status':<11}  {'started (UTC)':<19}  {'finished (UTC)':<19}  tries"
+    lines.append(header)
     for phase in status["phases"]:
         label = phase["status"]
         if phase["name"] == next_phase and status["state"] != "running":

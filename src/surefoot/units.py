@@ -43,7 +43,7 @@ def format_duration(seconds: float) -> str:
     """Short human form: ``0.4s``, ``12s``, ``3m05s``, ``1h02m``."""
     if seconds < 10:
         return f"{seconds:.1f}s"
-    total = int(round(seconds))
+    total = round(seconds)
     if total < 60:
         return f"{total}s"
     minutes, secs = divmod(total, 60)
