@@ -90,7 +90,7 @@ def deploy(opts: GlobalOptions, fresh: bool, resume: bool, yes: bool) -> int:
     cancel = CancelToken()
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     reporter = make_reporter()
     try:

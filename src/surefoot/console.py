@@ -75,7 +75,7 @@ class LiveRenderer:
         from rich.live import Live
 
         self.console = Console(file=stream or sys.stdout)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._phases: list[str] = []
         self._status: dict[str, str] = {}
         self._notes: dict[str, str] = {}
@@ -88,6 +88,10 @@ class LiveRenderer:
         self._live.start()
 
     def emit(self, event: events.Event) -> None:
+        if isinstance(event, events.PhaseWarning):
+            # Printed above the live table; outside our lock, since printing renders the table.
+            self.console.print(f"[yellow]warning:[/] {event.text}", markup=True, highlight=False)
+            return
         with self._lock:
             match event:
                 case events.DeploymentStarted(deployment_id=dep, project=project, kind=kind, phases=phases):
@@ -107,8 +111,6 @@ class LiveRenderer:
                     self._output.append(line)
                 case events.PhaseProgress(text=text):
                     self._progress = text
-                case events.PhaseWarning(text=text):
-                    self.console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False)
                 case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
                     self._status[phase] = status
                     self._elapsed[phase] = elapsed

@@ -223,7 +223,7 @@ class Runner:
             self.reporter.emit(events.PhaseOutput(name, log.write(line)))
 
         def warn(text: str) -> None:
-            text = log.write("WARNING: " + text)
+            text = log.write("WARNING: " + text).removeprefix("WARNING: ")
             self.reporter.emit(events.PhaseWarning(name, text))
             store.add_event(deployment_id, "warning", text, name)
 
