@@ -116,7 +116,7 @@ def test_database_that_exits_fails_at_once_with_its_logs(stack: Project) -> None
     stack.write("compose.yaml", compose)
     result = stack.run("deploy")
     assert result.returncode == 1
-    assert "database service db exited with code 7" in result.stderr
+    assert "a database service is not ready: db exited with code 7" in result.stderr
     assert "disk full, giving up" in result.stderr
     assert stack.status()["resume_at"] == "database-start"
 
@@ -129,6 +129,6 @@ def test_health_gate_failure_is_resumable(stack: Project) -> None:
     stack.write("surefoot.toml", config)
     result = stack.run("deploy")
     assert result.returncode == 1
-    assert "did not pass 2 times in a row" in result.stderr
+    assert "the health gate failed: health: 2 passes in a row not reached within 2s" in result.stderr
     assert "body lacks" in result.stderr
     assert stack.status()["resume_at"] == "health-wait"

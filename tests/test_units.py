@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from surefoot.compose import ComposeModel, Target, compose_args, normalize_image, parse_ps
-from surefoot.health import ProbeResult, Streak, run_gate
+from surefoot.health import GateResult, Probe, ProbeResult, Streak, WatchAlarm, json_field, run_gate
 from surefoot.secrets import MASK, Redactor, parse_env_text
 from surefoot.units import format_duration, parse_duration
+from surefoot.watch import ContainerHealth, alarm_for, parse_inspect
 
 
 @pytest.mark.parametrize(
@@ -78,6 +82,14 @@ def test_streak_resets_on_failure() -> None:
         False, False, False, False, False, True
     ]
     assert streak.attempts == 6
+    assert streak.failures == 0
+
+
+def test_streak_counts_consecutive_failures() -> None:
+    streak = Streak(2)
+    for ok in (False, False, True, False):
+        streak.record(ok)
+    assert (streak.passes, streak.failures) == (0, 1)
 
 
 class FakeClock:
@@ -91,31 +103,109 @@ class FakeClock:
         self.now += seconds
 
 
+def scripted(outcomes: list[bool]) -> Callable[[], ProbeResult]:
+    values = iter(outcomes)
+    return lambda: ProbeResult(next(values), "scripted")
+
+
+def gate(clock: FakeClock, *probes: Probe, **kwargs: Any) -> tuple[GateResult, list[tuple[str, int, float]]]:
+    seen: list[tuple[str, int, float]] = []
+    result = run_gate(probes, clock=clock, sleep=clock.sleep,
+                      report=lambda run: seen.append((run.probe.name, run.streak.passes, run.elapsed)),
+                      **kwargs)
+    return result, seen
+
+
 def test_gate_passes_after_consecutive_passes_without_an_initial_sleep() -> None:
     clock = FakeClock()
-    outcomes = iter([False, True, False, True, True, True])
-    seen: list[tuple[int, float]] = []
-    result = run_gate(
-        lambda: ProbeResult(next(outcomes), ""),
-        consecutive=3, interval=2.0, timeout=60, clock=clock, sleep=clock.sleep,
-        report=lambda streak, probe, elapsed: seen.append((streak.passes, elapsed)),
-    )
+    probe = Probe("api", scripted([False, True, False, True, True, True]), consecutive=3, interval=2.0,
+                  timeout=60)
+    result, seen = gate(clock, probe)
     assert result.passed
-    assert result.attempts == 6
-    assert seen[0] == (0, 0.0)  # the first probe goes out at once
-    assert seen[-1] == (3, 10.0)
+    assert seen[0] == ("api", 0, 0.0)  # the first probe goes out at once
+    assert seen[-1] == ("api", 3, 10.0)
+    assert len(seen) == 6
 
 
 def test_gate_gives_up_at_its_timeout() -> None:
     clock = FakeClock()
-    result = run_gate(
-        lambda: ProbeResult(False, "connection refused"),
-        consecutive=3, interval=2.0, timeout=9.0, clock=clock, sleep=clock.sleep,
-        report=lambda *args: None,
-    )
+    probe = Probe("api", lambda: ProbeResult(False, "connection refused"), consecutive=3, interval=2.0,
+                  timeout=9.0)
+    result, seen = gate(clock, probe)
     assert not result.passed
-    assert result.attempts == 5  # at 0, 2, 4, 6 and 8 seconds
-    assert result.last == ProbeResult(False, "connection refused")
+    assert len(seen) == 5  # at 0, 2, 4, 6 and 8 seconds
+    assert result.reason == "api: 3 passes in a row not reached within 9s, last: connection refused"
+
+
+def test_one_failure_in_five_passes_with_a_failure_limit_of_two() -> None:
+    clock = FakeClock()
+    pattern = [True, True, False, True, True, True, True]  # a blip, then a clean streak
+    probe = Probe("api", scripted(pattern), consecutive=3, interval=1.0, timeout=60, failure_limit=2)
+    result, _ = gate(clock, probe)
+    assert result.passed
+
+
+def test_a_failure_limit_ends_the_gate_early() -> None:
+    clock = FakeClock()
+    probe = Probe("api", scripted([True, False, False, True]), consecutive=3, interval=1.0, timeout=60,
+                  failure_limit=2)
+    result, seen = gate(clock, probe)
+    assert not result.passed
+    assert len(seen) == 3
+    assert result.reason is not None and "2 consecutive failures (limit 2)" in result.reason
+
+
+def test_grace_delays_the_first_probe_and_probes_run_side_by_side() -> None:
+    clock = FakeClock()
+    slow = Probe("db", scripted([True] * 3), consecutive=3, interval=1.0, timeout=60, grace=5.0)
+    fast = Probe("api", scripted([True] * 3), consecutive=3, interval=1.0, timeout=60)
+    result, seen = gate(clock, slow, fast)
+    assert result.passed
+    assert [name for name, _, _ in seen] == ["api", "api", "api", "db", "db", "db"]
+    assert seen[3][2] == 5.0
+    assert result.elapsed == 7.0
+
+
+def test_the_watch_ends_the_gate_at_once() -> None:
+    clock = FakeClock()
+    alarms = iter([None, None, WatchAlarm("api", "exited with code 1")])
+    probe = Probe("api", lambda: ProbeResult(False, "refused"), consecutive=3, interval=1.0, timeout=120)
+    result, _ = gate(clock, probe, watch=lambda: next(alarms), watch_interval=1.0)
+    assert not result.passed
+    assert result.service == "api"
+    assert result.elapsed == 2.0  # a small fraction of the 120 s timeout
+    assert result.reason == "api exited with code 1"
+
+
+def test_container_alarms() -> None:
+    base = ContainerHealth("api", "shop-api-1", "running", "healthy", 0, 0, False)
+    assert alarm_for(base, 0) is None
+    assert alarm_for(replace(base, status="exited", exit_code=3), 0) == "exited with code 3"
+    assert alarm_for(replace(base, status="exited", exit_code=0), 0) is None  # a finished job
+    assert alarm_for(replace(base, restarts=2), 0) == "restarted 2 time(s) during the wait"
+    assert alarm_for(replace(base, health="unhealthy"), 0) == "turned unhealthy (its compose healthcheck fails)"
+    assert alarm_for(replace(base, oom_killed=True), 0) == "was killed for lack of memory (OOM)"
+    assert alarm_for(replace(base, status="restarting", exit_code=1), 0) == "is restarting (last exit code 1)"
+
+
+def test_parse_inspect_skips_one_off_containers() -> None:
+    items = [
+        {"Name": "/shop-api-1", "RestartCount": 1,
+         "State": {"Status": "running", "Health": {"Status": "starting"}, "OOMKilled": False},
+         "Config": {"Labels": {"com.docker.compose.service": "api"}}},
+        {"Name": "/shop-api-run-1", "State": {"Status": "exited", "ExitCode": 1},
+         "Config": {"Labels": {"com.docker.compose.service": "api", "com.docker.compose.oneoff": "True"}}},
+    ]
+    (only,) = parse_inspect(items)
+    assert (only.name, only.health, only.restarts, only.ready) == ("shop-api-1", "starting", 1, False)
+
+
+def test_json_fields() -> None:
+    document = {"status": "healthy", "checks": [{"ok": True}]}
+    assert json_field(document, "status") == "healthy"
+    assert json_field(document, "checks.0.ok") is True
+    with pytest.raises(KeyError):
+        json_field(document, "checks.1.ok")
 
 
 def test_env_parsing_and_redaction(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ class ContainerState:
     state: str  # running, exited, restarting, created, ...
     health: str  # healthy, unhealthy, starting, or "" without a healthcheck
     exit_code: int
+    id: str = ""
 
     @property
     def ready(self) -> bool:
@@ -80,6 +81,7 @@ def parse_ps(text: str) -> list[ContainerState]:
             state=item.get("State", "").lower(),
             health=item.get("Health", "").lower(),
             exit_code=int(item.get("ExitCode") or 0),
+            id=item.get("ID", ""),
         )
         for item in items
     ]
@@ -200,6 +202,16 @@ class Compose:
         """Wait for a container to stop and return its exit code, as the engine reports it."""
         text = self.check(self.docker_argv("wait", container), f"docker wait {container}", None)
         return int(text.strip().splitlines()[-1])
+
+    def inspect(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """``docker inspect`` of containers; ones that vanished meanwhile are left out."""
+        if not ids:
+            return []
+        result = self.capture(self.docker_argv("inspect", *ids))
+        try:
+            return list(json.loads(result.stdout or "[]"))
+        except ValueError:
+            return []
 
     def remove_containers(self, names: Sequence[str]) -> None:
         """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""

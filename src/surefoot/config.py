@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from surefoot.errors import ConfigError
 from surefoot.units import parse_duration
@@ -30,6 +30,9 @@ _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+HttpURL = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+JsonValue = str | int | float | bool
 ServiceName = Annotated[str, Field(min_length=1)]
 
 
@@ -60,20 +63,109 @@ class DatabaseStartSettings(PhaseSettings):
     timeout: Duration = 120.0
 
 
+class BackupSettings(_Strict):
+    service: ServiceName  # the command runs in this service's running container
+    command: list[str] = Field(min_length=1)  # its standard output is the backup
+    timeout: Duration = 600.0
+
+
 class MigrateSettings(PhaseSettings):
     service: ServiceName | None = None
     command: list[str] | None = Field(default=None, min_length=1)
     timeout: Duration = 600.0
+    backup: BackupSettings | None = None  # runs before the migration; kept per release
+
+
+class ProbeSettings(_Strict):
+    """One probe of a health gate. Its type follows from its keys unless ``type`` says."""
+
+    name: str | None = None
+    type: Literal["http", "tcp", "container", "command"] | None = None
+    # http(s)
+    url: HttpURL | None = None
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    expect_body: str | None = None
+    expect_json: dict[str, JsonValue] | None = None  # {"status" = "healthy", "db.ok" = true}
+    insecure: bool = False  # accept a self-signed or otherwise untrusted certificate
+    ca_file: str | None = None  # trust this CA too
+    # tcp
+    host: str = "127.0.0.1"
+    port: Port | None = None
+    # container state, or a command (in the service's container when service is set)
+    service: ServiceName | None = None
+    command: list[str] | None = Field(default=None, min_length=1)
+    # timing
+    request_timeout: Duration = 5.0
+    consecutive: Positive = 3
+    interval: Duration = 2.0
+    grace: Duration = 0.0
+    timeout: Duration = 120.0
+    failure_limit: Positive | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("type"):
+            return data
+        for key, kind in (("url", "http"), ("port", "tcp"), ("command", "command"), ("service", "container")):
+            if data.get(key) is not None:
+                return {**data, "type": kind}
+        raise ValueError("a probe needs url (http), port (tcp), command, or service (container state)")
+
+    @model_validator(mode="after")
+    def _check_type(self) -> ProbeSettings:
+        needs = {"http": "url", "tcp": "port", "container": "service", "command": "command"}
+        if self.type is not None and getattr(self, needs[self.type]) is None:
+            raise ValueError(f"a {self.type} probe needs {needs[self.type]}")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return {"http": self.url, "tcp": f"{self.host}:{self.port}", "container": self.service,
+                "command": self.service or "command"}.get(self.type or "") or "probe"
 
 
 class HealthWaitSettings(PhaseSettings):
-    url: str | None = Field(default=None, pattern=r"^https?://")
+    # The shorthand for one HTTP probe (the original's gate), named "health".
+    url: HttpURL | None = None
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     expect_body: str | None = None
+    expect_json: dict[str, JsonValue] | None = None
+    insecure: bool = False
+    ca_file: str | None = None
     consecutive: Positive = 3
     interval: Duration = 2.0
     request_timeout: Duration = 5.0
+    grace: Duration = 0.0
     timeout: Duration = 120.0
+    failure_limit: Positive | None = None
+    # More probes, each with its own timing.
+    probes: list[ProbeSettings] = []
+    fail_fast: bool = True  # end the wait when a container exits, restarts or turns unhealthy
+
+    def all_probes(self) -> list[ProbeSettings]:
+        probes = list(self.probes)
+        if self.url:
+            shorthand = self.model_dump(
+                include={"url", "expect_status", "expect_body", "expect_json", "insecure", "ca_file",
+                         "consecutive", "interval", "request_timeout", "grace", "timeout",
+                         "failure_limit"}
+            )
+            probes.insert(0, ProbeSettings(name="health", type="http", **shorthand))
+        return probes
+
+
+class VerifySettings(PhaseSettings):
+    urls: list[ProbeSettings] = []  # http probes; consecutive passes as in the gate
+    tls_warn_days: Annotated[int, Field(ge=0)] = 30
+    containers: bool = True  # every service's containers running and healthy
+
+
+class RollbackSection(_Strict):
+    automatic: bool = True  # restore the previous release when services-start or health-wait fails
+    keep_releases: Positive = 5  # releases whose images cleanup keeps
 
 
 class PhasesSection(_Strict):
@@ -89,6 +181,7 @@ class PhasesSection(_Strict):
     services_start: PhaseSettings = Field(default=PhaseSettings(), alias="services-start")
     health_wait: HealthWaitSettings = Field(default=HealthWaitSettings(), alias="health-wait")
     cleanup: PhaseSettings = PhaseSettings()
+    verify: VerifySettings = VerifySettings()
 
     def for_phase(self, name: str) -> PhaseSettings:
         value = getattr(self, name.replace("-", "_"))
@@ -99,6 +192,7 @@ class PhasesSection(_Strict):
 class ConfigFile(_Strict):
     project: ProjectSection = ProjectSection()
     phases: PhasesSection = PhasesSection()
+    rollback: RollbackSection = field(default_factory=RollbackSection)
 
 
 @dataclass(frozen=True)
@@ -111,6 +205,7 @@ class Settings:
     compose_files: tuple[Path, ...]
     env_file: Path | None
     phases: PhasesSection
+    rollback: RollbackSection = field(default_factory=RollbackSection)
 
 
 def default_project_name(project_dir: Path) -> str:
@@ -232,4 +327,5 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
         compose_files=tuple(f.resolve() for f in compose_files),
         env_file=env_file.resolve() if env_file else None,
         phases=parsed.phases,
+        rollback=parsed.rollback,
     )

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from surefoot.compose import ContainerState
 from surefoot.errors import PhaseFailed
+from surefoot.gates import run_probes
+from surefoot.health import Probe
 from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
 from surefoot.units import format_duration
+from surefoot.watch import ContainerWatch
 
 POLL_INTERVAL = 0.5
 ONEOFF_LABEL = "io.surefoot.oneoff"
-
-
-def _states_line(states: dict[str, ContainerState | None]) -> str:
-    return ", ".join(
-        f"{service}: {state.describe() if state else 'no container'}"
-        for service, state in states.items()
-    )
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
@@ -27,32 +22,13 @@ def start(ctx: PhaseContext) -> PhaseResult:
     if code != 0:
         raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})",
                           exit_code=code)
-    began = ctx.clock()
-    last_line = ""
-    while True:
-        found = {c.service: c for c in ctx.compose.ps(services)}
-        states = {service: found.get(service) for service in services}
-        elapsed = ctx.clock() - began
-        line = _states_line(states)
-        if line != last_line:
-            ctx.out(line)
-            last_line = line
-        ctx.progress(f"{line} ({format_duration(elapsed)} of {format_duration(settings.timeout)})")
-        broken = [s for s in states.values() if s is not None and s.broken]
-        if broken:
-            for state in broken:
-                ctx.out(f"--- last log lines of {state.service} ---")
-                for log_line in ctx.compose.logs_tail(state.service, 20):
-                    ctx.out(log_line)
-            first = broken[0]
-            raise PhaseFailed(f"database service {first.service} {first.describe()}")
-        if all(s is not None and s.ready for s in states.values()):
-            return done(line)
-        if elapsed > settings.timeout:
-            raise PhaseFailed(
-                f"database services not ready within {format_duration(settings.timeout)}: {line}"
-            )
-        ctx.cancel.sleep(POLL_INTERVAL)
+    watch = ContainerWatch(ctx.compose, services)
+    probes = [
+        Probe(service, watch.probe(service), consecutive=1, interval=POLL_INTERVAL, timeout=settings.timeout)
+        for service in services
+    ]
+    result = run_probes(ctx, probes, watch=watch, what="a database service is not ready")
+    return done(f"{', '.join(services)} ready in {format_duration(result.elapsed)}")
 
 
 def migrate(ctx: PhaseContext) -> PhaseResult:

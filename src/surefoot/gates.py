@@ -1,0 +1,111 @@
+"""Health gates assembled from the configuration, run on behalf of a phase.
+
+Used by database-start, health-wait, verify and rollback: the probes come from
+:class:`~surefoot.config.ProbeSettings`, the fail-fast watch from the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from surefoot.config import ProbeSettings
+from surefoot.errors import PhaseFailed
+from surefoot.health import (
+    GateResult,
+    Probe,
+    ProbeResult,
+    ProbeRun,
+    http_probe,
+    run_gate,
+    tcp_probe,
+    tls_context,
+)
+from surefoot.pipeline import PhaseContext
+from surefoot.watch import ContainerWatch
+
+
+def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch) -> Probe:
+    check = _check_for(settings, ctx, watch)
+
+    def guarded() -> ProbeResult:
+        ctx.cancel.check()
+        return check()
+
+    return Probe(
+        name=settings.label,
+        check=guarded,
+        consecutive=settings.consecutive,
+        interval=settings.interval,
+        timeout=settings.timeout,
+        grace=settings.grace,
+        failure_limit=settings.failure_limit,
+    )
+
+
+def _check_for(
+    settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch
+) -> Callable[[], ProbeResult]:
+    timeout = settings.request_timeout
+    if settings.type == "http":
+        url = settings.url or ""
+        context = None
+        if url.startswith("https://"):
+            ca_file = str(ctx.settings.project_dir / settings.ca_file) if settings.ca_file else None
+            context = tls_context(settings.insecure, ca_file)
+        return lambda: http_probe(url, settings.expect_status, settings.expect_body, timeout,
+                                  expect_json=settings.expect_json, context=context)
+    if settings.type == "tcp":
+        host, port = settings.host, settings.port or 0
+        return lambda: tcp_probe(host, port, timeout)
+    if settings.type == "container":
+        return watch.probe(settings.service or "")
+    command = list(settings.command or [])
+    service = settings.service
+
+    def run_command() -> ProbeResult:
+        if service:
+            running = [c for c in ctx.compose.ps([service], all=False) if c.id]
+            if not running:
+                return ProbeResult(False, f"no running container of {service}")
+            argv = ctx.compose.docker_argv("exec", running[0].id, *command)
+        else:
+            argv = command
+        result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
+        if result.returncode == 0:
+            return ProbeResult(True, "exit 0")
+        last = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        return ProbeResult(False, f"exit {result.returncode}" + (f": {last[-1]}" if last else ""))
+
+    return run_command
+
+
+
+def run_probes(
+    ctx: PhaseContext,
+    probes: Sequence[Probe],
+    *,
+    watch: ContainerWatch | None,
+    what: str,
+) -> GateResult:
+    """Run a gate with live progress per probe; on failure, show why and fail the phase."""
+    latest: dict[str, str] = {}
+
+    def report(run: ProbeRun) -> None:
+        text = run.describe()
+        ctx.out(text)
+        latest[run.probe.name] = text
+        ctx.progress("; ".join(latest.values()))
+
+    result = run_gate(probes, clock=ctx.clock, sleep=ctx.cancel.sleep, report=report, watch=watch)
+    if result.passed:
+        return result
+    if result.service:
+        ctx.out(f"--- last log lines of {result.service} ---")
+        for line in ctx.compose.logs_tail(result.service, 20):
+            ctx.out(line)
+    if watch is not None:
+        for container in watch.snapshot():
+            health = f", {container.health}" if container.health else ""
+            ctx.out(f"container {container.name}: {container.status}{health}, "
+                    f"{container.restarts} restarts")
+    raise PhaseFailed(f"{what}: {result.reason}")

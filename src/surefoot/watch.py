@@ -1,0 +1,103 @@
+"""The containers' own state, read from the engine: the gate's fail-fast watch and container probes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from surefoot.compose import Compose
+from surefoot.health import ProbeResult, WatchAlarm
+
+
+@dataclass(frozen=True)
+class ContainerHealth:
+    service: str
+    name: str
+    status: str  # running, exited, restarting, dead, created, paused
+    health: str  # healthy, unhealthy, starting, or ""
+    exit_code: int
+    restarts: int
+    oom_killed: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "running" and self.health in ("", "healthy")
+
+
+def parse_inspect(items: Sequence[dict[str, Any]]) -> list[ContainerHealth]:
+    """The fields the gate needs from ``docker inspect`` output; one-off containers left out."""
+    result = []
+    for item in items:
+        labels = (item.get("Config") or {}).get("Labels") or {}
+        if labels.get("com.docker.compose.oneoff") == "True" or "io.surefoot.oneoff" in labels:
+            continue
+        state = item.get("State") or {}
+        result.append(
+            ContainerHealth(
+                service=labels.get("com.docker.compose.service", ""),
+                name=str(item.get("Name", "")).lstrip("/"),
+                status=str(state.get("Status", "")),
+                health=str((state.get("Health") or {}).get("Status", "")),
+                exit_code=int(state.get("ExitCode") or 0),
+                restarts=int(item.get("RestartCount") or 0),
+                oom_killed=bool(state.get("OOMKilled")),
+            )
+        )
+    return result
+
+
+def alarm_for(container: ContainerHealth, baseline_restarts: int | None) -> str | None:
+    """What is wrong with a container that waiting will not cure, or None."""
+    if container.oom_killed:
+        return "was killed for lack of memory (OOM)"
+    if container.status in ("restarting", "dead"):
+        return f"is {container.status} (last exit code {container.exit_code})"
+    if container.status == "exited" and container.exit_code != 0:
+        return f"exited with code {container.exit_code}"
+    if baseline_restarts is not None and container.restarts > baseline_restarts:
+        return f"restarted {container.restarts - baseline_restarts} time(s) during the wait"
+    if container.health == "unhealthy":
+        return "turned unhealthy (its compose healthcheck fails)"
+    return None
+
+
+class ContainerWatch:
+    """Reads the project's containers; raises an alarm for one that exits, restarts or sickens."""
+
+    def __init__(self, compose: Compose, services: Sequence[str] | None = None):
+        self.compose = compose
+        self.services = list(services) if services is not None else None
+        self._baseline: dict[str, int] | None = None
+
+    def snapshot(self) -> list[ContainerHealth]:
+        ids = [c.id for c in self.compose.ps(self.services or ()) if c.id]
+        found = parse_inspect(self.compose.inspect(ids))
+        if self.services is not None:
+            found = [c for c in found if c.service in self.services]
+        return found
+
+    def __call__(self) -> WatchAlarm | None:
+        containers = self.snapshot()
+        if self._baseline is None:
+            self._baseline = {c.name: c.restarts for c in containers}
+        for container in containers:
+            problem = alarm_for(container, self._baseline.get(container.name))
+            if problem:
+                return WatchAlarm(container.service, problem)
+        return None
+
+    def probe(self, service: str) -> Callable[[], ProbeResult]:
+        """A container probe: the service's containers run, are healthy, and stay up."""
+
+        def check() -> ProbeResult:
+            containers = [c for c in self.snapshot() if c.service == service]
+            if not containers:
+                return ProbeResult(False, "no container")
+            for c in containers:
+                if not c.ready:
+                    return ProbeResult(False, f"{c.status}" + (f", {c.health}" if c.health else ""))
+            c = containers[0]
+            return ProbeResult(True, "running" + (f", {c.health}" if c.health else ""))
+
+        return check
