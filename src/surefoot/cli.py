@@ -22,7 +22,9 @@ from surefoot import __version__
 from surefoot.errors import ConfigError, ExitCode, SurefootError
 
 if TYPE_CHECKING:
-    from surefoot.runner import DeployOutcome
+    from collections.abc import Callable
+
+    from surefoot.runner import DeployOutcome, Runner
 
 DEFAULT_STATE_DIR = ".surefoot"
 
@@ -59,7 +61,8 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
     \b
     Exit codes: 0 success; 1 a phase failed (run deploy again to resume);
     2 usage, configuration or state-store error; 3 another deployment of this
-    project holds the lock; 130 interrupted by a signal.
+    project holds the lock; 4 the release failed and the previous release was
+    restored; 130 interrupted by a signal.
     """
     prefix: list[str] = ["surefoot"]
     if project_dir != Path("."):
@@ -80,10 +83,18 @@ def deploy(opts: GlobalOptions, fresh: bool, resume: bool, yes: bool) -> int:
     """Deploy: resume the unfinished deployment, or start a new one (an update)."""
     if fresh and resume:
         raise click.UsageError("--fresh and --resume cannot be used together")
+    from surefoot.runner import DeployOptions
+
+    options = DeployOptions(fresh=fresh, resume_only=resume)
+    return _with_runner(opts, lambda runner: runner.deploy(options))
+
+
+def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome]) -> int:
+    """Load the settings, wire signals to a cancel token, run ``action``, report its outcome."""
     from surefoot.config import load_settings
     from surefoot.console import make_reporter
     from surefoot.proc import CancelToken
-    from surefoot.runner import DeployOptions, Runner
+    from surefoot.runner import Runner
 
     settings = load_settings(opts.project_dir, opts.config)
     state_dir = (opts.state_dir or settings.project_dir / DEFAULT_STATE_DIR).absolute()
@@ -94,9 +105,7 @@ def deploy(opts: GlobalOptions, fresh: bool, resume: bool, yes: bool) -> int:
     }
     reporter = make_reporter()
     try:
-        outcome = Runner(settings, state_dir, reporter, cancel=cancel).deploy(
-            DeployOptions(fresh=fresh, resume_only=resume)
-        )
+        outcome = action(Runner(settings, state_dir, reporter, cancel=cancel))
     finally:
         reporter.close()
         for sig, handler in previous.items():
@@ -109,14 +118,21 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
     if outcome.state == "completed":
         click.echo(f"deployment #{outcome.deployment_id} completed.")
         return ExitCode.OK
+    if outcome.state == "verified":
+        click.echo("every check passed.")
+        return ExitCode.OK
+    if outcome.state == "restored":
+        click.echo(f"release {outcome.restored_release} restored and healthy.")
+        for note in outcome.notes:
+            click.echo(f"note: {note}")
+        return ExitCode.OK
     if outcome.state == "nothing-to-resume":
         click.echo("nothing to resume: the last deployment completed. "
                    f"Run `{resume_cmd}` to deploy an update.")
         return ExitCode.OK
     if outcome.state == "interrupted":
-        click.echo(
-            f"deployment #{outcome.deployment_id} interrupted; resume with: {resume_cmd}", err=True
-        )
+        what = f"deployment #{outcome.deployment_id}" if outcome.deployment_id else "surefoot"
+        click.echo(f"{what} interrupted; resume with: {resume_cmd}", err=True)
         return ExitCode.INTERRUPTED
     err = sys.stderr
     err.write(f"\nphase {outcome.failed_phase} failed: {outcome.error}\n")
@@ -126,7 +142,16 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
             err.write(f"  {line}\n")
     if outcome.log_path:
         err.write(f"full log: {outcome.log_path}\n")
-    err.write(f"fix the cause, then resume with: {resume_cmd}\n")
+    if outcome.state == "rolled-back":
+        err.write(f"\nrelease {outcome.deployment_id} was rolled back: release {outcome.restored_release} "
+                  "is running again and passed its health gate.\n")
+        for note in outcome.notes:
+            err.write(f"note: {note}\n")
+        err.write(f"fix the cause, then deploy again with: {resume_cmd}\n")
+        err.flush()
+        return ExitCode.ROLLED_BACK
+    if outcome.deployment_id and outcome.failed_phase != "rollback":
+        err.write(f"fix the cause, then resume with: {resume_cmd}\n")
     err.flush()
     return ExitCode.PHASE_FAILED
 
@@ -145,6 +170,41 @@ def status(opts: GlobalOptions, as_json: bool) -> int:
     data: dict[str, Any] = collect_status(opts.resolved_state_dir(), project)
     click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
     return ExitCode.OK
+
+
+@cli.command()
+@click.argument("release", required=False, type=int)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def rollback(opts: GlobalOptions, release: int | None, yes: bool) -> int:
+    """Restore RELEASE (default: the one before the current release), then gate it."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("rollback changes the running stack: confirm with --yes")
+        which = f"release {release}" if release else "the previous release"
+        click.confirm(f"Restore {which}? Database changes are not undone.", abort=True)
+    return _with_runner(opts, lambda runner: runner.rollback(release))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def history(opts: GlobalOptions, as_json: bool) -> int:
+    """List the releases, newest first: outcome, phase durations, who and where."""
+    from surefoot.config import read_project_name
+    from surefoot.history import collect_history, render_history
+
+    project = read_project_name(opts.project_dir, opts.config)
+    data = collect_history(opts.resolved_state_dir(), project)
+    click.echo(json.dumps(data, indent=2) if as_json else render_history(data))
+    return ExitCode.OK
+
+
+@cli.command()
+@click.pass_obj
+def verify(opts: GlobalOptions) -> int:
+    """Check the running stack: the configured URLs, TLS certificates, container states."""
+    return _with_runner(opts, lambda runner: runner.verify())
 
 
 def main(argv: list[str] | None = None) -> int:

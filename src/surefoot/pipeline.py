@@ -154,7 +154,9 @@ class PhaseContext:
     out: Callable[[str], None]  # one line to the phase log and the live view
     progress: Callable[[str], None]  # a transient status (the streak, the states)
     warn: Callable[[str], None]
-    extra: dict[str, object] = field(default_factory=dict)
+    deployment_id: int = 0
+    state_dir: Path = Path(".surefoot")
+    expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,12 @@ class PhaseSpec:
     name: str
     run: Callable[[PhaseContext], PhaseResult]
     depends: tuple[InputName, ...] = ()
+    release_point: bool = False  # the release is captured (images pinned) before this phase
+    rollback_on_failure: bool = False  # a failure here restores the previous release
 
 
-def build_pipeline() -> list[PhaseSpec]:
-    from surefoot.phases import cleanup, database, health, images, services, system
+def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
+    from surefoot.phases import cleanup, database, health, images, services, system, verify
 
     pipeline = [
         PhaseSpec("preflight", system.preflight, ("compose", "env")),
@@ -175,10 +179,13 @@ def build_pipeline() -> list[PhaseSpec]:
         PhaseSpec("build", images.build, ("compose", "env", "build-context")),
         PhaseSpec("database-start", database.start, ("compose", "env", "images:database")),
         PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate")),
-        PhaseSpec("services-start", services.start, ("compose", "env", "images:all")),
-        PhaseSpec("health-wait", health.wait, ("compose",)),
+        PhaseSpec("services-start", services.start, ("compose", "env", "images:all"),
+                  release_point=True, rollback_on_failure=True),
+        PhaseSpec("health-wait", health.wait, ("compose",), rollback_on_failure=True),
         PhaseSpec("cleanup", cleanup.prune),
     ]
     assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
+    if settings is not None and settings.phases.verify.urls:
+        pipeline.append(PhaseSpec("verify", verify.verify, ("compose",)))
     return pipeline
 

@@ -172,6 +172,27 @@ class ProcessRunner:
             raise CommandTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was stopped")
         return returncode
 
+    def to_file(
+        self, argv: Sequence[str], path: Path, *, cwd: Path | None = None, timeout: float | None = None
+    ) -> Captured:
+        """Run with standard output written to ``path`` (created 0600); stderr is returned."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            child = self._popen(argv, cwd, fd, subprocess.PIPE, True)
+        finally:
+            os.close(fd)
+        self.cancel.register(child)
+        try:
+            _, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            terminate_group(child)
+            child.communicate()
+            raise CommandTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was stopped") from None
+        finally:
+            self.cancel.unregister(child)
+        self.cancel.check()
+        return Captured(child.returncode, "", err.decode("utf-8", "replace"))
+
     def capture(
         self,
         argv: Sequence[str],

@@ -1,8 +1,8 @@
-"""Run the pipeline: the lock, checkpoints, fingerprints, logs and interruptions.
+"""Run the pipeline: the lock, checkpoints, fingerprints, logs, releases and rollback.
 
 The runner is the only writer of the state store. One bracket,
-:meth:`Runner._run_phase`, records "started -> ran -> outcome" around every
-phase, so no phase can forget its checkpoint.
+:meth:`Runner._bracket`, records "started -> ran -> outcome" around every unit of
+work (each phase, and each rollback), so none can forget its checkpoint.
 """
 
 from __future__ import annotations
@@ -14,20 +14,22 @@ import socket
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from surefoot import events
 from surefoot.compose import Compose, Target
-from surefoot.config import PhaseSettings, Settings
-from surefoot.errors import Interrupted, PhaseFailed
+from surefoot.config import PhaseSettings, ProbeSettings, Settings
+from surefoot.errors import Interrupted, PhaseFailed, SurefootError
 from surefoot.lock import ProjectLock
-from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline
+from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done
 from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.releases import ReleaseKeeper
 from surefoot.secrets import Redactor
-from surefoot.state import PhaseRun, StateStore, now_iso
+from surefoot.state import PhaseRun, Release, StateStore, now_iso
 
 STATE_DB = "state.db"
 TAIL_LINES = 20
@@ -41,18 +43,27 @@ class DeployOptions:
 
 @dataclass(frozen=True)
 class DeployOutcome:
-    state: str  # completed | failed | interrupted | nothing-to-resume
+    # completed | failed | interrupted | rolled-back | nothing-to-resume
+    state: str
     deployment_id: int | None
     failed_phase: str | None = None
     error: str | None = None
     log_path: Path | None = None
     tail: tuple[str, ...] = ()
     signum: int | None = None
+    restored_release: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 class _Failed(Exception):
     def __init__(self, outcome: DeployOutcome):
         self.outcome = outcome
+
+
+class NoRelease(SurefootError):
+    """There is no release to roll back to (exit 2)."""
+
+    exit_code = 2
 
 
 class PhaseLog:
@@ -105,13 +116,20 @@ class Runner:
             compose_files=self.settings.compose_files,
             env_file=self.settings.env_file,
         )
-        self.compose = Compose(target, ProcessRunner(self.cancel))
+        self.processes = ProcessRunner(self.cancel)
+        self.compose = Compose(target, self.processes)
         self.facts = Facts(self.settings, self.compose)
+        self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
+
+    @contextmanager
+    def _locked_store(self) -> Iterator[StateStore]:
+        with StateStore.open(self.state_dir / STATE_DB) as store, ProjectLock(self.state_dir):
+            yield store
 
     # -- the deployment ---------------------------------------------------------
     def deploy(self, options: DeployOptions) -> DeployOutcome:
         project = self.settings.project_name
-        with StateStore.open(self.state_dir / STATE_DB) as store, ProjectLock(self.state_dir):
+        with self._locked_store() as store:
             latest = store.latest_deployment(project)
             if latest is not None and latest.state == "running":
                 # We hold the lock, so whoever left it running is gone.
@@ -132,7 +150,7 @@ class Runner:
                 store.claim_deployment(deployment_id, os.getpid(), socket.gethostname())
                 previous = store.latest_runs(deployment_id)
             store.add_event(deployment_id, "deploy", f"{kind} by {_who()} (pid {os.getpid()})")
-            pipeline = self.pipeline or build_pipeline()
+            pipeline = self.pipeline or build_pipeline(self.settings)
             self.reporter.emit(
                 events.DeploymentStarted(deployment_id, project, kind, tuple(p.name for p in pipeline))
             )
@@ -142,23 +160,19 @@ class Runner:
             except Interrupted as exc:
                 store.set_deployment_state(deployment_id, "interrupted", str(exc))
                 store.add_event(deployment_id, "interrupted", str(exc))
-                self.reporter.emit(
-                    events.DeploymentFinished(deployment_id, "interrupted", self.clock() - started)
-                )
-                return DeployOutcome("interrupted", deployment_id, signum=exc.signum)
+                outcome = DeployOutcome("interrupted", deployment_id, signum=exc.signum)
             except _Failed as failed:
-                outcome = failed.outcome
-                store.set_deployment_state(deployment_id, "failed", outcome.error)
-                self.reporter.emit(
-                    events.DeploymentFinished(deployment_id, "failed", self.clock() - started)
-                )
-                return outcome
-            store.set_deployment_state(deployment_id, "completed")
-            store.add_event(deployment_id, "completed", "deployment completed")
+                outcome = self._after_failure(store, deployment_id, failed.outcome, pipeline)
+            else:
+                store.set_deployment_state(deployment_id, "completed")
+                if store.release(project, deployment_id) is not None:
+                    store.set_release_outcome(deployment_id, "healthy")
+                store.add_event(deployment_id, "completed", "deployment completed")
+                outcome = DeployOutcome("completed", deployment_id)
             self.reporter.emit(
-                events.DeploymentFinished(deployment_id, "completed", self.clock() - started)
+                events.DeploymentFinished(deployment_id, outcome.state, self.clock() - started)
             )
-            return DeployOutcome("completed", deployment_id)
+            return outcome
 
     def _run_pipeline(
         self,
@@ -174,7 +188,8 @@ class Runner:
             last = previous.get(spec.name)
             if not phase_settings.enabled:
                 if last is None or last.status != "skipped" or last.reason != "disabled":
-                    self._record_disabled(store, deployment_id, spec.name)
+                    run = store.start_phase(deployment_id, spec.name, None, "disabled")
+                    store.finish_phase(run.id, "skipped", fingerprint={})
                 self.reporter.emit(events.PhaseSkipped(spec.name, "disabled in surefoot.toml", "skipped"))
                 continue
             if last is None:
@@ -190,16 +205,13 @@ class Runner:
                     )
                     continue
                 if current is not None:
-                    changed = sorted(k for k in current if current.get(k) != (last.fingerprint or {}).get(k))
+                    before = last.fingerprint or {}
+                    changed = sorted(k for k in current if current.get(k) != before.get(k))
                     reason = "inputs changed since it completed: " + ", ".join(changed or ["all"])
             else:
                 reason = f"resuming after it was {last.status}"
             rerun_rest = True
             self._run_phase(store, deployment_id, index, spec, reason)
-
-    def _record_disabled(self, store: StateStore, deployment_id: int, name: str) -> None:
-        run = store.start_phase(deployment_id, name, None, "disabled")
-        store.finish_phase(run.id, "skipped", fingerprint={})
 
     def _fingerprint(self, spec: PhaseSpec) -> dict[str, str]:
         values = {"settings": settings_digest(self.settings.phases.for_phase(spec.name))}
@@ -210,13 +222,42 @@ class Runner:
     def _run_phase(
         self, store: StateStore, deployment_id: int, index: int, spec: PhaseSpec, reason: str
     ) -> None:
-        name = spec.name
-        logs = self.state_dir / "logs" / f"deployment-{deployment_id}"
-        # One log per phase and deployment; each attempt appends to it.
-        log = PhaseLog(logs / f"{index:02d}-{name}.log", self.redact)
-        run = store.start_phase(deployment_id, name, str(log.path), reason)
-        self.reporter.emit(events.PhaseStarted(name, run.attempt, reason))
-        log.write(f"phase {name}, attempt {run.attempt}: {reason}")
+        log_path = self.state_dir / "logs" / f"deployment-{deployment_id}" / f"{index:02d}-{spec.name}.log"
+        run = store.start_phase(deployment_id, spec.name, str(log_path), reason)
+        self.reporter.emit(events.PhaseStarted(spec.name, run.attempt, reason))
+        fingerprint: dict[str, str] = {}
+
+        def body(ctx: PhaseContext) -> PhaseResult:
+            fingerprint.update(self._fingerprint(spec))
+            if spec.release_point:
+                store.save_release(self.keeper.capture(deployment_id, self.facts))
+            if spec.name == "cleanup":
+                ctx.expired_tags = self._expired_tags(store, deployment_id)
+            return spec.run(ctx)
+
+        def record(status: str, note: str | None, error: str | None, exit_code: int | None) -> None:
+            store.finish_phase(run.id, status, exit_code=exit_code, error=error,
+                               fingerprint=fingerprint if status in ("completed", "skipped") else None)
+            if error:
+                store.add_event(deployment_id, status, error, spec.name)
+
+        self._bracket(spec.name, f"attempt {run.attempt}: {reason}", log_path, deployment_id,
+                      self.compose, self.facts, body, record)
+
+    def _bracket(
+        self,
+        name: str,
+        headline: str,
+        log_path: Path,
+        deployment_id: int,
+        compose: Compose,
+        facts: Facts,
+        body: Callable[[PhaseContext], PhaseResult],
+        record: Callable[[str, str | None, str | None, int | None], None],
+    ) -> PhaseResult:
+        """Run ``body`` with a log and a context, then ``record`` its outcome; raise on failure."""
+        log = PhaseLog(log_path, self.redact)
+        log.write(f"{name}, {headline}")
         began = self.clock()
 
         def out(line: str) -> None:
@@ -225,33 +266,35 @@ class Runner:
         def warn(text: str) -> None:
             text = log.write("WARNING: " + text).removeprefix("WARNING: ")
             self.reporter.emit(events.PhaseWarning(name, text))
-            store.add_event(deployment_id, "warning", text, name)
 
         ctx = PhaseContext(
             name=name,
             settings=self.settings,
-            phase_settings=self.settings.phases.for_phase(name),
-            compose=self.compose,
-            facts=self.facts,
+            phase_settings=self.settings.phases.for_phase(name) if name != "rollback" else PhaseSettings(),
+            compose=compose,
+            facts=facts,
             cancel=self.cancel,
             clock=self.clock,
             out=out,
             progress=lambda text: self.reporter.emit(events.PhaseProgress(name, self.redact(text))),
             warn=warn,
+            deployment_id=deployment_id,
+            state_dir=self.state_dir,
         )
 
-        def finish(status: str, note: str | None, **fields: object) -> None:
-            store.finish_phase(run.id, status, **fields)  # type: ignore[arg-type]
+        def finish(status: str, note: str | None, error: str | None = None, code: int | None = None) -> None:
+            record(status, note, error, code)
             self.reporter.emit(events.PhaseFinished(name, status, self.clock() - began, note))
+            log.close()
+
+        def failure(summary: str) -> _Failed:
+            return _Failed(DeployOutcome("failed", deployment_id, name, summary, log.path, tuple(log.tail)))
 
         try:
-            fingerprint = self._fingerprint(spec)
-            result: PhaseResult = spec.run(ctx)
+            result = body(ctx)
         except Interrupted as exc:
             log.write(f"interrupted by signal {exc.signum}")
-            finish("interrupted", None, error=f"interrupted by signal {exc.signum}")
-            store.add_event(deployment_id, "interrupted", str(exc), name)
-            log.close()
+            finish("interrupted", None, f"interrupted by signal {exc.signum}")
             raise
         except PhaseFailed as exc:
             summary = self.redact(exc.summary)
@@ -259,21 +302,175 @@ class Runner:
                 for line in exc.details.strip().splitlines()[-TAIL_LINES:]:
                     log.write(line)
             log.write(f"FAILED: {summary}")
-            finish("failed", summary, exit_code=exc.command_exit_code, error=summary)
-            store.add_event(deployment_id, "failed", summary, name)
-            log.close()
-            raise _Failed(
-                DeployOutcome("failed", deployment_id, name, summary, log.path, tuple(log.tail))
-            ) from None
+            finish("failed", summary, summary, exc.command_exit_code)
+            raise failure(summary) from None
         except Exception as exc:  # a bug of ours: keep the evidence, stay resumable
             for line in traceback.format_exc().splitlines():
                 log.write(line)
             summary = self.redact(f"internal error: {type(exc).__name__}: {exc}")
-            finish("failed", summary, error=summary)
-            log.close()
-            raise _Failed(
-                DeployOutcome("failed", deployment_id, name, summary, log.path, tuple(log.tail))
-            ) from None
-        log.write(f"{result.status}" + (f": {result.note}" if result.note else ""))
-        finish(result.status, result.note and self.redact(result.note), fingerprint=fingerprint)
-        log.close()
+            finish("failed", summary, summary)
+            raise failure(summary) from None
+        note = result.note and self.redact(result.note)
+        log.write(f"{result.status}" + (f": {note}" if note else ""))
+        finish(result.status, note)
+        return result
+
+    # -- releases ---------------------------------------------------------------
+    def _expired_tags(self, store: StateStore, deployment_id: int) -> list[str]:
+        project = self.settings.project_name
+        releases = store.releases(project)
+        keep = self.settings.rollback.keep_releases
+        current = store.current_release(project)
+        kept_ids = {deployment_id} | ({current} if current else set())
+        expired = ReleaseKeeper.tags_to_expire([r for r in releases if r.id != deployment_id], keep, current)
+        for release in releases:
+            if release.id not in kept_ids and all(t in expired for t in release.tags.values()):
+                self.keeper.forget_files(release.id)
+        return expired
+
+    def _previous_release(self, store: StateStore, exclude: int) -> Release | None:
+        project = self.settings.project_name
+        current = store.current_release(project)
+        if current is not None and current != exclude:
+            return store.release(project, current)
+        return next((r for r in store.releases(project) if r.outcome == "healthy" and r.id != exclude), None)
+
+    def _after_failure(
+        self, store: StateStore, deployment_id: int, outcome: DeployOutcome, pipeline: list[PhaseSpec]
+    ) -> DeployOutcome:
+        store.set_deployment_state(deployment_id, "failed", outcome.error)
+        spec = next((s for s in pipeline if s.name == outcome.failed_phase), None)
+        if spec is None or not spec.rollback_on_failure:
+            return outcome
+        if not self.settings.rollback.automatic:
+            return outcome
+        target = self._previous_release(store, exclude=deployment_id)
+        if target is None:
+            return outcome  # nothing to go back to: stop, resumable, as before
+        store.set_release_outcome(deployment_id, "failed")
+        try:
+            restored = self._rollback(store, target, "automatic", deployment_id, deployment_id)
+        except _Failed as failed:
+            error = f"{outcome.error}; rolling back to release {target.id} failed too: {failed.outcome.error}"
+            store.set_deployment_state(deployment_id, "failed", error)
+            return DeployOutcome("failed", deployment_id, outcome.failed_phase, error, outcome.log_path,
+                                 (*outcome.tail, "--- rollback ---", *failed.outcome.tail))
+        store.set_release_outcome(deployment_id, "rolled-back")
+        store.set_deployment_state(deployment_id, "rolled-back", outcome.error)
+        return DeployOutcome("rolled-back", deployment_id, outcome.failed_phase, outcome.error,
+                             outcome.log_path, outcome.tail, restored_release=target.id,
+                             notes=restored)
+
+    def rollback(self, release_id: int | None) -> DeployOutcome:
+        """``surefoot rollback``: restore a release (default: the one before the current one)."""
+        project = self.settings.project_name
+        with self._locked_store() as store:
+            latest = store.latest_deployment(project)
+            if latest is not None and latest.state == "running":
+                store.mark_abandoned(latest)
+            current = store.current_release(project)
+            if release_id is None:
+                candidates = [
+                    r for r in store.releases(project)
+                    if r.outcome == "healthy" and r.id != current and (current is None or r.id < current)
+                ]
+                if not candidates:
+                    raise NoRelease("no earlier healthy release to roll back to (see `surefoot history`)")
+                target = candidates[0]
+            else:
+                found = store.release(project, release_id)
+                if found is None:
+                    known = ", ".join(str(r.id) for r in store.releases(project)) or "none"
+                    raise NoRelease(f"there is no release {release_id} (releases: {known})")
+                target = found
+            dep = latest.id if latest else 0
+            started = self.clock()
+            self.reporter.emit(events.DeploymentStarted(dep, project, f"rollback to release {target.id}",
+                                                        ("rollback",)))
+            try:
+                notes = self._rollback(store, target, "manual", current, dep)
+            except _Failed as failed:
+                self.reporter.emit(events.DeploymentFinished(dep, "failed", self.clock() - started))
+                return failed.outcome
+            except Interrupted as exc:
+                return DeployOutcome("interrupted", dep, signum=exc.signum)
+            self.reporter.emit(events.DeploymentFinished(dep, "restored", self.clock() - started))
+            return DeployOutcome("restored", dep, restored_release=target.id, notes=notes)
+
+    def _rollback(
+        self, store: StateStore, release: Release, trigger: str, from_release: int | None, deployment_id: int
+    ) -> tuple[str, ...]:
+        """Restore ``release`` and gate it. Returns notes for the operator; raises _Failed."""
+        project = self.settings.project_name
+        log_path = self.state_dir / "logs" / "rollbacks" / f"to-release-{release.id}-{now_iso()}.log"
+        rollback_id = store.start_rollback(project, trigger, from_release, release.id, _who(),
+                                           socket.gethostname(), str(log_path))
+        compose = Compose(self.keeper.target(release), self.processes)
+        facts = Facts(self.settings, compose)
+        notes = self._data_notes(store, release)
+        self.reporter.emit(events.PhaseStarted("rollback", 1, f"restoring release {release.id}"))
+
+        def body(ctx: PhaseContext) -> PhaseResult:
+            missing = self.keeper.missing_images(release)
+            if missing:
+                raise PhaseFailed(f"release {release.id} cannot be restored: its images are gone "
+                                  f"({', '.join(missing)})")
+            code = compose.stream(compose.argv("up", "--detach", "--no-build", "--pull", "never",
+                                               "--remove-orphans"), ctx.out)
+            if code != 0:
+                raise PhaseFailed(f"docker compose up of release {release.id} failed (exit {code})")
+            self._gate_release(ctx, release)
+            for note in notes:
+                ctx.warn(note)
+            return done(f"release {release.id} restored and healthy")
+
+        def record(status: str, note: str | None, error: str | None, code: int | None) -> None:
+            store.finish_rollback(rollback_id, "restored" if status == "completed" else "failed",
+                                  error or note or status)
+            store.add_event(deployment_id or None, "rollback", f"to release {release.id}: {error or note}")
+
+        self._bracket("rollback", f"restoring release {release.id} ({trigger})", log_path, deployment_id,
+                      compose, facts, body, record)
+        return notes
+
+    def _gate_release(self, ctx: PhaseContext, release: Release) -> None:
+        from surefoot.gates import build_probe, run_probes
+        from surefoot.watch import ContainerWatch
+
+        watch = ContainerWatch(ctx.compose)
+        configured = self.settings.phases.health_wait.all_probes()
+        if not configured:  # no health URL: at least every service must come up and stay up
+            configured = [ProbeSettings(service=s, consecutive=3, interval=1.0, timeout=60.0)
+                          for s in release.tags]
+        probes = [build_probe(p, ctx, watch) for p in configured]
+        run_probes(ctx, probes, watch=watch, what=f"release {release.id} failed its health gate")
+
+    def _data_notes(self, store: StateStore, release: Release) -> tuple[str, ...]:
+        notes = [f"database changes made since release {release.id} are not undone by a rollback"]
+        later = sorted((r for r in store.releases(self.settings.project_name)
+                        if r.id > release.id and r.backup_path), key=lambda r: r.id)
+        if later:
+            notes.append(f"the backup taken before release {later[0].id}'s migration matches release "
+                         f"{release.id}: {later[0].backup_path}")
+        return tuple(notes)
+
+    # -- verify -----------------------------------------------------------------
+    def verify(self) -> DeployOutcome:
+        """``surefoot verify``: the verify checks against the running stack, on demand."""
+        from surefoot.phases.verify import verify as verify_checks
+
+        project = self.settings.project_name
+        log_path = self.state_dir / "logs" / "verify" / f"verify-{now_iso()}.log"
+        started = self.clock()
+        self.reporter.emit(events.DeploymentStarted(0, project, "verify", ("verify",)))
+        self.reporter.emit(events.PhaseStarted("verify", 1, "on demand"))
+        try:
+            self._bracket("verify", "on demand", log_path, 0, self.compose, self.facts, verify_checks,
+                          lambda *args: None)
+        except _Failed as failed:
+            self.reporter.emit(events.DeploymentFinished(0, "failed", self.clock() - started))
+            return failed.outcome
+        except Interrupted as exc:
+            return DeployOutcome("interrupted", None, signum=exc.signum)
+        self.reporter.emit(events.DeploymentFinished(0, "verified", self.clock() - started))
+        return DeployOutcome("verified", None)

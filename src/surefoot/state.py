@@ -18,7 +18,7 @@ from pathlib import Path
 
 from surefoot.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migration N brings a store from version N-1 to version N.
 MIGRATIONS: dict[int, str] = {
@@ -60,6 +60,36 @@ MIGRATIONS: dict[int, str] = {
         message       TEXT NOT NULL
     );
     """,
+    2: """
+    CREATE TABLE releases (
+        id             INTEGER PRIMARY KEY,  -- the deployment's id: release N is deployment #N
+        project        TEXT NOT NULL,
+        created_at     TEXT NOT NULL,
+        outcome        TEXT NOT NULL,        -- pending | healthy | failed | rolled-back
+        healthy_at     TEXT,
+        images         TEXT NOT NULL,        -- JSON {service: image id}
+        tags           TEXT NOT NULL,        -- JSON {service: the tag that pins the image}
+        compose_digest TEXT NOT NULL,
+        env_digest     TEXT NOT NULL,        -- a digest of the env file, never its content
+        git_commit     TEXT,
+        files_dir      TEXT NOT NULL,        -- copies of the compose files and env file
+        backup_path    TEXT
+    );
+    CREATE TABLE rollbacks (
+        id           INTEGER PRIMARY KEY,
+        project      TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        trigger      TEXT NOT NULL,          -- automatic | manual
+        from_release INTEGER,
+        to_release   INTEGER NOT NULL,
+        outcome      TEXT NOT NULL,          -- running | restored | failed
+        message      TEXT,
+        user         TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        log_path     TEXT
+    );
+    """,
 }
 
 UNFINISHED = ("running", "failed", "interrupted")
@@ -97,6 +127,38 @@ class PhaseRun:
     error: str | None
     reason: str | None
     fingerprint: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    project: str
+    created_at: str
+    outcome: str
+    healthy_at: str | None
+    images: dict[str, str | None]
+    tags: dict[str, str]
+    compose_digest: str
+    env_digest: str
+    git_commit: str | None
+    files_dir: str
+    backup_path: str | None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    id: int
+    project: str
+    started_at: str
+    finished_at: str | None
+    trigger: str
+    from_release: int | None
+    to_release: int
+    outcome: str
+    message: str | None
+    user: str
+    host: str
+    log_path: str | None
 
 
 class StateStore:
@@ -287,6 +349,76 @@ class StateStore:
     def latest_runs(self, deployment_id: int) -> dict[str, PhaseRun]:
         """The newest run of each phase of a deployment."""
         return {run.phase: run for run in self.phase_runs(deployment_id)}
+
+    # -- releases and rollbacks -------------------------------------------------
+    def save_release(self, release: Release) -> None:
+        """Record (or, on a resumed deployment, re-record) a release as pending."""
+        with self._transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO releases (id, project, created_at, outcome, healthy_at, images,"
+                " tags, compose_digest, env_digest, git_commit, files_dir, backup_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (release.id, release.project, release.created_at, release.outcome, release.healthy_at,
+                 json.dumps(release.images, sort_keys=True), json.dumps(release.tags, sort_keys=True),
+                 release.compose_digest, release.env_digest, release.git_commit, release.files_dir,
+                 release.backup_path),
+            )
+
+    def set_release_outcome(self, release_id: int, outcome: str) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE releases SET outcome = ?, healthy_at = CASE WHEN ? = 'healthy' THEN ?"
+                " ELSE healthy_at END WHERE id = ?",
+                (outcome, outcome, now_iso(), release_id),
+            )
+
+    def releases(self, project: str) -> list[Release]:
+        """Every release of a project, newest first."""
+        rows = self._query("SELECT * FROM releases WHERE project = ? ORDER BY id DESC", (project,))
+        result = []
+        for row in rows:
+            data = dict(row)
+            data["images"] = json.loads(data["images"])
+            data["tags"] = json.loads(data["tags"])
+            result.append(Release(**data))
+        return result
+
+    def release(self, project: str, release_id: int) -> Release | None:
+        return next((r for r in self.releases(project) if r.id == release_id), None)
+
+    def start_rollback(
+        self, project: str, trigger: str, from_release: int | None, to_release: int,
+        user: str, host: str, log_path: str | None,
+    ) -> int:
+        with self._transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO rollbacks (project, started_at, trigger, from_release, to_release, outcome,"
+                " user, host, log_path) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (project, now_iso(), trigger, from_release, to_release, user, host, log_path),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def finish_rollback(self, rollback_id: int, outcome: str, message: str) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE rollbacks SET outcome = ?, message = ?, finished_at = ? WHERE id = ?",
+                (outcome, message, now_iso(), rollback_id),
+            )
+
+    def rollbacks(self, project: str) -> list[Rollback]:
+        rows = self._query("SELECT * FROM rollbacks WHERE project = ? ORDER BY id DESC", (project,))
+        return [Rollback(**dict(row)) for row in rows]
+
+    def current_release(self, project: str) -> int | None:
+        """The release running now: the latest to turn healthy or to be restored by a rollback."""
+        rows = self._query(
+            "SELECT id, healthy_at AS at FROM releases WHERE project = ? AND healthy_at IS NOT NULL"
+            " UNION ALL SELECT to_release, finished_at FROM rollbacks WHERE project = ?"
+            " AND outcome = 'restored' ORDER BY at DESC LIMIT 1",
+            (project, project),
+        )
+        return int(rows[0]["id"]) if rows else None
 
     # -- events -----------------------------------------------------------------
     def add_event(

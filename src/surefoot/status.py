@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from surefoot.lock import current_holder
-from surefoot.phases import PHASE_NAMES
+from surefoot.phases import OPTIONAL_PHASES, PHASE_NAMES
 from surefoot.state import StateStore
 
 DONE = ("completed", "skipped")
@@ -23,11 +23,13 @@ def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
     lock = None if holder is None else {"pid": holder.pid, "host": holder.host, "since": holder.since}
     db = state_dir / "state.db"
     deployment = None
+    current_release = None
     runs: dict[str, Any] = {}
     if db.exists():
         try:
             with StateStore.open(db, create=False) as store:
                 deployment = store.latest_deployment(project)
+                current_release = store.current_release(project)
                 if deployment is not None:
                     all_runs = store.phase_runs(deployment.id)
                     runs = {run.phase: run for run in all_runs}
@@ -41,6 +43,7 @@ def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
             "resume_at": None,
             "phases": [_phase(name, None, 0, False) for name in PHASE_NAMES],
             "lock": lock,
+            "current_release": current_release,
         }
     state = deployment.state
     holder_alive = holder is not None
@@ -49,9 +52,10 @@ def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
     attempts: dict[str, int] = {}
     for run in runs.values():
         attempts[run.phase] = run.attempt
-    phases = [_phase(name, runs.get(name), attempts.get(name, 0), holder_alive) for name in PHASE_NAMES]
+    names = PHASE_NAMES + tuple(name for name in OPTIONAL_PHASES if name in runs)
+    phases = [_phase(name, runs.get(name), attempts.get(name, 0), holder_alive) for name in names]
     resume_at = None
-    if state != "completed":
+    if state not in ("completed", "rolled-back"):
         resume_at = next((p["name"] for p in phases if p["status"] not in DONE), None)
     return {
         "project": project,
@@ -68,6 +72,7 @@ def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
         "resume_at": resume_at,
         "phases": phases,
         "lock": lock,
+        "current_release": current_release,
     }
 
 
@@ -101,11 +106,13 @@ def render_status(status: dict[str, Any]) -> str:
         head += f" (deployment #{dep['id']}, {dep['kind']}, started {_clock(dep['started_at'])} UTC"
         head += f" by {dep['user']}@{dep['host']})"
     lines.append(head)
+    if status.get("current_release"):
+        lines.append(f"current release: {status['current_release']}")
     if status["lock"]:
         lock = status["lock"]
         lines.append(f"locked by pid {lock['pid']} on {lock['host']} since {_clock(lock['since'])} UTC")
     lines.append("")
-    width = max(len(name) for name in PHASE_NAMES)
+    width = max(len(phase["name"]) for phase in status["phases"])
     next_phase = status["resume_at"]
     header = f"  {'phase':<{width}}  {'status':<11}  {'started (UTC)':<19}  {'finished (UTC)':<19}  tries"
     lines.append(header)

@@ -12,3 +12,5 @@ PHASE_NAMES: tuple[str, ...] = (
     "health-wait",
     "cleanup",
 )
+# Phases that run after cleanup only where configured; status lists them once they have run.
+OPTIONAL_PHASES: tuple[str, ...] = ("verify", "post-deploy")

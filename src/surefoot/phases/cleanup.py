@@ -1,4 +1,4 @@
-"""cleanup: dangling images go; a failure here only warns."""
+"""cleanup: release tags past keeping and dangling images go; a failure here only warns."""
 
 from __future__ import annotations
 
@@ -6,9 +6,19 @@ from surefoot.pipeline import PhaseContext, PhaseResult, done
 
 
 def prune(ctx: PhaseContext) -> PhaseResult:
+    notes = []
+    present = [tag for tag, image in ctx.compose.image_ids(ctx.expired_tags).items() if image]
+    if present:
+        ctx.out(f"untagging {len(present)} image(s) of releases past keeping "
+                f"(rollback.keep_releases = {ctx.settings.rollback.keep_releases})")
+        code = ctx.compose.stream(ctx.compose.docker_argv("image", "rm", *present), ctx.out)
+        if code != 0:
+            ctx.warn(f"some release images could not be removed (exit {code}); "
+                     "a container may still use them")
+        notes.append(f"{len(present)} old release tag(s) removed")
     argv = ctx.compose.docker_argv("image", "prune", "--force", "--filter", "dangling=true")
     code = ctx.compose.stream(argv, ctx.out)
     if code != 0:
         ctx.warn(f"pruning dangling images failed (exit {code}); nothing else depends on it")
-        return done("prune failed")
-    return done()
+        notes.append("prune failed")
+    return done("; ".join(notes) or None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+from surefoot.config import BackupSettings
 from surefoot.errors import PhaseFailed
 from surefoot.gates import run_probes
 from surefoot.health import Probe
@@ -31,10 +34,33 @@ def start(ctx: PhaseContext) -> PhaseResult:
     return done(f"{', '.join(services)} ready in {format_duration(result.elapsed)}")
 
 
+def _backup(ctx: PhaseContext, backup: BackupSettings) -> None:
+    """The backup command's standard output, kept as this release's backup (0600)."""
+    running = [c for c in ctx.compose.ps([backup.service], all=False) if c.id]
+    if not running:
+        raise PhaseFailed(f"backup: no running container of {backup.service} to run it in")
+    folder = ctx.state_dir / "backups"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"release-{ctx.deployment_id}.dump"
+    partial = path.with_suffix(".partial")
+    ctx.out(f"backing up with {backup.service}: {' '.join(backup.command)}")
+    argv = ctx.compose.docker_argv("exec", running[0].id, *backup.command)
+    result = ctx.compose.runner.to_file(argv, partial, timeout=backup.timeout)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        last = result.stderr.strip().splitlines()
+        raise PhaseFailed(f"the backup command failed (exit {result.returncode})"
+                          + (f": {last[-1]}" if last else ""), details=result.stderr)
+    os.replace(partial, path)
+    ctx.out(f"backup written: {path} ({path.stat().st_size} bytes)")
+
+
 def migrate(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.database_migrate
     if not settings.command or not settings.service:
         return skipped("no migration command configured (phases.database-migrate.command)")
+    if settings.backup is not None:
+        _backup(ctx, settings.backup)
     # A one-off container left by a killed earlier attempt would hold locks or ports.
     leftovers = ctx.compose.containers_with_label(ONEOFF_LABEL)
     if leftovers:
