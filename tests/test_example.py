@@ -45,7 +45,7 @@ def test_the_example_deploys_end_to_end(shop: Project) -> None:
     status = shop.status()
     assert status["state"] == "completed"
     assert status["resume_at"] is None
-    assert [p["status"] for p in status["phases"]] == ["completed"] * 10
+    assert [p["status"] for p in status["phases"]] == ["completed"] * 11  # with verify
     assert get(shop, "/health") == {"status": "healthy", "database": "ok", "cache": "ok"}
     assert [item["name"] for item in get(shop, "/api/items")["items"]] == ["tea", "coffee"]  # type: ignore[index]
     # Secrets from the env file never reach the logs surefoot wrote.
@@ -62,3 +62,10 @@ def test_the_example_deploys_end_to_end(shop: Project) -> None:
     assert shop.status()["deployment"]["kind"] == "update"
     assert get(shop, "/api/info") == {"release": "2"}
     assert get(shop, "/health")["status"] == "healthy"
+    # Each release's migration was preceded by a backup; the second one holds the first's tables.
+    backups = shop.path / ".surefoot" / "backups"
+    assert "CREATE TABLE public.items" in (backups / "release-2.dump").read_text()
+    assert (backups / "release-2.dump").stat().st_mode & 0o777 == 0o600
+    history = json.loads(shop.run("history", "--json").stdout)
+    assert [(r["id"], r["outcome"]) for r in history["releases"]] == [(2, "healthy"), (1, "healthy")]
+    assert history["releases"][0]["backup"].endswith("release-2.dump")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 
 from surefoot.compose import ComposeModel, Target, compose_args, normalize_image, parse_ps
 from surefoot.health import GateResult, Probe, ProbeResult, Streak, WatchAlarm, json_field, run_gate
+from surefoot.releases import ReleaseKeeper, pin_tag, pins_yaml
 from surefoot.secrets import MASK, Redactor, parse_env_text
+from surefoot.state import Release
 from surefoot.units import format_duration, parse_duration
 from surefoot.watch import ContainerHealth, alarm_for, parse_inspect
 
@@ -219,3 +222,23 @@ def test_env_parsing_and_redaction(tmp_path: Path) -> None:
         f"connecting with {MASK} and {MASK} on 8080"
     )
     assert redact("shop") == "shop"
+
+
+def release(number: int, outcome: str) -> Release:
+    return Release(number, "shop", "", outcome, None, {}, {"web": f"t:r{number}"}, "", "", None, "", None)
+
+
+def test_kept_releases() -> None:
+    history = [release(n, "healthy") for n in range(6, 0, -1)]
+    assert ReleaseKeeper.kept_releases(history, 5, current=6, running=7) == {3, 4, 5, 6, 7}
+    # A rollback made release 2 current: it is kept whatever its age.
+    assert ReleaseKeeper.kept_releases(history, 2, current=2, running=7) == {2, 6, 7}
+    # Failed and rolled-back releases are not worth keeping.
+    mixed = [release(3, "rolled-back"), release(2, "healthy"), release(1, "failed")]
+    assert ReleaseKeeper.kept_releases(mixed, 5, current=2, running=4) == {2, 4}
+
+
+def test_pins_override_is_compose_yaml() -> None:
+    text = pins_yaml({"web": "surefoot.local/shop/web:r3"})
+    assert json.loads(text) == {"services": {"web": {"image": "surefoot.local/shop/web:r3", "pull_policy": "never"}}}
+    assert pin_tag("shop", "Web_API", 3) == "surefoot.local/shop/web_api:r3"

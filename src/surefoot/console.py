@@ -44,7 +44,7 @@ class PlainRenderer:
     def emit(self, event: events.Event) -> None:
         match event:
             case events.DeploymentStarted(deployment_id=dep, project=project, kind=kind):
-                self._line(f"deployment #{dep} of {project} ({kind})")
+                self._line(f"deployment #{dep} of {project} ({kind})" if dep else f"{kind}: {project}")
             case events.PhaseSkipped(phase=phase, reason=reason):
                 self._line(f"{phase}: skipped ({reason})")
             case events.PhaseStarted(phase=phase, attempt=attempt, reason=reason):
@@ -59,7 +59,8 @@ class PlainRenderer:
                 suffix = f": {note}" if note else ""
                 self._line(f"{phase}: {status} in {format_duration(elapsed)}{suffix}")
             case events.DeploymentFinished(deployment_id=dep, state=state, elapsed=elapsed):
-                self._line(f"deployment #{dep} {state} in {format_duration(elapsed)}")
+                what = f"deployment #{dep}" if dep else "done:"
+                self._line(f"{what} {state} in {format_duration(elapsed)}")
 
     def close(self) -> None:
         pass
@@ -95,7 +96,7 @@ class LiveRenderer:
         with self._lock:
             match event:
                 case events.DeploymentStarted(deployment_id=dep, project=project, kind=kind, phases=phases):
-                    self._title = f"deployment #{dep} of {project} ({kind})"
+                    self._title = f"deployment #{dep} of {project} ({kind})" if dep else f"{kind}: {project}"
                     self._phases = list(phases)
                     self._status = dict.fromkeys(phases, "pending")
                 case events.PhaseSkipped(phase=phase, reason=reason, status=status):

@@ -181,17 +181,7 @@ class ProcessRunner:
             child = self._popen(argv, cwd, fd, subprocess.PIPE, True)
         finally:
             os.close(fd)
-        self.cancel.register(child)
-        try:
-            _, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            terminate_group(child)
-            child.communicate()
-            raise CommandTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was stopped") from None
-        finally:
-            self.cancel.unregister(child)
-        self.cancel.check()
-        return Captured(child.returncode, "", err.decode("utf-8", "replace"))
+        return self._communicate(child, argv, timeout, True)
 
     def capture(
         self,
@@ -203,6 +193,11 @@ class ProcessRunner:
     ) -> Captured:
         """Run to completion and return its output (stdout and stderr kept apart)."""
         child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE, cancellable)
+        return self._communicate(child, argv, timeout, cancellable)
+
+    def _communicate(
+        self, child: subprocess.Popen[bytes], argv: Sequence[str], timeout: float | None, cancellable: bool
+    ) -> Captured:
         if cancellable:
             self.cancel.register(child)
         try:
@@ -210,11 +205,10 @@ class ProcessRunner:
         except subprocess.TimeoutExpired:
             terminate_group(child)
             child.communicate()
-            raise CommandTimeout(
-                f"{' '.join(argv[:3])} did not answer within {timeout:g}s"
-            ) from None
+            raise CommandTimeout(f"{' '.join(argv[:3])} did not finish within {timeout:g}s") from None
         finally:
             self.cancel.unregister(child)
         if cancellable:
             self.cancel.check()
-        return Captured(child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        return Captured(child.returncode, (out or b"").decode("utf-8", "replace"),
+                        (err or b"").decode("utf-8", "replace"))

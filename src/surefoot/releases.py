@@ -124,14 +124,13 @@ class ReleaseKeeper:
         return [tag for tag, image_id in present.items() if image_id is None]
 
     @staticmethod
-    def tags_to_expire(releases: Sequence[Release], keep: int, current: int | None) -> list[str]:
-        """Tags of every release but the ``keep`` newest healthy ones, the current one and any pending."""
-        kept = {r.id for r in releases if r.outcome == "healthy"}
-        kept = set(sorted(kept, reverse=True)[:keep])
-        kept |= {r.id for r in releases if r.outcome == "pending"}
+    def kept_releases(releases: Sequence[Release], keep: int, current: int | None, running: int) -> set[int]:
+        """The ``keep`` newest of the healthy releases and the one being deployed, plus the current one."""
+        candidates = {r.id for r in releases if r.outcome == "healthy"} | {running}
+        kept = set(sorted(candidates, reverse=True)[:keep])
         if current is not None:
             kept.add(current)
-        return [tag for r in releases if r.id not in kept for tag in r.tags.values()]
+        return kept
 
     def forget_files(self, release_id: int) -> None:
         shutil.rmtree(self.folder(release_id), ignore_errors=True)

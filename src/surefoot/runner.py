@@ -123,7 +123,12 @@ class Runner:
 
     @contextmanager
     def _locked_store(self) -> Iterator[StateStore]:
+        """The store, with the project lock held. A deployment still marked running was
+        left by a holder that died (we hold the lock now): it is marked interrupted."""
         with StateStore.open(self.state_dir / STATE_DB) as store, ProjectLock(self.state_dir):
+            latest = store.latest_deployment(self.settings.project_name)
+            if latest is not None and latest.state == "running":
+                store.mark_abandoned(latest)
             yield store
 
     # -- the deployment ---------------------------------------------------------
@@ -131,10 +136,6 @@ class Runner:
         project = self.settings.project_name
         with self._locked_store() as store:
             latest = store.latest_deployment(project)
-            if latest is not None and latest.state == "running":
-                # We hold the lock, so whoever left it running is gone.
-                store.mark_abandoned(latest)
-                latest = store.latest_deployment(project)
             unfinished = latest if latest and latest.state in ("failed", "interrupted") else None
             previous: dict[str, PhaseRun] = {}
             if options.fresh or unfinished is None:
@@ -319,21 +320,21 @@ class Runner:
     def _expired_tags(self, store: StateStore, deployment_id: int) -> list[str]:
         project = self.settings.project_name
         releases = store.releases(project)
-        keep = self.settings.rollback.keep_releases
-        current = store.current_release(project)
-        kept_ids = {deployment_id} | ({current} if current else set())
-        expired = ReleaseKeeper.tags_to_expire([r for r in releases if r.id != deployment_id], keep, current)
-        for release in releases:
-            if release.id not in kept_ids and all(t in expired for t in release.tags.values()):
-                self.keeper.forget_files(release.id)
-        return expired
+        kept = ReleaseKeeper.kept_releases(
+            releases, self.settings.rollback.keep_releases, store.current_release(project), deployment_id
+        )
+        expired = [r for r in releases if r.id not in kept]
+        for release in expired:
+            self.keeper.forget_files(release.id)
+        return [tag for release in expired for tag in release.tags.values()]
 
     def _previous_release(self, store: StateStore, exclude: int) -> Release | None:
         project = self.settings.project_name
         current = store.current_release(project)
+        candidates = [r for r in store.releases(project) if r.id != exclude and Path(r.files_dir).is_dir()]
         if current is not None and current != exclude:
-            return store.release(project, current)
-        return next((r for r in store.releases(project) if r.outcome == "healthy" and r.id != exclude), None)
+            return next((r for r in candidates if r.id == current), None)
+        return next((r for r in candidates if r.outcome == "healthy"), None)
 
     def _after_failure(
         self, store: StateStore, deployment_id: int, outcome: DeployOutcome, pipeline: list[PhaseSpec]
@@ -366,8 +367,6 @@ class Runner:
         project = self.settings.project_name
         with self._locked_store() as store:
             latest = store.latest_deployment(project)
-            if latest is not None and latest.state == "running":
-                store.mark_abandoned(latest)
             current = store.current_release(project)
             if release_id is None:
                 candidates = [
@@ -383,6 +382,9 @@ class Runner:
                     known = ", ".join(str(r.id) for r in store.releases(project)) or "none"
                     raise NoRelease(f"there is no release {release_id} (releases: {known})")
                 target = found
+            if not Path(target.files_dir).is_dir():
+                raise NoRelease(f"release {target.id} is past keeping (rollback.keep_releases): "
+                                "its images and files were removed")
             dep = latest.id if latest else 0
             started = self.clock()
             self.reporter.emit(events.DeploymentStarted(dep, project, f"rollback to release {target.id}",

@@ -88,13 +88,20 @@ class ContainerWatch:
         return None
 
     def probe(self, service: str) -> Callable[[], ProbeResult]:
-        """A container probe: the service's containers run, are healthy, and stay up."""
+        """A container probe: the service's containers run, are healthy, are not
+        OOM-killed, and do not restart (their restart count does not rise)."""
+        first_seen: dict[str, int] = {}
 
         def check() -> ProbeResult:
             containers = [c for c in self.snapshot() if c.service == service]
             if not containers:
                 return ProbeResult(False, "no container")
             for c in containers:
+                baseline = first_seen.setdefault(c.name, c.restarts)
+                if c.oom_killed:
+                    return ProbeResult(False, "OOM-killed")
+                if c.restarts > baseline:
+                    return ProbeResult(False, f"restarted {c.restarts - baseline} time(s)")
                 if not c.ready:
                     return ProbeResult(False, f"{c.status}" + (f", {c.health}" if c.health else ""))
             c = containers[0]
