@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -78,15 +79,33 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
 @click.option("--fresh", is_flag=True, help="Start a new deployment even if one is unfinished.")
 @click.option("--resume", is_flag=True, help="Only resume an unfinished deployment.")
 @click.option("--yes", "-y", is_flag=True, help="Answer yes to every confirmation.")
+@click.option("--non-interactive", is_flag=True,
+              help="Never ask: values come from --set and the environment (default without a terminal).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="A configuration value for the env file (repeatable).")
 @click.pass_obj
-def deploy(opts: GlobalOptions, fresh: bool, resume: bool, yes: bool) -> int:
+def deploy(
+    opts: GlobalOptions, fresh: bool, resume: bool, yes: bool, non_interactive: bool,
+    assignments: tuple[str, ...],
+) -> int:
     """Deploy: resume the unfinished deployment, or start a new one (an update)."""
     if fresh and resume:
         raise click.UsageError("--fresh and --resume cannot be used together")
     from surefoot.runner import DeployOptions
 
-    options = DeployOptions(fresh=fresh, resume_only=resume)
+    values = tuple(parse_assignment(item) for item in assignments)
+    options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
+                            interactive=not non_interactive, values=values)
     return _with_runner(opts, lambda runner: runner.deploy(options))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (the value may hold anything, '=' included)."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise click.BadParameter(f"{text.split('=')[0]!r}: expected KEY=VALUE with KEY made of letters, "
+                                 "digits and '_'", param_hint="--set")
+    return key, value
 
 
 def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome]) -> int:
@@ -135,6 +154,10 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
         click.echo(f"{what} interrupted; resume with: {resume_cmd}", err=True)
         return ExitCode.INTERRUPTED
     err = sys.stderr
+    if outcome.usage_error:
+        for line in (outcome.error or "").splitlines():
+            err.write(f"surefoot: {line}\n")
+        return ExitCode.USAGE
     err.write(f"\nphase {outcome.failed_phase} failed: {outcome.error}\n")
     if outcome.tail:
         err.write(f"last {len(outcome.tail)} lines of its log:\n")

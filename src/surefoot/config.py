@@ -63,6 +63,50 @@ class DatabaseStartSettings(PhaseSettings):
     timeout: Duration = 120.0
 
 
+EnvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class PromptSettings(_Strict):
+    key: EnvKey
+    question: str = Field(min_length=1)
+    validator: Literal["domain", "email", "url", "port", "regex", "choices", "non-empty"] | None = None
+    pattern: str | None = None  # for validator = "regex"
+    choices: list[str] | None = None  # for validator = "choices"
+    secret: bool = False  # hidden input; masked on the review screen
+    default: str | None = None
+    attempts: Positive = 5
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _check_validator(self) -> PromptSettings:
+        if self.validator == "regex":
+            if not self.pattern:
+                raise ValueError("validator = \"regex\" needs pattern")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        if self.validator == "choices" and not self.choices:
+            raise ValueError("validator = \"choices\" needs choices")
+        return self
+
+
+class SecretSettings(_Strict):
+    key: EnvKey
+    length: Annotated[int, Field(ge=8, le=4096)] = 32
+    alphabet: str | None = Field(default=None, min_length=10)  # default: letters, digits and -_.~
+
+
+class ConfigurationSettings(PhaseSettings):
+    prompts: list[PromptSettings] = []
+    secrets: list[SecretSettings] = []
+    derived: dict[str, str] = {}  # KEY = "template with {OTHER_KEY}"
+
+    @property
+    def declared(self) -> bool:
+        return bool(self.prompts or self.secrets or self.derived)
+
+
 class BackupSettings(_Strict):
     service: ServiceName  # the command runs in this service's running container
     command: list[str] = Field(min_length=1)  # its standard output is the backup
@@ -171,7 +215,7 @@ class RollbackSection(_Strict):
 class PhasesSection(_Strict):
     preflight: PhaseSettings = PhaseSettings()
     prerequisites: PhaseSettings = PhaseSettings()
-    configuration: PhaseSettings = PhaseSettings()
+    configuration: ConfigurationSettings = ConfigurationSettings()
     pull_images: PullSettings = Field(default=PullSettings(), alias="pull-images")
     build: BuildSettings = BuildSettings()
     database_start: DatabaseStartSettings = Field(
@@ -313,6 +357,9 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
             )
 
     env_file = project_dir / parsed.project.env_file if parsed.project.env_file else None
+    if parsed.phases.configuration.declared and env_file is None:
+        raise ConfigError(f"{where}: project.env_file: required when phases.configuration declares "
+                          "prompts, secrets or derived values (they are written there)")
     migrate = parsed.phases.database_migrate
     if migrate.enabled and (migrate.command is None) != (migrate.service is None):
         missing = "service" if migrate.service is None else "command"

@@ -6,10 +6,13 @@ deployment. Rich is imported only by the live view.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
@@ -61,6 +64,9 @@ class PlainRenderer:
             case events.DeploymentFinished(deployment_id=dep, state=state, elapsed=elapsed):
                 what = f"deployment #{dep}" if dep else "done:"
                 self._line(f"{what} {state} in {format_duration(elapsed)}")
+
+    def paused(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def close(self) -> None:
         pass
@@ -159,13 +165,23 @@ class LiveRenderer:
                     parts.append(Text(f"  │ {line}", style="dim", no_wrap=True, overflow="ellipsis"))
             return Group(*parts)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self._live.stop()
+        try:
+            yield
+        finally:
+            self._live.start()
+
     def close(self) -> None:
         self._live.refresh()
         self._live.stop()
 
 
 def make_reporter(stream: TextIO | None = None, live: bool | None = None) -> events.Reporter:
+    """The live view on a terminal, plain lines elsewhere; SUREFOOT_PROGRESS=plain|live decides."""
     stream = stream or sys.stdout
     if live is None:
-        live = stream.isatty()
+        choice = os.environ.get("SUREFOOT_PROGRESS", "")
+        live = choice == "live" or (choice != "plain" and stream.isatty())
     return LiveRenderer(stream) if live else PlainRenderer(stream)

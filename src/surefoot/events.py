@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,12 +77,19 @@ Event = (
 class Reporter(Protocol):
     def emit(self, event: Event) -> None: ...
 
+    def paused(self) -> AbstractContextManager[None]:
+        """Stop drawing while the operator is asked something on the terminal."""
+        ...
+
     def close(self) -> None: ...
 
 
 class NullReporter:
     def emit(self, event: Event) -> None:
         pass
+
+    def paused(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def close(self) -> None:
         pass

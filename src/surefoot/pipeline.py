@@ -20,6 +20,7 @@ from typing import Literal
 
 from surefoot.compose import Compose, ComposeModel
 from surefoot.config import PhaseSettings, Settings
+from surefoot.configure import Prompter
 from surefoot.phases import PHASE_NAMES
 from surefoot.proc import CancelToken
 
@@ -63,6 +64,11 @@ class Facts:
         if self._model is None:
             self._model = self.compose.model()
         return self._model
+
+    def env_changed(self) -> None:
+        """The configuration phase rewrote the env file: the compose model must be read again."""
+        self._model = None
+        self._images = None
 
     def images_changed(self) -> None:
         """Pull or build ran: image ids must be read again."""
@@ -156,6 +162,10 @@ class PhaseContext:
     warn: Callable[[str], None]
     deployment_id: int = 0
     state_dir: Path = Path(".surefoot")
+    prompter: Prompter | None = None  # None: no terminal, or --non-interactive
+    values: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
+    assume_yes: bool = False
+    add_secret: Callable[[str], None] = lambda value: None  # mask this value from now on
     expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping
 
 
@@ -171,10 +181,13 @@ class PhaseSpec:
 def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
     from surefoot.phases import cleanup, database, health, images, services, system, verify
 
+    # When the configuration phase writes the env file, the env file is its output:
+    # the phases before it cannot depend on it.
+    managed = settings is not None and settings.phases.configuration.declared
     pipeline = [
-        PhaseSpec("preflight", system.preflight, ("compose", "env")),
+        PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
         PhaseSpec("prerequisites", system.prerequisites),
-        PhaseSpec("configuration", system.configuration, ("env",)),
+        PhaseSpec("configuration", system.configuration, () if managed else ("env",)),
         PhaseSpec("pull-images", images.pull, ("compose",)),
         PhaseSpec("build", images.build, ("compose", "env", "build-context")),
         PhaseSpec("database-start", database.start, ("compose", "env", "images:database")),

@@ -23,7 +23,8 @@ from typing import IO
 from surefoot import events
 from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
-from surefoot.errors import Interrupted, PhaseFailed, SurefootError
+from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
+from surefoot.errors import ConfigError, Interrupted, PhaseFailed, SurefootError
 from surefoot.lock import ProjectLock
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done
 from surefoot.proc import CancelToken, ProcessRunner
@@ -39,6 +40,9 @@ TAIL_LINES = 20
 class DeployOptions:
     fresh: bool = False
     resume_only: bool = False
+    assume_yes: bool = False
+    interactive: bool = True  # False: never ask (--non-interactive); also when there is no terminal
+    values: tuple[tuple[str, str], ...] = ()  # --set KEY=VALUE
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class DeployOutcome:
     signum: int | None = None
     restored_release: int | None = None
     notes: tuple[str, ...] = ()
+    usage_error: bool = False  # a configuration problem found while running (exit 2)
 
 
 class _Failed(Exception):
@@ -120,6 +125,8 @@ class Runner:
         self.compose = Compose(target, self.processes)
         self.facts = Facts(self.settings, self.compose)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
+        self.options = DeployOptions()
+        self.prompter: Prompter | None = None
 
     @contextmanager
     def _locked_store(self) -> Iterator[StateStore]:
@@ -133,6 +140,17 @@ class Runner:
 
     # -- the deployment ---------------------------------------------------------
     def deploy(self, options: DeployOptions) -> DeployOutcome:
+        self.options = options
+        if not options.interactive:
+            return self._deploy(options)
+        with TerminalPrompter.open() as terminal:
+            self.prompter = PausingPrompter(terminal, self.reporter.paused) if terminal else None
+            try:
+                return self._deploy(options)
+            finally:
+                self.prompter = None
+
+    def _deploy(self, options: DeployOptions) -> DeployOutcome:
         project = self.settings.project_name
         with self._locked_store() as store:
             latest = store.latest_deployment(project)
@@ -281,6 +299,10 @@ class Runner:
             warn=warn,
             deployment_id=deployment_id,
             state_dir=self.state_dir,
+            prompter=self.prompter,
+            values=dict(self.options.values),
+            assume_yes=self.options.assume_yes,
+            add_secret=self.redact.add,
         )
 
         def finish(status: str, note: str | None, error: str | None = None, code: int | None = None) -> None:
@@ -288,8 +310,9 @@ class Runner:
             self.reporter.emit(events.PhaseFinished(name, status, self.clock() - began, note))
             log.close()
 
-        def failure(summary: str) -> _Failed:
-            return _Failed(DeployOutcome("failed", deployment_id, name, summary, log.path, tuple(log.tail)))
+        def failure(summary: str, usage: bool = False) -> _Failed:
+            return _Failed(DeployOutcome("failed", deployment_id, name, summary, log.path,
+                                         tuple(log.tail), usage_error=usage))
 
         try:
             result = body(ctx)
@@ -305,6 +328,11 @@ class Runner:
             log.write(f"FAILED: {summary}")
             finish("failed", summary, summary, exc.command_exit_code)
             raise failure(summary) from None
+        except ConfigError as exc:
+            summary = self.redact(str(exc))
+            log.write(f"FAILED: {summary}")
+            finish("failed", summary, summary)
+            raise failure(summary, usage=True) from None
         except Exception as exc:  # a bug of ours: keep the evidence, stay resumable
             for line in traceback.format_exc().splitlines():
                 log.write(line)

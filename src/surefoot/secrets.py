@@ -27,8 +27,10 @@ def parse_env_text(text: str) -> dict[str, str]:
         if not sep:
             continue
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]  # literal, as compose reads it
+        elif len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r'\\([\\"$n])', lambda m: "\n" if m.group(1) == "n" else m.group(1), value[1:-1])
         values[key.strip()] = value
     return values
 
@@ -47,6 +49,10 @@ class Redactor:
         except OSError:
             return cls(set())
         return cls({value for key, value in values.items() if SECRET_KEY.search(key)})
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

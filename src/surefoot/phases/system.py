@@ -6,8 +6,19 @@ import os
 import re
 from dataclasses import dataclass
 
-from surefoot.errors import CommandNotFound, PhaseFailed
+from surefoot.config import PromptSettings
+from surefoot.configure import (
+    Plan,
+    Prompter,
+    check_value,
+    derive,
+    generate_secret,
+    render_env,
+    write_env_file,
+)
+from surefoot.errors import CommandNotFound, ConfigError, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.secrets import parse_env_text
 
 COMPOSE_V2_HELP = (
     "install the compose v2 plugin: `apt-get install docker-compose-plugin` from Docker's "
@@ -103,6 +114,11 @@ def _check_env_file(ctx: PhaseContext) -> str | None:
 
 def preflight(ctx: PhaseContext) -> PhaseResult:
     _require_docker(ctx)
+    env = ctx.settings.env_file
+    if ctx.settings.phases.configuration.declared and (env is None or not env.exists()):
+        # The configuration phase writes the env file; compose config is checked after it.
+        ctx.out("the env file is written by the configuration phase: compose config is checked then")
+        return done("compose config deferred to configuration")
     _check_env_file(ctx)
     model = ctx.facts.model()  # fails with compose's own message when the config is invalid
     ctx.out(f"compose config valid: {len(model.services)} services ({', '.join(model.services)})")
@@ -129,7 +145,88 @@ def prerequisites(ctx: PhaseContext) -> PhaseResult:
 
 
 def configuration(ctx: PhaseContext) -> PhaseResult:
-    env = _check_env_file(ctx)
-    if env is None:
-        return done("no env file configured")
-    return done(f"env file {env}")
+    settings = ctx.settings.phases.configuration
+    if not settings.declared:
+        env = _check_env_file(ctx)
+        return done(f"env file {env}" if env else "no env file configured")
+    env_path = ctx.settings.env_file
+    assert env_path is not None  # the configuration loader requires it
+    existing_text = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
+    existing = parse_env_text(existing_text)
+    prompter = ctx.prompter
+    kept: dict[str, str] = {}
+    asked: dict[str, str] = {}
+    missing: list[str] = []
+    for prompt in settings.prompts:
+        key = prompt.key
+        if key in existing:
+            kept[key] = existing[key]
+            continue
+        value = ctx.values.get(key)
+        if value is None and prompter is None:
+            value = os.environ.get(key)
+        if value is not None:
+            problem = check_value(prompt, value)
+            if problem:
+                shown = "the value given" if prompt.secret else repr(value)
+                raise ConfigError(f"{key}: {shown} is not valid: {problem}")
+            asked[key] = value
+        elif prompter is not None:
+            asked[key] = _ask(prompter, prompt)
+        elif prompt.default is not None:
+            asked[key] = prompt.default
+        elif prompt.required:
+            missing.append(key)
+    if missing:
+        raise ConfigError(
+            "no terminal to ask on, and these required values are missing: " + ", ".join(missing)
+            + "; give each with --set KEY=VALUE or as an environment variable"
+        )
+    generated: dict[str, str] = {}
+    for secret in settings.secrets:
+        if secret.key in existing:
+            kept[secret.key] = existing[secret.key]
+        elif secret.key in ctx.values:
+            asked[secret.key] = ctx.values[secret.key]
+        else:
+            generated[secret.key] = generate_secret(secret)
+    try:
+        derived = derive(settings.derived, {**existing, **asked, **generated})
+    except ValueError as exc:
+        raise ConfigError(f"phases.configuration.derived: {exc}") from None
+    secret_keys = frozenset({p.key for p in settings.prompts if p.secret} | {s.key for s in settings.secrets})
+    plan = Plan(kept, asked, generated, {k: v for k, v in derived.items() if existing.get(k) != v},
+                secret_keys)
+    for key in secret_keys:
+        value = {**existing, **plan.updates}.get(key)
+        if value:
+            ctx.add_secret(value)
+    if not plan.updates:
+        return done(f"{env_path.name}: every value present, nothing to write")
+    review = [f"values for {env_path}:", *plan.review()]
+    if prompter is not None:
+        prompter.show("\n".join(review))
+        if not ctx.assume_yes and not prompter.confirm(f"Write these values to {env_path}?"):
+            raise PhaseFailed("configuration not confirmed: nothing was written")
+    for line in review:
+        ctx.out(line)
+    backup = write_env_file(env_path, render_env(existing_text, plan.updates))
+    ctx.facts.env_changed()
+    ctx.out(f"wrote {env_path} (mode 0600)" + (f"; the previous one is kept as {backup}" if backup else ""))
+    return done(f"{len(plan.updates)} value(s) written to {env_path.name}")
+
+
+def _ask(prompter: Prompter, prompt: PromptSettings) -> str:
+    suffix = f" [{prompt.default}]" if prompt.default and not prompt.secret else ""
+    if prompt.validator == "choices":
+        suffix = f" ({'/'.join(prompt.choices or [])})" + suffix
+    for attempt in range(1, prompt.attempts + 1):
+        value = prompter.ask(f"{prompt.question}{suffix}: ", secret=prompt.secret).strip()
+        if value == "" and prompt.default is not None:
+            value = prompt.default
+        problem = check_value(prompt, value)
+        if problem is None:
+            return value
+        left = prompt.attempts - attempt
+        prompter.show(f"  {problem}" + (f" ({left} tries left)" if left else ""))
+    raise PhaseFailed(f"{prompt.key}: no valid answer in {prompt.attempts} tries; nothing was written")
