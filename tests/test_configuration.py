@@ -66,6 +66,10 @@ length = 40
 
 [phases.configuration.derived]
 APP_URL = "https://{{DOMAIN}}/app"
+
+[phases.post-deploy]
+urls = ["{{APP_URL}}"]
+credentials = ["DB_PASSWORD"]
 """
 
 
@@ -166,6 +170,9 @@ def test_prompts_on_a_terminal_decline_then_accept_then_keep(site: Project) -> N
     assert values["APP_URL"] == "https://shop.example.com/app"
     password = values["DB_PASSWORD"]
     assert len(password) == 40 and set(password) <= set(DEFAULT_ALPHABET)
+    # The summary shows the credential masked, on the terminal, and nowhere else.
+    assert f"DB_PASSWORD: {mask(password)}" in term.transcript
+    assert password not in term.transcript
     assert site.compose("exec", "-T", "web", "sh", "-c", "echo $DB_PASSWORD").strip() == password
     for log in (site.path / ".surefoot").rglob("*.log"):
         text = log.read_text()

@@ -213,6 +213,14 @@ class Compose:
         except ValueError:
             return []
 
+    def exec_argv(self, service: str, command: Sequence[str]) -> list[str]:
+        """``docker exec`` of ``command`` in a running container of ``service`` (the engine's
+        exec reports the command's exit code; compose exec does not on every version)."""
+        running = [c for c in self.ps([service], all=False) if c.id]
+        if not running:
+            raise PhaseFailed(f"no running container of {service} to run {' '.join(command)} in")
+        return self.docker_argv("exec", running[0].id, *command)
+
     def remove_containers(self, names: Sequence[str]) -> None:
         """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""
         if names:

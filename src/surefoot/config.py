@@ -207,6 +207,33 @@ class VerifySettings(PhaseSettings):
     containers: bool = True  # every service's containers running and healthy
 
 
+class PostDeployCommand(_Strict):
+    command: list[str] = Field(min_length=1)
+    service: ServiceName | None = None  # run in the service's running container; else on the host
+    timeout: Duration = 600.0
+
+
+class PostDeploySettings(PhaseSettings):
+    urls: list[str] = []  # shown in the summary; "{KEY}" takes a value from the env file
+    credentials: list[EnvKey] = []  # env file keys shown masked, on the terminal only
+    commands: list[PostDeployCommand] = []  # run once per release
+
+    @property
+    def declared(self) -> bool:
+        return bool(self.urls or self.credentials or self.commands)
+
+
+class HookSettings(_Strict):
+    before: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure fails the phase
+    after: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure warns
+
+
+class NotificationSettings(_Strict):
+    webhook: HttpURL | None = None  # receives JSON on start, success, failure and rollback
+    environment: str = "production"
+    timeout: Duration = 5.0
+
+
 class RollbackSection(_Strict):
     automatic: bool = True  # restore the previous release when services-start or health-wait fails
     keep_releases: Positive = 5  # releases whose images cleanup keeps
@@ -226,6 +253,7 @@ class PhasesSection(_Strict):
     health_wait: HealthWaitSettings = Field(default=HealthWaitSettings(), alias="health-wait")
     cleanup: PhaseSettings = PhaseSettings()
     verify: VerifySettings = VerifySettings()
+    post_deploy: PostDeploySettings = Field(default=PostDeploySettings(), alias="post-deploy")
 
     def for_phase(self, name: str) -> PhaseSettings:
         value = getattr(self, name.replace("-", "_"))
@@ -236,7 +264,19 @@ class PhasesSection(_Strict):
 class ConfigFile(_Strict):
     project: ProjectSection = ProjectSection()
     phases: PhasesSection = PhasesSection()
-    rollback: RollbackSection = field(default_factory=RollbackSection)
+    rollback: RollbackSection = RollbackSection()
+    notifications: NotificationSettings = NotificationSettings()
+    hooks: dict[str, HookSettings] = {}
+
+    @model_validator(mode="after")
+    def _check_hooks(self) -> ConfigFile:
+        from surefoot.phases import OPTIONAL_PHASES, PHASE_NAMES
+
+        for name in self.hooks:
+            if name not in PHASE_NAMES + OPTIONAL_PHASES:
+                raise ValueError(f"hooks.{name}: no such phase (phases: {', '.join(PHASE_NAMES)}, "
+                                 f"{', '.join(OPTIONAL_PHASES)})")
+        return self
 
 
 @dataclass(frozen=True)
@@ -250,6 +290,8 @@ class Settings:
     env_file: Path | None
     phases: PhasesSection
     rollback: RollbackSection = field(default_factory=RollbackSection)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    hooks: dict[str, HookSettings] = field(default_factory=dict)
 
 
 def default_project_name(project_dir: Path) -> str:
@@ -375,4 +417,6 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
         env_file=env_file.resolve() if env_file else None,
         phases=parsed.phases,
         rollback=parsed.rollback,
+        notifications=parsed.notifications,
+        hooks=parsed.hooks,
     )

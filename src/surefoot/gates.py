@@ -63,13 +63,10 @@ def _check_for(
     service = settings.service
 
     def run_command() -> ProbeResult:
-        if service:
-            running = [c for c in ctx.compose.ps([service], all=False) if c.id]
-            if not running:
-                return ProbeResult(False, f"no running container of {service}")
-            argv = ctx.compose.docker_argv("exec", running[0].id, *command)
-        else:
-            argv = command
+        try:
+            argv = ctx.compose.exec_argv(service, command) if service else command
+        except PhaseFailed as exc:
+            return ProbeResult(False, exc.summary)
         result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
         if result.returncode == 0:
             return ProbeResult(True, "exit 0")

@@ -179,7 +179,7 @@ class PhaseSpec:
 
 
 def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
-    from surefoot.phases import cleanup, database, health, images, services, system, verify
+    from surefoot.phases import cleanup, database, health, images, postdeploy, services, system, verify
 
     # When the configuration phase writes the env file, the env file is its output:
     # the phases before it cannot depend on it.
@@ -200,5 +200,7 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
     assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
     if settings is not None and settings.phases.verify.urls:
         pipeline.append(PhaseSpec("verify", verify.verify, ("compose",)))
+    if settings is not None and settings.phases.post_deploy.declared:
+        pipeline.append(PhaseSpec("post-deploy", postdeploy.post_deploy, ("compose", "env")))
     return pipeline
 

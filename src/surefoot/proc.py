@@ -113,7 +113,8 @@ class ProcessRunner:
         self.env = env
 
     def _popen(
-        self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int, cancellable: bool
+        self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int, cancellable: bool,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         if cancellable:
             self.cancel.check()
@@ -121,7 +122,7 @@ class ProcessRunner:
             return subprocess.Popen(
                 list(argv),
                 cwd=cwd,
-                env=self.env,
+                env={**os.environ, **env} if env else self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -139,9 +140,11 @@ class ProcessRunner:
         cwd: Path | None = None,
         timeout: float | None = None,
         cancellable: bool = True,
+        env: dict[str, str] | None = None,
     ) -> int:
-        """Run to completion, handing each output line (stdout and stderr merged) to ``on_line``."""
-        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT, cancellable)
+        """Run to completion, handing each output line (stdout and stderr merged) to ``on_line``.
+        ``env`` adds variables to the inherited environment."""
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT, cancellable, env)
         timed_out = threading.Event()
         timer = None
         if timeout is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import shlex
 import socket
 import time
 import traceback
@@ -24,8 +25,9 @@ from surefoot import events
 from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
-from surefoot.errors import ConfigError, Interrupted, PhaseFailed, SurefootError
+from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, SurefootError
 from surefoot.lock import ProjectLock
+from surefoot.notify import Notifier
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done
 from surefoot.proc import CancelToken, ProcessRunner
 from surefoot.releases import ReleaseKeeper
@@ -127,6 +129,10 @@ class Runner:
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.options = DeployOptions()
         self.prompter: Prompter | None = None
+        self.notifier = Notifier(
+            self.settings.notifications, self.settings.project_name,
+            lambda text: self.reporter.emit(events.PhaseWarning(None, text)),
+        )
 
     @contextmanager
     def _locked_store(self) -> Iterator[StateStore]:
@@ -173,6 +179,7 @@ class Runner:
             self.reporter.emit(
                 events.DeploymentStarted(deployment_id, project, kind, tuple(p.name for p in pipeline))
             )
+            self.notifier.send("started", deployment_id, f"{kind} by {_who()}@{socket.gethostname()}")
             started = self.clock()
             try:
                 self._run_pipeline(store, deployment_id, pipeline, previous)
@@ -191,6 +198,10 @@ class Runner:
             self.reporter.emit(
                 events.DeploymentFinished(deployment_id, outcome.state, self.clock() - started)
             )
+            message = outcome.error or ""
+            if outcome.restored_release:
+                message += f"; release {outcome.restored_release} restored"
+            self.notifier.send(outcome.state, deployment_id, message, outcome.failed_phase)
             return outcome
 
     def _run_pipeline(
@@ -245,14 +256,20 @@ class Runner:
         run = store.start_phase(deployment_id, spec.name, str(log_path), reason)
         self.reporter.emit(events.PhaseStarted(spec.name, run.attempt, reason))
         fingerprint: dict[str, str] = {}
+        hooks = self.settings.hooks.get(spec.name)
 
         def body(ctx: PhaseContext) -> PhaseResult:
             fingerprint.update(self._fingerprint(spec))
+            if hooks:
+                self._run_hooks(ctx, "before", hooks.before, run.attempt, log_path)
             if spec.release_point:
                 store.save_release(self.keeper.capture(deployment_id, self.facts))
             if spec.name == "cleanup":
                 ctx.expired_tags = self._expired_tags(store, deployment_id)
-            return spec.run(ctx)
+            result = spec.run(ctx)
+            if hooks:
+                self._run_hooks(ctx, "after", hooks.after, run.attempt, log_path)
+            return result
 
         def record(status: str, note: str | None, error: str | None, exit_code: int | None) -> None:
             store.finish_phase(run.id, status, exit_code=exit_code, error=error,
@@ -262,6 +279,35 @@ class Runner:
 
         self._bracket(spec.name, f"attempt {run.attempt}: {reason}", log_path, deployment_id,
                       self.compose, self.facts, body, record)
+
+    def _run_hooks(
+        self, ctx: PhaseContext, when: str, commands: list[list[str]], attempt: int, log_path: Path
+    ) -> None:
+        """Run a phase's hooks on the host, given the phase's context in SUREFOOT_* variables.
+        A failing before-hook fails the phase; a failing after-hook warns."""
+        env = {
+            "SUREFOOT_PROJECT": self.settings.project_name,
+            "SUREFOOT_PROJECT_DIR": str(self.settings.project_dir),
+            "SUREFOOT_PHASE": ctx.name,
+            "SUREFOOT_HOOK": when,
+            "SUREFOOT_DEPLOYMENT": str(ctx.deployment_id),
+            "SUREFOOT_ATTEMPT": str(attempt),
+            "SUREFOOT_STATE_DIR": str(self.state_dir),
+            "SUREFOOT_LOG": str(log_path),
+            "SUREFOOT_ENV_FILE": str(self.settings.env_file or ""),
+        }
+        for argv in commands:
+            ctx.out(f"{when}-{ctx.name} hook: {shlex.join(argv)}")
+            try:
+                code = self.processes.stream(argv, ctx.out, cwd=self.settings.project_dir, env=env)
+            except CommandNotFound:
+                code = 127
+            if code == 0:
+                continue
+            message = f"the {when}-{ctx.name} hook {shlex.join(argv)} exited with code {code}"
+            if when == "before":
+                raise PhaseFailed(message, exit_code=code)
+            ctx.warn(message)
 
     def _bracket(
         self,

@@ -36,15 +36,12 @@ def start(ctx: PhaseContext) -> PhaseResult:
 
 def _backup(ctx: PhaseContext, backup: BackupSettings) -> None:
     """The backup command's standard output, kept as this release's backup (0600)."""
-    running = [c for c in ctx.compose.ps([backup.service], all=False) if c.id]
-    if not running:
-        raise PhaseFailed(f"backup: no running container of {backup.service} to run it in")
+    argv = ctx.compose.exec_argv(backup.service, backup.command)
     folder = ctx.state_dir / "backups"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"release-{ctx.deployment_id}.dump"
     partial = path.with_suffix(".partial")
     ctx.out(f"backing up with {backup.service}: {' '.join(backup.command)}")
-    argv = ctx.compose.docker_argv("exec", running[0].id, *backup.command)
     result = ctx.compose.runner.to_file(argv, partial, timeout=backup.timeout)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
