@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from surefoot.runner import DeployOutcome, Runner
 
 DEFAULT_STATE_DIR = ".surefoot"
+# The preflight checks (config.CHECK_NAMES, repeated here to keep pydantic off --help's path).
+CHECK_NAMES = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
+               "ports", "registry", "dns")
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,12 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
               help="Never ask: values come from --set and the environment (default without a terminal).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="A configuration value for the env file (repeatable).")
+@click.option("--skip-check", "skip_checks", multiple=True, metavar="NAME",
+              type=click.Choice(CHECK_NAMES), help="Skip one preflight check (repeatable).")
 @click.pass_obj
 def deploy(
     opts: GlobalOptions, fresh: bool, resume: bool, yes: bool, non_interactive: bool,
-    assignments: tuple[str, ...],
+    assignments: tuple[str, ...], skip_checks: tuple[str, ...],
 ) -> int:
     """Deploy: resume the unfinished deployment, or start a new one (an update)."""
     if fresh and resume:
@@ -95,7 +100,7 @@ def deploy(
 
     values = tuple(parse_assignment(item) for item in assignments)
     options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
-                            interactive=not non_interactive, values=values)
+                            interactive=not non_interactive, values=values, skip_checks=skip_checks)
     return _with_runner(opts, lambda runner: runner.deploy(options))
 
 

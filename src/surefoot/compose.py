@@ -48,6 +48,7 @@ class ContainerState:
     health: str  # healthy, unhealthy, starting, or "" without a healthcheck
     exit_code: int
     id: str = ""
+    published: tuple[int, ...] = ()  # host ports this container publishes
 
     @property
     def ready(self) -> bool:
@@ -82,6 +83,9 @@ def parse_ps(text: str) -> list[ContainerState]:
             health=item.get("Health", "").lower(),
             exit_code=int(item.get("ExitCode") or 0),
             id=item.get("ID", ""),
+            published=tuple(
+                sorted({int(p["PublishedPort"]) for p in item.get("Publishers") or [] if p.get("PublishedPort")})
+            ),
         )
         for item in items
     ]
@@ -113,6 +117,21 @@ class ComposeModel:
         spec = self.services[service]
         image = spec.get("image") or f"{self.project_name}-{service}"
         return str(image)
+
+    def published_ports(self) -> list[tuple[str, int]]:
+        """(host address, port) of every port the project publishes on the host."""
+        found = []
+        for spec in self.services.values():
+            for port in spec.get("ports") or []:
+                if isinstance(port, dict) and port.get("published"):
+                    published = str(port["published"]).split("-")[0]
+                    if published.isdigit():
+                        found.append((str(port.get("host_ip") or ""), int(published)))
+        return sorted(set(found))
+
+    def pulled_images(self) -> list[str]:
+        """Images of services that are not built here: they come from a registry."""
+        return sorted({str(s["image"]) for s in self.services.values() if s.get("image") and not s.get("build")})
 
     def build_context(self, service: str) -> Path | None:
         build = self.services[service].get("build")

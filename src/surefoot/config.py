@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from surefoot.errors import ConfigError
-from surefoot.units import parse_duration
+from surefoot.units import parse_duration, parse_size
 
 CONFIG_NAME = "surefoot.toml"
 # The names docker compose itself looks for, in its order of preference.
@@ -29,6 +29,8 @@ OVERRIDE_CANDIDATES = (
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+EnvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Positive = Annotated[int, Field(ge=1)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 HttpURL = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
@@ -50,6 +52,22 @@ class PhaseSettings(_Strict):
     enabled: bool = True
 
 
+CHECK_NAMES = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
+               "ports", "registry", "dns")
+
+
+class PreflightSettings(PhaseSettings):
+    min_memory: Size = 2 * 1024**3  # available memory, e.g. "2GiB"
+    min_disk: Size = 10 * 1024**3  # free space on disk_path
+    disk_path: str = "/"
+    min_cpus: Positive = 2  # fewer only warns
+    max_clock_skew: Duration = 60.0  # against the Docker engine's clock; more warns
+    domain: str | None = None  # its A record must point at this server
+    domain_key: EnvKey | None = None  # or: take the domain from this env file key
+    public_ip_url: HttpURL = "https://api.ipify.org"  # answers this server's public address
+    skip: list[Literal[CHECK_NAMES]] = []  # type: ignore[valid-type]
+
+
 class PullSettings(PhaseSettings):
     fail_on_error: bool = False
 
@@ -63,7 +81,6 @@ class DatabaseStartSettings(PhaseSettings):
     timeout: Duration = 120.0
 
 
-EnvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class PromptSettings(_Strict):
@@ -240,7 +257,7 @@ class RollbackSection(_Strict):
 
 
 class PhasesSection(_Strict):
-    preflight: PhaseSettings = PhaseSettings()
+    preflight: PreflightSettings = PreflightSettings()
     prerequisites: PhaseSettings = PhaseSettings()
     configuration: ConfigurationSettings = ConfigurationSettings()
     pull_images: PullSettings = Field(default=PullSettings(), alias="pull-images")

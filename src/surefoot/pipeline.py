@@ -166,6 +166,7 @@ class PhaseContext:
     values: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
     assume_yes: bool = False
     add_secret: Callable[[str], None] = lambda value: None  # mask this value from now on
+    skip_checks: tuple[str, ...] = ()  # --skip-check NAME
     expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping
 
 

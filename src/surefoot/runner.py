@@ -45,6 +45,7 @@ class DeployOptions:
     assume_yes: bool = False
     interactive: bool = True  # False: never ask (--non-interactive); also when there is no terminal
     values: tuple[tuple[str, str], ...] = ()  # --set KEY=VALUE
+    skip_checks: tuple[str, ...] = ()  # --skip-check NAME
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ class Runner:
                     before = last.fingerprint or {}
                     changed = sorted(k for k in current if current.get(k) != before.get(k))
                     reason = "inputs changed since it completed: " + ", ".join(changed or ["all"])
+            elif last.status in ("completed", "skipped"):
+                reason = "an earlier phase ran again"
             else:
                 reason = f"resuming after it was {last.status}"
             rerun_rest = True
@@ -349,6 +352,7 @@ class Runner:
             values=dict(self.options.values),
             assume_yes=self.options.assume_yes,
             add_secret=self.redact.add,
+            skip_checks=self.options.skip_checks,
         )
 
         def finish(status: str, note: str | None, error: str | None = None, code: int | None = None) -> None:

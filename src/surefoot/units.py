@@ -51,3 +51,32 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(value: object) -> int:
+    """Bytes for ``"2GiB"``, ``"2G"``, ``"512MB"``, ``"10gb"`` or a plain number of bytes.
+
+    Both decimal and binary suffixes mean powers of 1024, as free(1) and df(1) count.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError('expected a size such as "2GiB", "512MB" or a number of bytes')
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is not a usable size")
+        return int(value)
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f'{value!r} is not a size; expected e.g. "2GiB", "512MB" or "10G"')
+    return int(float(match.group(1)) * 1024 ** _SIZE_POWER[match.group(2).lower()])
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    raise AssertionError

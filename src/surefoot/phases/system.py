@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from surefoot import checks
+from surefoot.checks import CheckResult
 from surefoot.config import PromptSettings
 from surefoot.configure import (
     Plan,
@@ -13,6 +18,7 @@ from surefoot.configure import (
     check_value,
     derive,
     generate_secret,
+    read_env,
     render_env,
     write_env_file,
 )
@@ -113,15 +119,82 @@ def _check_env_file(ctx: PhaseContext) -> str | None:
 
 
 def preflight(ctx: PhaseContext) -> PhaseResult:
-    _require_docker(ctx)
+    """Every check, each reported with its measured value and threshold; then fail if any failed."""
+    settings = ctx.settings.phases.preflight
+    skip = set(settings.skip) | set(ctx.skip_checks)
+    results: list[CheckResult] = []
+
+    def record(result: CheckResult) -> None:
+        if result.name in skip:
+            ctx.out(f"{result.name}: skipped (--skip-check)")
+            return
+        results.append(result)
+        ctx.out(result.line())
+
+    docker = inspect_docker(ctx)
+    for problem in docker.problems:
+        record(CheckResult("compose" if "compose" in problem else "docker", "fail", problem))
+    if docker.server_version:
+        record(CheckResult("docker", "pass", f"engine {docker.server_version}, usable by this user"))
+    if docker.compose_version:
+        record(CheckResult("compose", "pass", f"compose {docker.compose_version}", ">= 2"))
+    record(checks.judge_memory(checks.available_memory(), settings.min_memory))
+    try:
+        record(checks.judge_disk(checks.free_disk(settings.disk_path), settings.min_disk, settings.disk_path))
+    except OSError as exc:
+        record(CheckResult("disk", "fail", f"{settings.disk_path}: {exc.strerror}"))
+    record(checks.judge_cpus(os.cpu_count() or 1, settings.min_cpus))
+    record(checks.judge_os(*checks.os_release()))
+    record(checks.judge_clock(datetime.now(UTC), _engine_clock(ctx) if docker.server_version else None,
+                              settings.max_clock_skew))
     env = ctx.settings.env_file
-    if ctx.settings.phases.configuration.declared and (env is None or not env.exists()):
+    deferred = ctx.settings.phases.configuration.declared and (env is None or not env.exists())
+    if deferred:
         # The configuration phase writes the env file; compose config is checked after it.
-        ctx.out("the env file is written by the configuration phase: compose config is checked then")
-        return done("compose config deferred to configuration")
-    _check_env_file(ctx)
-    model = ctx.facts.model()  # fails with compose's own message when the config is invalid
-    ctx.out(f"compose config valid: {len(model.services)} services ({', '.join(model.services)})")
+        ctx.out("env-file, config, ports: checked after the configuration phase writes the env file")
+    elif docker.compose_version:
+        _project_checks(ctx, record)
+    domain = settings.domain
+    if settings.domain_key:
+        domain = read_env(env).get(settings.domain_key) or domain
+    if domain:
+        record(checks.judge_dns(domain, checks.resolve(domain), checks.public_address(settings.public_ip_url)))
+    failed = [r for r in results if r.result == "fail"]
+    warned = [r for r in results if r.result == "warn"]
+    for result in warned:
+        ctx.warn(result.line())
+    if failed:
+        raise PhaseFailed(
+            f"{len(failed)} check(s) failed: " + "; ".join(f"{r.name}: {r.measured}" for r in failed)
+            + " (--skip-check NAME to go on anyway)"
+        )
+    return done(f"{len(results)} checks, {len(warned)} warning(s)" + (" (compose config deferred)" if deferred else ""))
+
+
+def _engine_clock(ctx: PhaseContext) -> datetime | None:
+    result = ctx.compose.capture(ctx.compose.docker_argv("info", "--format", "{{json .SystemTime}}"), timeout=30)
+    try:
+        text = json.loads(result.stdout)
+        return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _project_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) -> None:
+    """env-file, config, the service names in surefoot.toml, published ports, the registry."""
+    try:
+        env = _check_env_file(ctx)
+        record(CheckResult("env-file", "pass", env or "none configured"))
+    except PhaseFailed as exc:
+        record(CheckResult("env-file", "fail", exc.summary))
+        return
+    try:
+        model = ctx.facts.model()
+    except PhaseFailed as exc:
+        record(CheckResult("config", "fail", exc.summary))
+        return
+    record(CheckResult("config", "pass", f"compose config valid: {len(model.services)} services "
+                                         f"({', '.join(model.services)})"))
     phases = ctx.settings.phases
     where = ctx.settings.config_path or "surefoot.toml"
     wanted: list[tuple[str, str]] = []
@@ -136,7 +209,21 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
                 f"{where}: {key}: no service {service!r} in the compose files "
                 f"(services: {', '.join(model.services)})"
             )
-    return done(f"{len(model.services)} services")
+    ports = model.published_ports()
+    ours = {port for container in ctx.compose.ps() for port in container.published}
+    record(checks.judge_ports(ports, checks.busy_ports(ports), ours))
+    missing = [image for image, found in ctx.compose.image_ids(model.pulled_images()).items() if not found]
+    if missing:
+        host = registry_host(missing[0])
+        status, error = checks.registry_status(host)
+        record(checks.judge_registry(host, status, error))
+
+
+def registry_host(image: str) -> str:
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "registry-1.docker.io"
 
 
 def prerequisites(ctx: PhaseContext) -> PhaseResult:
