@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Project, free_port
 
+from conftest import Project, free_port
 from surefoot.config import PromptSettings, SecretSettings
 from surefoot.configure import (
     DEFAULT_ALPHABET,

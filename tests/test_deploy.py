@@ -6,6 +6,7 @@ import json
 import urllib.request
 
 import pytest
+
 from conftest import Project, migrate_command
 
 pytestmark = pytest.mark.docker

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, Project, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.example]

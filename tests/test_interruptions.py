@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import Project, kill_and_wait, migrate_command
 
 pytestmark = pytest.mark.docker

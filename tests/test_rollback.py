@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from conftest import Project, free_port
 
 pytestmark = pytest.mark.docker

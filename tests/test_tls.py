@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
+from conftest import free_port
 from surefoot.config import ProbeSettings
 from surefoot.health import http_probe, tls_context
 from surefoot.phases.verify import certificate_expiry
@@ -105,7 +105,7 @@ def test_verify_command_with_the_option_on_and_off(endpoint: tuple[str, Path], t
     url, cert = endpoint
     on = surefoot_verify(verify_project(tmp_path, url, "insecure = true\n"))
     assert on.returncode == 0, on.stdout + on.stderr
-    assert "every check passed" in on.stdout
+    assert "checks passed" in on.stdout
     assert "TLS 127.0.0.1" in on.stdout and "pass" in on.stdout
     off = surefoot_verify(verify_project(tmp_path, url, ""))
     assert off.returncode == 1

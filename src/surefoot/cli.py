@@ -142,8 +142,8 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
     if outcome.state == "completed":
         click.echo(f"deployment #{outcome.deployment_id} completed.")
         return ExitCode.OK
-    if outcome.state == "verified":
-        click.echo("every check passed.")
+    if outcome.state == "done":
+        click.echo(outcome.notes[0] if outcome.notes else "done.")
         return ExitCode.OK
     if outcome.state == "restored":
         click.echo(f"release {outcome.restored_release} restored and healthy.")
@@ -232,7 +232,16 @@ def history(opts: GlobalOptions, as_json: bool) -> int:
 @click.pass_obj
 def verify(opts: GlobalOptions) -> int:
     """Check the running stack: the configured URLs, TLS certificates, container states."""
+
     return _with_runner(opts, lambda runner: runner.verify())
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="List what would change; change nothing.")
+@click.pass_obj
+def prerequisites(opts: GlobalOptions, dry_run: bool) -> int:
+    """Install and start what is missing (Docker, compose v2, the daemon, firewall)."""
+    return _with_runner(opts, lambda runner: runner.prerequisites(dry_run))
 
 
 def main(argv: list[str] | None = None) -> int:

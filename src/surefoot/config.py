@@ -68,6 +68,14 @@ class PreflightSettings(PhaseSettings):
     skip: list[Literal[CHECK_NAMES]] = []  # type: ignore[valid-type]
 
 
+class PrerequisitesSettings(PhaseSettings):
+    install: bool = True  # install and start what is missing (as root); false: only check
+    firewall: bool = False  # UFW: deny incoming; allow ssh, 80, 443 and allow_ports
+    fail2ban: bool = False  # fail2ban with an sshd jail
+    ssh_port: Port = 22
+    allow_ports: list[Port] = []
+
+
 class PullSettings(PhaseSettings):
     fail_on_error: bool = False
 
@@ -258,7 +266,7 @@ class RollbackSection(_Strict):
 
 class PhasesSection(_Strict):
     preflight: PreflightSettings = PreflightSettings()
-    prerequisites: PhaseSettings = PhaseSettings()
+    prerequisites: PrerequisitesSettings = PrerequisitesSettings()
     configuration: ConfigurationSettings = ConfigurationSettings()
     pull_images: PullSettings = Field(default=PullSettings(), alias="pull-images")
     build: BuildSettings = BuildSettings()

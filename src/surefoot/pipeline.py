@@ -167,6 +167,7 @@ class PhaseContext:
     assume_yes: bool = False
     add_secret: Callable[[str], None] = lambda value: None  # mask this value from now on
     skip_checks: tuple[str, ...] = ()  # --skip-check NAME
+    dry_run: bool = False  # prerequisites: list what would change, change nothing
     expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping
 
 

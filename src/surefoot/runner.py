@@ -46,6 +46,7 @@ class DeployOptions:
     interactive: bool = True  # False: never ask (--non-interactive); also when there is no terminal
     values: tuple[tuple[str, str], ...] = ()  # --set KEY=VALUE
     skip_checks: tuple[str, ...] = ()  # --skip-check NAME
+    dry_run: bool = False  # prerequisites: only list what would change
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,7 @@ class Runner:
             assume_yes=self.options.assume_yes,
             add_secret=self.redact.add,
             skip_checks=self.options.skip_checks,
+            dry_run=self.options.dry_run,
         )
 
         def finish(status: str, note: str | None, error: str | None = None, code: int | None = None) -> None:
@@ -534,23 +536,33 @@ class Runner:
                          f"{release.id}: {later[0].backup_path}")
         return tuple(notes)
 
-    # -- verify -----------------------------------------------------------------
+    # -- single phases on demand --------------------------------------------------
     def verify(self) -> DeployOutcome:
-        """``surefoot verify``: the verify checks against the running stack, on demand."""
-        from surefoot.phases.verify import verify as verify_checks
+        """``surefoot verify``: the verify checks against the running stack."""
+        from surefoot.phases.verify import verify
 
+        return self._standalone("verify", verify)
+
+    def prerequisites(self, dry_run: bool) -> DeployOutcome:
+        """``surefoot prerequisites``: install what is missing, or (dry run) list it."""
+        from surefoot.phases.system import prerequisites
+
+        self.options = DeployOptions(dry_run=dry_run)
+        return self._standalone("prerequisites", prerequisites)
+
+    def _standalone(self, name: str, run: Callable[[PhaseContext], PhaseResult]) -> DeployOutcome:
+        """One phase outside any deployment: logged, not recorded in the store."""
         project = self.settings.project_name
-        log_path = self.state_dir / "logs" / "verify" / f"verify-{now_iso()}.log"
+        log_path = self.state_dir / "logs" / name / f"{name}-{now_iso()}.log"
         started = self.clock()
-        self.reporter.emit(events.DeploymentStarted(0, project, "verify", ("verify",)))
-        self.reporter.emit(events.PhaseStarted("verify", 1, "on demand"))
+        self.reporter.emit(events.DeploymentStarted(0, project, name, (name,)))
+        self.reporter.emit(events.PhaseStarted(name, 1, "on demand"))
         try:
-            self._bracket("verify", "on demand", log_path, 0, self.compose, self.facts, verify_checks,
-                          lambda *args: None)
+            result = self._bracket(name, "on demand", log_path, 0, self.compose, self.facts, run, lambda *a: None)
         except _Failed as failed:
             self.reporter.emit(events.DeploymentFinished(0, "failed", self.clock() - started))
             return failed.outcome
         except Interrupted as exc:
             return DeployOutcome("interrupted", None, signum=exc.signum)
-        self.reporter.emit(events.DeploymentFinished(0, "verified", self.clock() - started))
-        return DeployOutcome("verified", None)
+        self.reporter.emit(events.DeploymentFinished(0, "done", self.clock() - started))
+        return DeployOutcome("done", None, notes=(result.note,) if result.note else ())

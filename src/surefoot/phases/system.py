@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-from surefoot import checks
+from surefoot import checks, prereqs
 from surefoot.checks import CheckResult
 from surefoot.config import PromptSettings
 from surefoot.configure import (
@@ -132,8 +136,11 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         ctx.out(result.line())
 
     docker = inspect_docker(ctx)
+    prerequisites = ctx.settings.phases.prerequisites
+    fixable = prerequisites.enabled and prerequisites.install and os.geteuid() == 0
     for problem in docker.problems:
-        record(CheckResult("compose" if "compose" in problem else "docker", "fail", problem))
+        record(CheckResult("compose" if "compose" in problem else "docker", "warn" if fixable else "fail", problem,
+                           advice="the prerequisites phase installs or starts it" if fixable else ""))
     if docker.server_version:
         record(CheckResult("docker", "pass", f"engine {docker.server_version}, usable by this user"))
     if docker.compose_version:
@@ -226,9 +233,142 @@ def registry_host(image: str) -> str:
     return "registry-1.docker.io"
 
 
+def observe(ctx: PhaseContext, docker: DockerReport) -> prereqs.Machine:
+    settings = ctx.settings.phases.prerequisites
+    user = prereqs.operator()
+    ufw_active = False
+    if settings.firewall and shutil.which("ufw"):
+        status = ctx.compose.runner.capture(["ufw", "status"], timeout=30)
+        ufw_active = "Status: active" in status.stdout
+    return prereqs.Machine(
+        os_id=checks.os_release()[0],
+        is_root=os.geteuid() == 0,
+        user=user,
+        has_dockerd=docker.server_version is not None or shutil.which("dockerd") is not None,
+        daemon_running=docker.server_version is not None,
+        compose_v2=docker.compose_version is not None,
+        user_in_docker_group=prereqs.in_docker_group(user),
+        has_systemd=prereqs.has_systemd(),
+        ufw_active=ufw_active,
+        fail2ban_configured=prereqs.JAIL_LOCAL.exists(),
+    )
+
+
 def prerequisites(ctx: PhaseContext) -> PhaseResult:
+    """Install and start what is missing: each step checks first, so a re-run changes nothing."""
+    settings = ctx.settings.phases.prerequisites
+    machine = observe(ctx, inspect_docker(ctx))
+    steps = prereqs.plan_steps(machine, settings)
+    todo = [step for step in steps if not step.done]
+    for step in steps:
+        ctx.out(f"{step.name}: {'in place' if step.done else 'missing'}: {step.description}")
+    if ctx.dry_run:
+        for step in todo:
+            for line in prereqs.describe_changes(step):
+                ctx.out(f"would run ({step.name}): {line}")
+        return done(f"dry run: {len(todo)} step(s) would change this machine" if todo else "nothing to change")
+    if not todo:
+        return done("nothing to change")
+    commands = [line for step in todo for line in prereqs.describe_changes(step)]
+    if not settings.install:
+        raise PhaseFailed(f"missing: {', '.join(s.name for s in todo)} (phases.prerequisites.install is false); "
+                          "as root: " + "; ".join(commands))
+    if not machine.is_root:
+        raise PhaseFailed("installing " + ", ".join(s.name for s in todo) + " needs root: run "
+                          + "; ".join("sudo " + c if not c.startswith("write ") else c for c in commands)
+                          + " (or run surefoot with sudo)")
+    for step in todo:
+        _apply(ctx, step)
+        for note in step.notes:
+            ctx.warn(note)
     report = _require_docker(ctx)
-    return done(f"docker {report.server_version}, compose {report.compose_version}")
+    return done(f"{len(todo)} step(s) applied; docker {report.server_version}, compose {report.compose_version}")
+
+
+def _apply(ctx: PhaseContext, step: prereqs.Step) -> None:
+    ctx.out(f"{step.name}: installing")
+    if step.apt:
+        _wait_for_dpkg_lock(ctx)
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    for command in step.commands:
+        if step.start_daemon:
+            _start_dockerd(ctx)
+            continue
+        ctx.out("$ " + shlex.join(command))
+        code = ctx.compose.runner.stream(command, ctx.out, timeout=900, env=env)
+        if code != 0:
+            raise PhaseFailed(f"{step.name}: {shlex.join(command)} exited with code {code}", exit_code=code)
+    if step.write_file:
+        path, content = step.write_file
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(content)
+        ctx.out(f"wrote {path}")
+    for command in step.after:
+        ctx.compose.runner.stream(command, ctx.out, timeout=120, env=env)
+
+
+def _wait_for_dpkg_lock(ctx: PhaseContext, limit: float = 300.0) -> None:
+    """Another apt or unattended-upgrades run holds the dpkg lock: wait for it, with progress."""
+    import fcntl
+
+    path = "/var/lib/dpkg/lock-frontend"
+    began = ctx.clock()
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError:
+            return  # no dpkg here, or no permission: apt will say so itself
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return
+        except OSError:
+            waited = ctx.clock() - began
+            if waited > limit:
+                raise PhaseFailed(f"the dpkg lock ({path}) was held for over {limit:g}s; "
+                                  "another package manager is running") from None
+            ctx.progress(f"waiting for the dpkg lock ({waited:.0f}s of {limit:g}s)")
+            if int(waited) % 30 < 5:
+                ctx.out(f"another package manager holds the dpkg lock; waited {waited:.0f}s")
+        finally:
+            os.close(fd)
+        ctx.cancel.sleep(5)
+
+
+def _start_dockerd(ctx: PhaseContext, wait: float = 60.0) -> None:
+    """Start dockerd detached (it must outlive surefoot), then wait until it answers."""
+    pid_file = Path("/var/run/docker.pid")
+    began = ctx.clock()
+    while pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip() or "0"), 0)
+        except (ValueError, ProcessLookupError):
+            pid_file.unlink(missing_ok=True)  # left by a daemon that was killed
+            break
+        except PermissionError:
+            break
+        if ctx.clock() - began > wait:
+            raise PhaseFailed(f"a dockerd that does not answer still runs (see {pid_file}): stop it first")
+        ctx.progress("waiting for the previous dockerd to finish stopping")
+        ctx.cancel.sleep(0.5)
+    log_path = Path("/var/log/dockerd.log")
+    with open(log_path, "ab") as log:
+        daemon = subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  start_new_session=True)
+    ctx.out(f"started dockerd, pid {daemon.pid} (log: {log_path})")
+    began = ctx.clock()
+    while ctx.clock() - began < wait:
+        probe = ctx.compose.capture(ctx.compose.docker_argv("info", "--format", "{{.ServerVersion}}"), timeout=10)
+        if probe.returncode == 0:
+            ctx.out(f"the Docker daemon answers: {probe.stdout.strip()}")
+            return
+        if daemon.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-5:]
+            for line in tail:
+                ctx.out(line)
+            raise PhaseFailed(f"dockerd exited with code {daemon.returncode}; see {log_path}")
+        ctx.cancel.sleep(0.5)
+    raise PhaseFailed(f"dockerd did not answer within {wait:g}s; see {log_path}")
 
 
 def configuration(ctx: PhaseContext) -> PhaseResult:

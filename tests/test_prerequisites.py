@@ -1,0 +1,95 @@
+"""Prerequisites: the plan as data, and on this machine from a stopped engine to a working one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from surefoot.config import PrerequisitesSettings
+from surefoot.prereqs import Machine, describe_changes, plan_steps
+
+BARE = Machine(os_id="debian", is_root=True, user="alice", has_dockerd=False, daemon_running=False,
+               compose_v2=False, user_in_docker_group=False, has_systemd=True)
+READY = Machine(os_id="debian", is_root=True, user="alice", has_dockerd=True, daemon_running=True,
+                compose_v2=True, user_in_docker_group=True, has_systemd=True, ufw_active=True,
+                fail2ban_configured=True)
+
+
+def test_a_bare_machine_gets_every_step() -> None:
+    settings = PrerequisitesSettings(firewall=True, fail2ban=True, allow_ports=[8443])
+    steps = {step.name: step for step in plan_steps(BARE, settings)}
+    assert list(steps) == ["docker-engine", "compose-v2", "docker-daemon", "docker-group", "firewall", "fail2ban"]
+    assert not any(step.done for step in steps.values())
+    assert describe_changes(steps["docker-engine"])[-1] == "apt-get install -y --no-install-recommends docker.io"
+    assert describe_changes(steps["docker-daemon"]) == ["systemctl enable --now docker"]
+    assert describe_changes(steps["docker-group"]) == ["usermod -aG docker alice"]
+    # The firewall rules produced (never applied to the machine running the tests).
+    assert describe_changes(steps["firewall"])[1:] == [
+        "ufw default deny incoming", "ufw default allow outgoing",
+        "ufw allow 22/tcp", "ufw allow 80/tcp", "ufw allow 443/tcp", "ufw allow 8443/tcp",
+        "ufw --force enable",
+    ]
+    jail = steps["fail2ban"].write_file
+    assert jail is not None and jail[0] == "/etc/fail2ban/jail.local"
+    assert "bantime = 3600" in jail[1] and "maxretry = 5" in jail[1] and "findtime = 600" in jail[1]
+
+
+def test_a_ready_machine_changes_nothing_and_options_stay_off() -> None:
+    steps = plan_steps(READY, PrerequisitesSettings(firewall=True, fail2ban=True))
+    assert all(step.done for step in steps)
+    names = [step.name for step in plan_steps(READY, PrerequisitesSettings())]
+    assert "firewall" not in names and "fail2ban" not in names  # off unless turned on
+
+
+def test_without_systemd_the_daemon_is_started_directly() -> None:
+    bare = Machine(**{**BARE.__dict__, "has_systemd": False, "user": "root"})
+    steps = {step.name: step for step in plan_steps(bare, PrerequisitesSettings())}
+    assert steps["docker-daemon"].start_daemon
+    assert "docker-group" not in steps  # root needs no group
+
+
+def _engine_up() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def _stop_engine() -> None:
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "stop", "docker", "docker.socket"], check=True)
+    else:
+        pid = int(Path("/var/run/docker.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not _engine_up()
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(os.geteuid() != 0, reason="installing prerequisites needs root")
+def test_from_a_stopped_engine_to_a_working_one_then_nothing_to_change(docker: None, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: surefoot-test/busybox:1\n")
+    command = [sys.executable, "-m", "surefoot", "-C", str(tmp_path), "prerequisites"]
+    _stop_engine()
+    try:
+        dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, timeout=120)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "docker-daemon: missing" in dry.stdout
+        assert "would run (docker-daemon)" in dry.stdout
+        assert not _engine_up()  # a dry run changes nothing
+
+        first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "1 step(s) applied" in first.stdout
+        assert _engine_up()
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0
+        assert "nothing to change" in second.stdout
+    finally:
+        if not _engine_up():  # leave the machine as we found it for the other tests
+            subprocess.run(["bash", str(Path(__file__).parent.parent / "scripts" / "setup.sh")], check=False)
