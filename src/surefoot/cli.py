@@ -189,7 +189,7 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
 @click.pass_obj
 def status(opts: GlobalOptions, as_json: bool) -> int:
     """Show where the latest deployment stands, without waiting for any lock."""
-    from surefoot.config import read_project_name
+    from surefoot.project import read_project_name
     from surefoot.status import collect_status, render_status
 
     if not opts.project_dir.is_dir():
@@ -219,8 +219,8 @@ def rollback(opts: GlobalOptions, release: int | None, yes: bool) -> int:
 @click.pass_obj
 def history(opts: GlobalOptions, as_json: bool) -> int:
     """List the releases, newest first: outcome, phase durations, who and where."""
-    from surefoot.config import read_project_name
     from surefoot.history import collect_history, render_history
+    from surefoot.project import read_project_name
 
     project = read_project_name(opts.project_dir, opts.config)
     data = collect_history(opts.resolved_state_dir(), project)

@@ -7,7 +7,6 @@ Every error names the file, the key and what was expected, and is raised as
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,9 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from surefoot.errors import ConfigError
+from surefoot.project import CONFIG_NAME, default_project_name, read_toml
 from surefoot.units import parse_duration, parse_size
 
-CONFIG_NAME = "surefoot.toml"
 # The names docker compose itself looks for, in its order of preference.
 COMPOSE_CANDIDATES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 OVERRIDE_CANDIDATES = (
@@ -319,12 +318,6 @@ class Settings:
     hooks: dict[str, HookSettings] = field(default_factory=dict)
 
 
-def default_project_name(project_dir: Path) -> str:
-    """Compose's own rule: lower case, only [a-z0-9_-], starting with a letter or digit."""
-    name = re.sub(r"[^a-z0-9_-]", "", project_dir.resolve().name.lower())
-    return name.lstrip("_-") or "default"
-
-
 def discover_compose_files(project_dir: Path) -> list[Path]:
     for candidate in COMPOSE_CANDIDATES:
         if (project_dir / candidate).is_file():
@@ -335,26 +328,6 @@ def discover_compose_files(project_dir: Path) -> list[Path]:
                     break
             return files
     return []
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def read_project_name(project_dir: Path, config_path: Path | None) -> str:
-    """The project name without full validation: fast enough for ``surefoot status``."""
-    path = config_path or project_dir / CONFIG_NAME
-    if path.is_file():
-        name = _read_toml(path).get("project", {}).get("name")
-        if isinstance(name, str) and name:
-            return name
-    return default_project_name(project_dir)
 
 
 def _describe(error: Any) -> str:
@@ -391,7 +364,7 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
     if path.exists() or explicit:
         if not path.is_file():
             raise ConfigError(f"{path}: configuration file not found (given with -c)")
-        raw = _read_toml(path)
+        raw = read_toml(path)
         try:
             parsed = ConfigFile.model_validate(raw)
         except ValidationError as exc:
