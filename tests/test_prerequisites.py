@@ -71,22 +71,30 @@ def _stop_engine() -> None:
 
 
 @pytest.mark.docker
-@pytest.mark.skipif(os.geteuid() != 0, reason="installing prerequisites needs root")
-def test_from_a_stopped_engine_to_a_working_one_then_nothing_to_change(docker: None, tmp_path: Path) -> None:
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists(),
+                    reason="installing prerequisites needs root and apt")
+def test_from_no_engine_to_a_working_one_then_nothing_to_change(docker: None, tmp_path: Path) -> None:
+    """The engine's package removed (its images kept), then surefoot installs and starts it."""
     (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: surefoot-test/busybox:1\n")
     command = [sys.executable, "-m", "surefoot", "-C", str(tmp_path), "prerequisites"]
     _stop_engine()
     try:
+        subprocess.run(["apt-get", "remove", "-y", "-q", "docker.io"], check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        assert not Path("/usr/sbin/dockerd").exists()
         dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, timeout=120)
         assert dry.returncode == 0, dry.stdout + dry.stderr
-        assert "docker-daemon: missing" in dry.stdout
-        assert "would run (docker-daemon)" in dry.stdout
-        assert not _engine_up()  # a dry run changes nothing
+        assert "docker-engine: missing" in dry.stdout and "docker-daemon: missing" in dry.stdout
+        assert "would run (docker-engine): apt-get install -y --no-install-recommends docker.io" in dry.stdout
+        assert not Path("/usr/sbin/dockerd").exists()  # a dry run changes nothing
 
-        first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        first = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "1 step(s) applied" in first.stdout
+        assert "2 step(s) applied" in first.stdout
         assert _engine_up()
+        # The images survived: the engine is the same one, reinstalled.
+        assert subprocess.run(["docker", "image", "inspect", "surefoot-test/busybox:1"],
+                              capture_output=True).returncode == 0
         second = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert second.returncode == 0
         assert "nothing to change" in second.stdout
