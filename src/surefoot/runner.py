@@ -7,6 +7,7 @@ work (each phase, and each rollback), so none can forget its checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import os
@@ -25,7 +26,7 @@ from surefoot import events
 from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
-from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, SurefootError
+from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, StateError, SurefootError
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done
@@ -79,22 +80,32 @@ class PhaseLog:
     """One phase run's log file, plus the last lines kept for the failure report."""
 
     def __init__(self, path: Path, redact: Callable[[str], str]):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        os.chmod(path, 0o600)
+        self.error: OSError | None = None  # the first write that failed (a full disk, say)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot write the phase log: {exc.strerror}") from None
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def write(self, line: str) -> str:
+        """Log a line. A failed write is remembered, not raised: the phase's work is not cut in half."""
         line = self._redact(line)
-        self._file.write(f"{now_iso()} {line}\n")
-        self._file.flush()
         self.tail.append(line)
+        if self.error is None:
+            try:
+                self._file.write(f"{now_iso()} {line}\n")
+                self._file.flush()
+            except OSError as exc:
+                self.error = exc
         return line
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 def _who() -> str:
@@ -191,6 +202,10 @@ class Runner:
                 outcome = DeployOutcome("interrupted", deployment_id, signum=exc.signum)
             except _Failed as failed:
                 outcome = self._after_failure(store, deployment_id, failed.outcome, pipeline)
+            except StateError:
+                with contextlib.suppress(StateError):
+                    store.set_deployment_state(deployment_id, "failed", "the state folder cannot be written")
+                raise
             else:
                 store.set_deployment_state(deployment_id, "completed")
                 if store.release(project, deployment_id) is not None:
@@ -393,6 +408,10 @@ class Runner:
             raise failure(summary) from None
         note = result.note and self.redact(result.note)
         log.write(f"{result.status}" + (f": {note}" if note else ""))
+        if log.error is not None:
+            summary = f"{log.path}: cannot write the phase log: {log.error.strerror}"
+            finish("failed", summary, summary)
+            raise StateError(summary)
         finish(result.status, note)
         return result
 

@@ -1,0 +1,165 @@
+"""Crash anywhere: kill -9 of `surefoot deploy` at 50 pseudo-random instants, spread over
+every phase; after each, `deploy` completes, every phase recorded completed had really
+done its work, and none of them runs again.
+
+The instants come from fixed seeds: seed N aims at phase N mod 10 and waits a random
+0-600 ms into it (each phase first runs a 300 ms hook, so kills land both in hooks and
+in the phases' own work). The tally is written to tests/reliability/results/crash.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.reliability]
+
+KILLS = int(os.environ.get("SUREFOOT_CRASH_KILLS", "50"))
+PHASES = ["preflight", "prerequisites", "configuration", "pull-images", "build", "database-start",
+          "database-migrate", "services-start", "health-wait", "cleanup"]
+RESULTS = Path(__file__).parent / "results"
+
+COMPOSE = """
+services:
+  db:
+    image: {image}
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "sleep 0.5; touch /tmp/ready; exec sleep 3600"]
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 0.5s
+  web:
+    build: ./web
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:{port}:8000"]
+volumes:
+  data:
+"""
+
+WEB = """FROM {image}
+RUN mkdir -p /www && echo '{{"status":"healthy"}}' > /www/health
+CMD ["httpd", "-f", "-p", "8000", "-h", "/www"]
+"""
+
+HOLD = "\n".join(f'[hooks.{phase}]\nbefore = [["sleep", "0.3"]]' for phase in PHASES)
+
+CONFIG = """
+[project]
+name = "{name}"
+
+[phases.pull-images]
+enabled = false
+
+[phases.database-start]
+services = ["db"]
+
+[phases.database-migrate]
+service = "db"
+command = ["sh", "-c", "sleep 0.3; echo migrated >> /data/migrations"]
+
+[phases.health-wait]
+url = "http://127.0.0.1:{port}/health"
+consecutive = 2
+interval = "0.3s"
+timeout = "30s"
+
+{hold}
+"""
+
+
+@pytest.fixture
+def crashable(busybox_image: str, tmp_path: Path) -> Iterator[Project]:
+    name = f"sft-{uuid.uuid4().hex[:10]}"
+    project = Project(tmp_path / name, name, free_port())
+    project.path.mkdir()
+    project.write("compose.yaml", COMPOSE.format(image=busybox_image, port=project.port))
+    project.write("web/Dockerfile", WEB.format(image=busybox_image))
+    project.write("surefoot.toml", CONFIG.format(name=name, port=project.port, hold=HOLD))
+    try:
+        yield project
+    finally:
+        project.teardown()
+
+
+def side_effects_hold(project: Project, phase: str, migrations_before: int) -> str | None:
+    """None when the work of a phase recorded completed is really there."""
+    if phase == "build":
+        project.docker("image", "inspect", f"{project.name}-web")
+    elif phase == "database-start":
+        state = project.docker("inspect", "--format", "{{.State.Health.Status}}", f"{project.name}-db-1").strip()
+        if state != "healthy":
+            return f"db is {state}"
+    elif phase == "database-migrate":
+        lines = project.compose("exec", "-T", "db", "sh", "-c", "cat /data/migrations 2>/dev/null || true")
+        if len(lines.splitlines()) <= migrations_before:
+            return "no new migration was recorded"
+    elif phase == "services-start":
+        if project.docker("inspect", "--format", "{{.State.Status}}", f"{project.name}-web-1").strip() != "running":
+            return "web is not running"
+    elif phase == "health-wait":
+        with urllib.request.urlopen(f"http://127.0.0.1:{project.port}/health", timeout=5) as response:
+            if response.status != 200:
+                return f"web answers {response.status}"
+    return None
+
+
+def migrations(project: Project) -> int:
+    if not project.containers("label=com.docker.compose.service=db", "status=running"):
+        return 0
+    text = project.compose("exec", "-T", "db", "sh", "-c", "cat /data/migrations 2>/dev/null || true")
+    return len(text.splitlines())
+
+
+def test_kill_9_anywhere_then_resume(crashable: Project) -> None:
+    first = crashable.run("deploy")
+    assert first.returncode == 0, first.stdout + first.stderr
+    tally: list[dict[str, Any]] = []
+    for seed in range(KILLS):
+        rng = random.Random(seed)
+        target = PHASES[seed % len(PHASES)]
+        delay = rng.uniform(0.0, 0.6)
+        before = migrations(crashable)
+        deploy = crashable.start("deploy")
+        crashable.wait_for_phase(target, timeout=120)
+        time.sleep(delay)
+        deploy.send_signal(signal.SIGKILL)
+        deploy.wait(timeout=60)
+
+        after_kill = crashable.status()
+        done = {p["name"]: p for p in after_kill["phases"] if p["status"] == "completed"}
+        running_at_kill = next((p["name"] for p in after_kill["phases"] if p["status"] == "interrupted"), None)
+        problems = [f"{name}: {problem}" for name in done
+                    if (problem := side_effects_hold(crashable, name, before)) is not None]
+        resumed = crashable.run("deploy")
+        final = crashable.status()
+        if resumed.returncode != 0 or final["state"] != "completed":
+            problems.append(f"the resume failed: {resumed.stdout[-800:]} {resumed.stderr[-800:]}")
+        if after_kill["state"] != "completed":  # else the kill came after the end: deploy was an update
+            if final["deployment"]["id"] != after_kill["deployment"]["id"]:
+                problems.append("the resume started a new deployment instead of resuming")
+            rerun = [p["name"] for p in final["phases"]
+                     if p["name"] in done and p["started_at"] != done[p["name"]]["started_at"]]
+            if rerun:
+                problems.append(f"completed phases ran again: {rerun}")
+        tally.append({"seed": seed, "aimed_at": target, "delay_ms": round(delay * 1000),
+                      "killed_in": running_at_kill, "completed_before_kill": len(done),
+                      "ok": not problems, "problems": problems})
+    RESULTS.mkdir(exist_ok=True)
+    passed = sum(1 for row in tally if row["ok"])
+    (RESULTS / "crash.json").write_text(json.dumps({"passed": passed, "kills": KILLS, "runs": tally}, indent=1))
+    killed_in = {row["killed_in"] for row in tally}
+    print(f"\ncrash anywhere: {passed}/{KILLS} resumed correctly; kills landed in {sorted(map(str, killed_in))}")
+    assert passed == KILLS, [row for row in tally if not row["ok"]]
