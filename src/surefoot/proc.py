@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from surefoot.errors import CommandNotFound, CommandTimeout, Interrupted
 
 _PR_SET_PDEATHSIG = 1
+_TRACE = os.environ.get("SUREFOOT_TRACE")
 _KILL_GRACE = 5.0
 
 try:
@@ -118,6 +120,9 @@ class ProcessRunner:
     ) -> subprocess.Popen[bytes]:
         if cancellable:
             self.cancel.check()
+        if _TRACE:  # SUREFOOT_TRACE=FILE: when each command started (for bench/)
+            with open(_TRACE, "a") as trace:
+                trace.write(f"{time.time():.6f} {' '.join(argv)}\n")
         try:
             return subprocess.Popen(
                 list(argv),

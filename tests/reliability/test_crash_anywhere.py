@@ -60,9 +60,6 @@ CONFIG = """
 [project]
 name = "{name}"
 
-[phases.pull-images]
-enabled = false
-
 [phases.database-start]
 services = ["db"]
 
