@@ -101,6 +101,7 @@ def test_a_failing_check_stops_preflight_and_can_be_skipped(stack: Project) -> N
 
 
 @pytest.mark.docker
+@pytest.mark.reliability
 def test_a_port_taken_by_another_process_fails_preflight(stack: Project) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", stack.port))
