@@ -12,6 +12,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -142,16 +143,25 @@ def os_release(path: Path = Path("/etc/os-release")) -> tuple[str, str]:
     return values.get("ID", ""), values.get("VERSION_ID", "")
 
 
-def busy_ports(wanted: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
-    """The (host, port) pairs that cannot be bound right now."""
-    busy = set()
-    for host, port in wanted:
+def busy_ports(wanted: Iterable[tuple[str, int]], settle: float = 1.5) -> set[tuple[str, int]]:
+    """The (host, port) pairs that cannot be bound. A port found busy is tried again for up to
+    ``settle`` seconds: the engine's port proxy lingers a moment after `compose down`."""
+
+    def busy(host: str, port: int) -> bool:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host or "0.0.0.0", port))
             except OSError:
-                busy.add((host, port))
-    return busy
+                return True
+            return False
+
+    found = {(host, port) for host, port in wanted if busy(host, port)}
+    deadline = time.monotonic() + settle
+    while found and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = {(host, port) for host, port in found if busy(host, port)}
+    return found
 
 
 def resolve(domain: str) -> list[str] | None:

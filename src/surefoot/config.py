@@ -144,31 +144,37 @@ class MigrateSettings(PhaseSettings):
     backup: BackupSettings | None = None  # runs before the migration; kept per release
 
 
-class ProbeSettings(_Strict):
-    """One probe of a health gate. Its type follows from its keys unless ``type`` says."""
+class HttpExpectations(_Strict):
+    """What an HTTP(S) probe expects, and how it trusts TLS."""
 
-    name: str | None = None
-    type: Literal["http", "tcp", "container", "command"] | None = None
-    # http(s)
-    url: HttpURL | None = None
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     expect_body: str | None = None
     expect_json: dict[str, JsonValue] | None = None  # {"status" = "healthy", "db.ok" = true}
     insecure: bool = False  # accept a self-signed or otherwise untrusted certificate
     ca_file: str | None = None  # trust this CA too
-    # tcp
-    host: str = "127.0.0.1"
-    port: Port | None = None
-    # container state, or a command (in the service's container when service is set)
-    service: ServiceName | None = None
-    command: list[str] | None = Field(default=None, min_length=1)
-    # timing
+
+
+class ProbeTiming(_Strict):
     request_timeout: Duration = 5.0
     consecutive: Positive = 3
     interval: Duration = 2.0
     grace: Duration = 0.0
     timeout: Duration = 120.0
     failure_limit: Positive | None = None
+
+
+class ProbeSettings(HttpExpectations, ProbeTiming):
+    """One probe of a health gate. Its type follows from its keys unless ``type`` says."""
+
+    name: str | None = None
+    type: Literal["http", "tcp", "container", "command"] | None = None
+    url: HttpURL | None = None
+    # tcp
+    host: str = "127.0.0.1"
+    port: Port | None = None
+    # container state, or a command (in the service's container when service is set)
+    service: ServiceName | None = None
+    command: list[str] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -195,31 +201,16 @@ class ProbeSettings(_Strict):
                 "command": self.service or "command"}.get(self.type or "") or "probe"
 
 
-class HealthWaitSettings(PhaseSettings):
-    # The shorthand for one HTTP probe (the original's gate), named "health".
-    url: HttpURL | None = None
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    expect_body: str | None = None
-    expect_json: dict[str, JsonValue] | None = None
-    insecure: bool = False
-    ca_file: str | None = None
-    consecutive: Positive = 3
-    interval: Duration = 2.0
-    request_timeout: Duration = 5.0
-    grace: Duration = 0.0
-    timeout: Duration = 120.0
-    failure_limit: Positive | None = None
-    # More probes, each with its own timing.
-    probes: list[ProbeSettings] = []
+class HealthWaitSettings(PhaseSettings, HttpExpectations, ProbeTiming):
+    url: HttpURL | None = None  # the shorthand for one HTTP probe (the original's gate), named "health"
+    probes: list[ProbeSettings] = []  # more probes, each with its own timing
     fail_fast: bool = True  # end the wait when a container exits, restarts or turns unhealthy
 
     def all_probes(self) -> list[ProbeSettings]:
         probes = list(self.probes)
         if self.url:
             shorthand = self.model_dump(
-                include={"url", "expect_status", "expect_body", "expect_json", "insecure", "ca_file",
-                         "consecutive", "interval", "request_timeout", "grace", "timeout",
-                         "failure_limit"}
+                include={"url", *HttpExpectations.model_fields, *ProbeTiming.model_fields}
             )
             probes.insert(0, ProbeSettings(name="health", type="http", **shorthand))
         return probes

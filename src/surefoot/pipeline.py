@@ -59,6 +59,7 @@ class Facts:
         self.compose = compose
         self._model: ComposeModel | None = None
         self._images: dict[str, str | None] | None = None
+        self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
 
     def model(self) -> ComposeModel:
         if self._model is None:

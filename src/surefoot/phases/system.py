@@ -45,7 +45,17 @@ class DockerReport:
 
 
 def inspect_docker(ctx: PhaseContext) -> DockerReport:
-    """Find everything that keeps Docker and compose v2 from working, not just the first."""
+    """Find everything that keeps Docker and compose v2 from working, not just the first.
+    A report with no problem is kept for the rest of the run (preflight, then prerequisites)."""
+    cached = ctx.facts.docker_report
+    if isinstance(cached, DockerReport) and not cached.problems:
+        return cached
+    report = _inspect_docker(ctx)
+    ctx.facts.docker_report = report
+    return report
+
+
+def _inspect_docker(ctx: PhaseContext) -> DockerReport:
     problems: list[str] = []
     server: str | None = None
     compose_version: str | None = None
@@ -218,7 +228,8 @@ def _project_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) ->
             )
     ports = model.published_ports()
     ours = {port for container in ctx.compose.ps() for port in container.published}
-    record(checks.judge_ports(ports, checks.busy_ports(ports), ours))
+    others = [(host, port) for host, port in ports if port not in ours]  # ours are busy by design
+    record(checks.judge_ports(ports, checks.busy_ports(others), ours))
     missing = [image for image, found in ctx.compose.image_ids(model.pulled_images()).items() if not found]
     if missing:
         host = registry_host(missing[0])
