@@ -142,6 +142,10 @@ class Project:
         leftover = self.containers()
         if leftover:
             subprocess.run(["docker", "rm", "-f", *leftover], capture_output=True)
+        tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                               f"surefoot.local/{self.name}/*"], capture_output=True, text=True).stdout.split()
+        if tags:  # the release pins surefoot made
+            subprocess.run(["docker", "image", "rm", "-f", *tags], capture_output=True)
 
 
 # A stack in the shape of the real one: a "database" with a healthcheck, a web
@@ -197,18 +201,44 @@ def migrate_command(script: str) -> str:
     return json.dumps(["sh", "-c", script])
 
 
+class Projects:
+    """Makes projects from file templates ({name}, {port} and {image} filled in) and removes
+    every stack they started when the test ends."""
+
+    def __init__(self, image: str, folder: Path):
+        self.image = image
+        self.folder = folder
+        self.made: list[Project] = []
+
+    def new(self, files: dict[str, str], cls: type[Project] = Project, env: dict[str, str] | None = None,
+            **values: str) -> Project:
+        name = f"sft-{uuid.uuid4().hex[:10]}"
+        project = cls(self.folder / name, name, free_port(), env=dict(env or {}))
+        project.path.mkdir()
+        for relative, template in files.items():
+            project.write(relative, template.format(name=name, port=project.port, image=self.image, **values))
+        self.made.append(project)
+        return project
+
+    def teardown(self) -> None:
+        for project in self.made:
+            project.teardown()
+
+
 @pytest.fixture
-def stack(busybox_image: str, tmp_path: Path) -> Iterator[Project]:
-    name = f"sft-{uuid.uuid4().hex[:10]}"
-    project = Project(tmp_path / name, name, free_port())
-    project.path.mkdir()
-    project.write("compose.yaml", STACK_COMPOSE.format(image=busybox_image, port=project.port))
-    project.write(".env", "GREETING=hello\n")
-    project.configure(migrate_command("echo migrated"))
+def projects(busybox_image: str, tmp_path: Path) -> Iterator[Projects]:
+    made = Projects(busybox_image, tmp_path)
     try:
-        yield project
+        yield made
     finally:
-        project.teardown()
+        made.teardown()
+
+
+@pytest.fixture
+def stack(projects: Projects) -> Project:
+    project = projects.new({"compose.yaml": STACK_COMPOSE, ".env": "GREETING=hello\n"})
+    project.configure(migrate_command("echo migrated"))
+    return project
 
 
 def kill_and_wait(process: subprocess.Popen[str], sig: int = signal.SIGKILL, timeout: float = 60) -> int:

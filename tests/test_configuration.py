@@ -8,13 +8,10 @@ import os
 import pty
 import select
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from conftest import Project, free_port
+from conftest import Project, Projects
 from surefoot.config import PromptSettings, SecretSettings
 from surefoot.configure import (
     DEFAULT_ALPHABET,
@@ -74,16 +71,8 @@ credentials = ["DB_PASSWORD"]
 
 
 @pytest.fixture
-def site(busybox_image: str, tmp_path: Path) -> Iterator[Project]:
-    name = f"sft-{uuid.uuid4().hex[:10]}"
-    project = Project(tmp_path / name, name, free_port(), env={"SUREFOOT_PROGRESS": "plain"})
-    project.path.mkdir()
-    project.write("compose.yaml", COMPOSE.format(image=busybox_image))
-    project.write("surefoot.toml", CONFIG.format(name=name))
-    try:
-        yield project
-    finally:
-        project.teardown()
+def site(projects: Projects) -> Project:
+    return projects.new({"compose.yaml": COMPOSE, "surefoot.toml": CONFIG}, env={"SUREFOOT_PROGRESS": "plain"})
 
 
 class Terminal:

@@ -7,14 +7,11 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from conftest import Project, free_port
+from conftest import Project, Projects
 
 pytestmark = pytest.mark.docker
 
@@ -74,20 +71,10 @@ class Releases(Project):
 
 
 @pytest.fixture
-def app(busybox_image: str, tmp_path: Path) -> Iterator[Releases]:
-    name = f"sft-{uuid.uuid4().hex[:10]}"
-    project = Releases(tmp_path / name, name, free_port())
-    project.path.mkdir()
-    project.write("web/Dockerfile", WEB_DOCKERFILE.format(image=busybox_image))
-    project.write("surefoot.toml", CONFIG.format(name=name, port=project.port, timeout="20s"))
-    try:
-        yield project
-    finally:
-        project.teardown()
-        tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
-                               f"surefoot.local/{name}/*"], capture_output=True, text=True).stdout.split()
-        if tags:
-            subprocess.run(["docker", "image", "rm", "-f", *tags], capture_output=True)
+def app(projects: Projects) -> Releases:
+    project = projects.new({"web/Dockerfile": WEB_DOCKERFILE, "surefoot.toml": CONFIG}, cls=Releases, timeout="20s")
+    assert isinstance(project, Releases)
+    return project
 
 
 def deploy(project: Releases, expect: int = 0) -> subprocess.CompletedProcess[str]:

@@ -15,14 +15,12 @@ import random
 import signal
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Project, free_port
+from conftest import Project, Projects
 
 pytestmark = [pytest.mark.docker, pytest.mark.reliability]
 
@@ -78,17 +76,8 @@ timeout = "30s"
 
 
 @pytest.fixture
-def crashable(busybox_image: str, tmp_path: Path) -> Iterator[Project]:
-    name = f"sft-{uuid.uuid4().hex[:10]}"
-    project = Project(tmp_path / name, name, free_port())
-    project.path.mkdir()
-    project.write("compose.yaml", COMPOSE.format(image=busybox_image, port=project.port))
-    project.write("web/Dockerfile", WEB.format(image=busybox_image))
-    project.write("surefoot.toml", CONFIG.format(name=name, port=project.port, hold=HOLD))
-    try:
-        yield project
-    finally:
-        project.teardown()
+def crashable(projects: Projects) -> Project:
+    return projects.new({"compose.yaml": COMPOSE, "web/Dockerfile": WEB, "surefoot.toml": CONFIG}, hold=HOLD)
 
 
 def side_effects_hold(project: Project, phase: str, migrations_before: int) -> str | None:

@@ -10,12 +10,11 @@ import base64
 import json
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Project, free_port
+from conftest import Project, Projects
 from surefoot.secrets import parse_env_text
 
 pytestmark = [pytest.mark.docker, pytest.mark.reliability]
@@ -81,16 +80,8 @@ def forms(secret: str) -> set[str]:
 
 
 @pytest.fixture
-def secretive(busybox_image: str, tmp_path: Path) -> Iterator[Project]:
-    name = f"sft-{uuid.uuid4().hex[:10]}"
-    project = Project(tmp_path / name, name, free_port())
-    project.path.mkdir()
-    project.write("compose.yaml", COMPOSE.format(image=busybox_image, port=project.port))
-    project.write("surefoot.toml", CONFIG.format(name=name, port=project.port))
-    try:
-        yield project
-    finally:
-        project.teardown()
+def secretive(projects: Projects) -> Project:
+    return projects.new({"compose.yaml": COMPOSE, "surefoot.toml": CONFIG})
 
 
 def test_no_secret_in_anything_surefoot_wrote_or_printed(secretive: Project) -> None:
