@@ -56,9 +56,21 @@ if ! docker info >/dev/null 2>&1; then
         as_root systemctl enable --now docker
     else
         say "starting dockerd (no systemd here); its log is /var/log/dockerd.log"
-        if [ -f /var/run/docker.pid ] && ! pgrep -x dockerd >/dev/null; then
-            as_root rm -f /var/run/docker.pid   # left by a daemon that was killed
-        fi
+        # A daemon that was killed leaves pid files behind (its own and its containerd's), and
+        # a new one refuses to start, or waits on a dead containerd, while they are there.
+        # Wait for dying processes (a zombie counts as gone), then remove their files.
+        for pid_file in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+            for _ in $(seq 1 30); do
+                [ -f "$pid_file" ] || break
+                pid=$(cat "$pid_file" 2>/dev/null || true)
+                state=$(ps -o stat= -p "${pid:-0}" 2>/dev/null | cut -c1 || true)
+                if [ -z "$state" ] || [ "$state" = Z ]; then
+                    as_root rm -f "$pid_file"
+                    break
+                fi
+                sleep 1
+            done
+        done
         as_root setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
     fi
     for _ in $(seq 1 60); do

@@ -346,22 +346,29 @@ def _wait_for_dpkg_lock(ctx: PhaseContext, limit: float = 300.0) -> None:
         ctx.cancel.sleep(5)
 
 
+def _alive(pid_file: Path) -> bool:
+    """True when the pid in ``pid_file`` is a live process (a zombie is not)."""
+    try:
+        stat = Path(f"/proc/{int(pid_file.read_text().strip() or '0')}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _start_dockerd(ctx: PhaseContext, wait: float = 60.0) -> None:
     """Start dockerd detached (it must outlive surefoot), then wait until it answers."""
-    pid_file = Path("/var/run/docker.pid")
     began = ctx.clock()
-    while pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().strip() or "0"), 0)
-        except (ValueError, ProcessLookupError):
-            pid_file.unlink(missing_ok=True)  # left by a daemon that was killed
-            break
-        except PermissionError:
-            break
-        if ctx.clock() - began > wait:
-            raise PhaseFailed(f"a dockerd that does not answer still runs (see {pid_file}): stop it first")
-        ctx.progress("waiting for the previous dockerd to finish stopping")
-        ctx.cancel.sleep(0.5)
+    # A killed daemon leaves its pid files (its own, its containerd's): a new one refuses to start,
+    # or waits on the dead containerd. Wait for dying processes, then remove the files.
+    for pid_file in (Path("/var/run/docker.pid"), Path("/var/run/docker/containerd/containerd.pid")):
+        while pid_file.exists():
+            if not _alive(pid_file):
+                pid_file.unlink(missing_ok=True)
+                break
+            if ctx.clock() - began > wait:
+                raise PhaseFailed(f"a process that does not answer still runs (see {pid_file}): stop it first")
+            ctx.progress(f"waiting for the process of {pid_file} to finish stopping")
+            ctx.cancel.sleep(0.5)
     log_path = Path("/var/log/dockerd.log")
     with open(log_path, "ab") as log:
         daemon = subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
