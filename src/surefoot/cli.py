@@ -21,6 +21,7 @@ import click
 
 from surefoot import __version__
 from surefoot.errors import ConfigError, ExitCode, SurefootError
+from surefoot.phases import CHECK_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from surefoot.runner import DeployOutcome, Runner
 
 DEFAULT_STATE_DIR = ".surefoot"
-# The preflight checks (config.CHECK_NAMES, repeated here to keep pydantic off --help's path).
-CHECK_NAMES = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
-               "ports", "registry", "dns")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from surefoot.errors import ConfigError
+from surefoot.phases import CHECK_NAMES
 from surefoot.project import CONFIG_NAME, default_project_name, read_toml
 from surefoot.units import parse_duration, parse_size
 
@@ -49,10 +50,6 @@ class ProjectSection(_Strict):
 
 class PhaseSettings(_Strict):
     enabled: bool = True
-
-
-CHECK_NAMES = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
-               "ports", "registry", "dns")
 
 
 class PreflightSettings(PhaseSettings):

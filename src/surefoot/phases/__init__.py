@@ -14,3 +14,6 @@ PHASE_NAMES: tuple[str, ...] = (
 )
 # Phases that run after cleanup only where configured; status lists them once they have run.
 OPTIONAL_PHASES: tuple[str, ...] = ("verify", "post-deploy")
+# The preflight checks, by name (for --skip-check and phases.preflight.skip).
+CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
+                                "ports", "registry", "dns")
