@@ -7,9 +7,11 @@ same run, alternating, and the table reports medians and ratios.
 Sections:
   startup   `surefoot --help`, `status`, `status --json` against `python3 -c pass`,
             with 10,000 deployments in the history
-  deploy    the example, fresh and as an update, against (a) a shell script running the same
-            compose commands with no sleeps (the floor) and (b) the same script with the
-            original's timing (10 s sleep, 5 s polls with 3 passes, a 30 x 2 s database poll)
+  deploy    the example, fresh, as an update, and as an update with a code change, against
+            (a) a shell script running the same commands with no sleeps (the floor) and (b) the
+            same script with the original's timing (10 s sleep, 5 s polls with 3 passes, a
+            30 x 2 s database poll); surefoot runs as shipped, and with its gates' spacing set
+            to 0 so that it does exactly the floor's work
   resume    a deployment that failed at health-wait, resumed: the time before its first docker command
   services  a 30-service busybox stack: surefoot's overhead per service over `compose up` alone
   health    see bench/health_latency.py (run separately: it takes a few minutes on its own)
@@ -112,10 +114,12 @@ c() { docker compose -p "$P" --project-directory "$D" -f "$D/compose.yaml" -f "$
 c pull --ignore-buildable -q || true
 c build -q
 c up -d --wait db cache
+c exec -T db pg_dump --username=shop --dbname=shop > "$D/backup.dump"
 c run --rm --no-deps -T api python3 /app/migrate.py
 c up -d --remove-orphans
 for i in 1 2 3; do until curl -fsS "$URL" 2>/dev/null | grep -q '"status":"healthy"'; do :; done; done
 docker image prune -f --filter dangling=true >/dev/null
+for i in 1 2; do curl -fsS "${URL%/health}/api/items" >/dev/null; done
 """
 
 ORIGINAL = r"""
@@ -125,6 +129,7 @@ c pull -q || true
 c build -q
 c up -d db cache
 for i in $(seq 1 30); do c exec -T db pg_isready -h 127.0.0.1 -U shop >/dev/null 2>&1 && break; sleep 2; done
+c exec -T db pg_dump --username=shop --dbname=shop > "$D/backup.dump"
 c run --rm --no-deps -T api python3 /app/migrate.py
 c up -d
 sleep 10
@@ -135,13 +140,17 @@ for i in $(seq 1 60); do
   sleep 5
 done
 docker image prune -f --filter dangling=true >/dev/null
+for i in 1 2; do curl -fsS "${URL%/health}/api/items" >/dev/null; done
 """
 
 
-def example_copy(folder: Path, name: str, port: int) -> Path:
+def example_copy(folder: Path, name: str, port: int, unspaced: bool = False) -> Path:
+    """A copy of the example on its own port; ``unspaced``: its gates' passes back to back."""
     target = folder / name
     shutil.copytree(REPO / "examples" / "shop", target, ignore=shutil.ignore_patterns(".surefoot"))
     config = (target / "surefoot.toml").read_text().replace('name = "shop"', f'name = "{name}"')
+    if unspaced:
+        config = config.replace('interval = "1s"', 'interval = "0s"').replace('interval = "0.5s"', 'interval = "0s"')
     (target / "surefoot.toml").write_text(config.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
     env = (target / ".env.production").read_text().replace("HTTP_PORT=8080", f"HTTP_PORT={port}")
     (target / ".env.production").write_text(env)
@@ -154,31 +163,35 @@ def down(name: str) -> None:
 
 
 def bench_deploy(rounds: int) -> None:
+    contenders = ("floor script", "surefoot", "surefoot, gates unspaced", "original timing")
     with tempfile.TemporaryDirectory() as folder:
         runs: dict[str, tuple[Path, int, str]] = {}
-        for contender in ("surefoot", "floor script", "original timing"):
-            name = f"sfbench-{contender.split()[0]}-{uuid.uuid4().hex[:6]}"
+        for contender in contenders:
+            name = f"sfbench-{contender.split()[0].strip(',')}-{uuid.uuid4().hex[:6]}"
             port = free_port()
-            runs[contender] = (example_copy(Path(folder), name, port), port, name)
+            path = example_copy(Path(folder), name, port, unspaced="unspaced" in contender)
+            runs[contender] = (path, port, name)
 
-        def run(contender: str, fresh: bool) -> float:
+        def run(contender: str, scenario: str) -> float:
             path, port, name = runs[contender]
-            if fresh:
+            if scenario == "fresh":
                 down(name)
                 shutil.rmtree(path / ".surefoot", ignore_errors=True)
-            if contender == "surefoot":
+            if scenario == "code change":  # the API's code changed: its last image layer rebuilds
+                with open(path / "api" / "app" / "server.py", "a") as source:
+                    source.write(f"# change {uuid.uuid4().hex}\n")
+            if contender.startswith("surefoot"):
                 return timed([*SUREFOOT, "-C", str(path), "deploy"])
             script = FLOOR if contender == "floor script" else ORIGINAL
             env = {"P": name, "D": str(path), "URL": f"http://127.0.0.1:{port}/health"}
             return timed(["bash", "-c", script], env=env)
 
         # Warm the build cache once, so that every contender builds from it.
-        run("surefoot", True)
+        run("surefoot", "fresh")
         try:
-            for fresh in (True, False):
-                label = "fresh" if fresh else "update"
-                medians = alternate({c: (lambda c=c: run(c, fresh)) for c in runs}, rounds)
-                report(f"deploy-{label}", medians, "floor script")
+            for scenario in ("fresh", "update", "code change"):
+                medians = alternate({c: (lambda c=c, s=scenario: run(c, s)) for c in runs}, rounds)
+                report(f"deploy-{scenario.replace(' ', '-')}", medians, "floor script")
         finally:
             for _, _, name in runs.values():
                 down(name)

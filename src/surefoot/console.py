@@ -37,12 +37,13 @@ class PlainRenderer:
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
-        self._last_progress: dict[str, str] = {}
+        self._lock = threading.Lock()  # phases running side by side emit from their threads
 
     def _line(self, text: str) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.stream.write(f"{stamp} {text}\n")
-        self.stream.flush()
+        with self._lock:
+            self.stream.write(f"{stamp} {text}\n")
+            self.stream.flush()
 
     def emit(self, event: events.Event) -> None:
         match event:
@@ -88,8 +89,8 @@ class LiveRenderer:
         self._notes: dict[str, str] = {}
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
-        self._output: deque[str] = deque(maxlen=self.OUTPUT_LINES)
-        self._progress = ""
+        self._output: deque[tuple[str, str]] = deque(maxlen=self.OUTPUT_LINES)  # (phase, line)
+        self._progress: dict[str, str] = {}
         self._title = "surefoot"
         self._live = Live(self, console=self.console, refresh_per_second=8, transient=False)
         self._live.start()
@@ -112,20 +113,19 @@ class LiveRenderer:
                     self._status[phase] = "running"
                     self._notes[phase] = f"attempt {attempt}: {reason}" if attempt > 1 else reason
                     self._started[phase] = time.monotonic()
-                    self._output.clear()
-                    self._progress = ""
-                case events.PhaseOutput(line=line):
-                    self._output.append(line)
-                case events.PhaseProgress(text=text):
-                    self._progress = text
+                case events.PhaseOutput(phase=phase, line=line):
+                    self._output.append((phase, line))
+                case events.PhaseProgress(phase=phase, text=text):
+                    self._progress[phase] = text
                 case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
                     self._status[phase] = status
                     self._elapsed[phase] = elapsed
                     self._notes[phase] = note or ""
-                    self._progress = ""
+                    self._progress.pop(phase, None)
+                    self._output = deque(((p, line) for p, line in self._output if p != phase), self.OUTPUT_LINES)
                 case events.DeploymentFinished():
                     self._output.clear()
-                    self._progress = ""
+                    self._progress.clear()
 
     def __rich__(self) -> RenderableType:
         from rich.console import Group
@@ -141,11 +141,11 @@ class LiveRenderer:
             table.add_column("state")
             table.add_column("time", justify="right")
             table.add_column("", overflow="ellipsis", no_wrap=True)
-            running = None
+            running = []
             for phase in self._phases:
                 status = self._status.get(phase, "pending")
                 if status == "running":
-                    running = phase
+                    running.append(phase)
                     elapsed = time.monotonic() - self._started.get(phase, time.monotonic())
                 else:
                     elapsed = self._elapsed.get(phase, -1)
@@ -158,11 +158,14 @@ class LiveRenderer:
                     Text(self._notes.get(phase, ""), style="dim"),
                 )
             parts: list[RenderableType] = [table]
-            if running:
-                if self._progress:
-                    parts.append(Text(f"  {self._progress}", style="cyan"))
-                for line in self._output:
-                    parts.append(Text(f"  │ {line}", style="dim", no_wrap=True, overflow="ellipsis"))
+            several = len(running) > 1  # phases side by side: say whose line it is
+            for phase in running:
+                if phase in self._progress:
+                    parts.append(Text(f"  {phase + ': ' if several else ''}{self._progress[phase]}", style="cyan"))
+            for phase, line in self._output:
+                if phase in running:
+                    shown = f"{phase} │ {line}" if several else f"│ {line}"
+                    parts.append(Text(f"  {shown}", style="dim", no_wrap=True, overflow="ellipsis"))
             return Group(*parts)
 
     @contextmanager

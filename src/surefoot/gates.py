@@ -21,7 +21,10 @@ from surefoot.health import (
     tls_context,
 )
 from surefoot.pipeline import PhaseContext
-from surefoot.watch import ContainerWatch
+from surefoot.watch import ContainerWatch, EngineEvents
+
+WATCH_POLL = 1.0  # seconds between looks at the containers, without the engine's events
+WATCH_FALLBACK = 5.0  # the same, when the events wake the watch
 
 
 def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch) -> Probe:
@@ -83,8 +86,10 @@ def run_probes(
     *,
     watch: ContainerWatch | None,
     what: str,
+    events: EngineEvents | None = None,
 ) -> GateResult:
-    """Run a gate with live progress per probe; on failure, show why and fail the phase."""
+    """Run a gate with live progress per probe; on failure, show why and fail the phase.
+    With ``events``, the engine's news wakes the watch and the container probes at once."""
     latest: dict[str, str] = {}
 
     def report(run: ProbeRun) -> None:
@@ -93,7 +98,10 @@ def run_probes(
         latest[run.probe.name] = text
         ctx.progress("; ".join(latest.values()))
 
-    result = run_gate(probes, clock=ctx.clock, sleep=ctx.cancel.sleep, report=report, watch=watch)
+    sleep = events.sleeper(ctx.cancel) if events is not None else ctx.cancel.sleep
+    # Woken by the engine's events, the watch's own poll is only a safety net.
+    result = run_gate(probes, clock=ctx.clock, sleep=sleep, report=report, watch=watch,
+                      watch_interval=WATCH_FALLBACK if events is not None else WATCH_POLL)
     if result.passed:
         return result
     if result.service:

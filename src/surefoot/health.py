@@ -65,6 +65,7 @@ class Probe:
     timeout: float = 120.0
     grace: float = 0.0
     failure_limit: int | None = None  # None: only the timeout ends it
+    on_events: bool = False  # also checked at once when the engine reports a change (see ``sleep``)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run_gate(
     probes: Sequence[Probe],
     *,
     clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], bool | None],
     report: Callable[[ProbeRun], None],
     watch: Callable[[], WatchAlarm | None] | None = None,
     watch_interval: float = 1.0,
@@ -116,6 +117,9 @@ def run_gate(
     """Run every probe until all pass, one fails, or the watch raises an alarm.
 
     The first probe goes out at once (after its grace): there is no fixed sleep.
+    ``sleep`` returns True when it was cut short by news from the engine (a container
+    started, died or changed health): the watch and the ``on_events`` probes then look
+    at once instead of at their next interval.
     """
     start = clock()
     runs = [ProbeRun(p, start + p.grace, Streak(p.consecutive)) for p in probes]
@@ -158,7 +162,12 @@ def run_gate(
         wake = min(run.next_due for run in runs if not run.passed)
         if watch is not None:
             wake = min(wake, next_watch)
-        sleep(max(0.0, wake - clock()))
+        if sleep(max(0.0, wake - clock())):
+            now = clock()
+            next_watch = now
+            for run in runs:
+                if run.probe.on_events and not run.passed:
+                    run.next_due = max(min(run.next_due, now), start + run.probe.grace)
 
 
 # -- probes -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,36 +53,46 @@ def skipped(reason: str) -> PhaseResult:
 
 
 class Facts:
-    """Inputs of the deployment, computed on first use and shared by the phases."""
+    """Inputs of the deployment, computed on first use and shared by the phases.
+
+    Phases may run side by side (pull-images beside build), so the cache is guarded:
+    an invalidation waits for a computation in progress, never interleaves with it.
+    """
 
     def __init__(self, settings: Settings, compose: Compose):
         self.settings = settings
         self.compose = compose
         self._model: ComposeModel | None = None
         self._images: dict[str, str | None] | None = None
+        self._lock = threading.RLock()
         self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
 
     def model(self) -> ComposeModel:
-        if self._model is None:
-            self._model = self.compose.model()
-        return self._model
+        with self._lock:
+            if self._model is None:
+                self._model = self.compose.model()
+            return self._model
 
     def env_changed(self) -> None:
         """The configuration phase rewrote the env file: the compose model must be read again."""
-        self._model = None
-        self._images = None
+        with self._lock:
+            self._model = None
+            self._images = None
 
     def images_changed(self) -> None:
         """Pull or build ran: image ids must be read again."""
-        self._images = None
+        with self._lock:
+            self._images = None
 
     def image_ids(self, services: Iterable[str]) -> dict[str, str | None]:
-        model = self.model()
-        if self._images is None:
-            names = {name: model.image_name(name) for name in model.services}
-            ids = self.compose.image_ids(sorted(set(names.values())))
-            self._images = {service: ids[image] for service, image in names.items()}
-        return {service: self._images.get(service) for service in services}
+        with self._lock:
+            model = self.model()
+            if self._images is None:
+                names = {name: model.image_name(name) for name in model.services}
+                ids = self.compose.image_ids(sorted(set(names.values())))
+                self._images = {service: ids[image] for service, image in names.items()}
+            images = self._images
+        return {service: images.get(service) for service in services}
 
     def database_services(self) -> list[str]:
         return list(self.settings.phases.database_start.services)
@@ -170,15 +181,42 @@ class PhaseContext:
     skip_checks: tuple[str, ...] = ()  # --skip-check NAME
     dry_run: bool = False  # prerequisites: list what would change, change nothing
     expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping
+    # Announce a milestone of this phase ("database-images"): phases waiting on
+    # "<phase>:<milestone>" may start before this phase ends.
+    reached: Callable[[str], None] = lambda milestone: None
 
 
 @dataclass(frozen=True)
 class PhaseSpec:
+    """A phase of the pipeline.
+
+    ``after`` orders the phases: each entry is a phase that must have finished, or a
+    ``"phase:milestone"`` that phase announces while it runs. None means the phase
+    listed before it. Phases whose ``after`` is satisfied run side by side.
+
+    Re-running: a phase runs again when its inputs (``depends``) changed, and when a
+    phase it waits for *in full* ran in this deployment. Waiting on a milestone does
+    not carry that rule: the inputs the milestone stands for are fingerprinted.
+    """
+
     name: str
     run: Callable[[PhaseContext], PhaseResult]
     depends: tuple[InputName, ...] = ()
     release_point: bool = False  # the release is captured (images pinned) before this phase
     rollback_on_failure: bool = False  # a failure here restores the previous release
+    after: tuple[str, ...] | None = None
+
+
+def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
+    """Each phase's ``after``, with None made explicit; checks every entry names an earlier phase."""
+    result: dict[str, tuple[str, ...]] = {}
+    for index, spec in enumerate(pipeline):
+        after = spec.after if spec.after is not None else tuple(p.name for p in pipeline[index - 1:index])
+        for entry in after:
+            if entry.partition(":")[0] not in result:
+                raise ValueError(f"phase {spec.name} waits for {entry}, which is not an earlier phase")
+        result[spec.name] = after
+    return result
 
 
 def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
@@ -191,10 +229,14 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
         PhaseSpec("prerequisites", system.prerequisites),
         PhaseSpec("configuration", system.configuration, () if managed else ("env",)),
-        PhaseSpec("pull-images", images.pull, ("compose",)),
-        PhaseSpec("build", images.build, ("compose", "env", "build-context")),
-        PhaseSpec("database-start", database.start, ("compose", "env", "images:database")),
-        PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate")),
+        # Pulls and builds touch different images (pull --ignore-buildable): side by side.
+        PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",)),
+        PhaseSpec("build", images.build, ("compose", "env", "build-context"), after=("configuration",)),
+        # The databases start as soon as their own images are there, while the rest still build.
+        PhaseSpec("database-start", database.start, ("compose", "env", "images:database"),
+                  after=("pull-images", f"build:{images.DATABASE_IMAGES}")),
+        PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate"),
+                  after=("database-start", "build")),
         PhaseSpec("services-start", services.start, ("compose", "env", "images:all"),
                   release_point=True, rollback_on_failure=True),
         PhaseSpec("health-wait", health.wait, ("compose",), rollback_on_failure=True),

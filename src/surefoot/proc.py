@@ -16,7 +16,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,8 @@ except OSError:  # not Linux: children just won't follow surefoot on a kill -9
 
 
 def _die_with_parent() -> None:
+    """The child gets SIGKILL when its parent dies. Linux means the parent *thread*:
+    a child must be waited for by the thread that started it, which every caller here does."""
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -179,6 +182,32 @@ class ProcessRunner:
         if timed_out.is_set():
             raise CommandTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was stopped")
         return returncode
+
+    @contextmanager
+    def follow(self, argv: Sequence[str], on_line: Callable[[str], None],
+               on_end: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Run ``argv`` in the background for the length of the block (a `docker events`
+        stream), handing each stdout line to ``on_line`` from a reader thread; ``on_end``
+        is called when the stream ends (the block ended, the command died, or a cancel)."""
+        child = self._popen(argv, None, subprocess.PIPE, subprocess.DEVNULL, True)
+        self.cancel.register(child)
+
+        def read() -> None:
+            try:
+                assert child.stdout is not None
+                for raw in child.stdout:
+                    on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            finally:
+                on_end()
+
+        reader = threading.Thread(target=read, name=f"follow-{argv[1] if len(argv) > 1 else argv[0]}", daemon=True)
+        reader.start()
+        try:
+            yield
+        finally:
+            self.cancel.unregister(child)
+            terminate_group(child)
+            reader.join(timeout=_KILL_GRACE)
 
     def to_file(
         self, argv: Sequence[str], path: Path, *, cwd: Path | None = None, timeout: float | None = None

@@ -11,8 +11,10 @@ import contextlib
 import getpass
 import hashlib
 import os
+import queue
 import shlex
 import socket
+import threading
 import time
 import traceback
 from collections import deque
@@ -29,7 +31,7 @@ from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
 from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, StateError, SurefootError
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
-from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done
+from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done, ordered
 from surefoot.proc import CancelToken, ProcessRunner
 from surefoot.releases import ReleaseKeeper
 from surefoot.secrets import Redactor
@@ -90,17 +92,19 @@ class PhaseLog:
         except OSError as exc:
             raise StateError(f"{path}: cannot write the phase log: {exc.strerror}") from None
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._lock = threading.Lock()  # a phase may write from two threads (build's groups)
 
     def write(self, line: str) -> str:
         """Log a line. A failed write is remembered, not raised: the phase's work is not cut in half."""
         line = self._redact(line)
-        self.tail.append(line)
-        if self.error is None:
-            try:
-                self._file.write(f"{now_iso()} {line}\n")
-                self._file.flush()
-            except OSError as exc:
-                self.error = exc
+        with self._lock:
+            self.tail.append(line)
+            if self.error is None:
+                try:
+                    self._file.write(f"{now_iso()} {line}\n")
+                    self._file.flush()
+                except OSError as exc:
+                    self.error = exc
         return line
 
     def close(self) -> None:
@@ -228,39 +232,102 @@ class Runner:
         pipeline: list[PhaseSpec],
         previous: dict[str, PhaseRun],
     ) -> None:
-        rerun_rest = False  # once a phase runs, every later phase runs too
-        for index, spec in enumerate(pipeline, start=1):
-            self.cancel.check()
-            phase_settings = self.settings.phases.for_phase(spec.name)
-            last = previous.get(spec.name)
-            if not phase_settings.enabled:
-                if last is None or last.status != "skipped" or last.reason != "disabled":
-                    run = store.start_phase(deployment_id, spec.name, None, "disabled")
-                    store.finish_phase(run.id, "skipped", fingerprint={})
-                self.reporter.emit(events.PhaseSkipped(spec.name, "disabled in surefoot.toml", "skipped"))
-                continue
-            if last is None:
-                reason = "first run"
-            elif last.status in ("completed", "skipped") and not rerun_rest:
-                try:
-                    current = self._fingerprint(spec)
-                except PhaseFailed as exc:
-                    current, reason = None, f"its inputs could not be read ({exc.summary})"
-                if current is not None and current == last.fingerprint:
-                    self.reporter.emit(
-                        events.PhaseSkipped(spec.name, "done before, inputs unchanged", last.status)
-                    )
-                    continue
-                if current is not None:
-                    before = last.fingerprint or {}
-                    changed = sorted(k for k in current if current.get(k) != before.get(k))
-                    reason = "inputs changed since it completed: " + ", ".join(changed or ["all"])
-            elif last.status in ("completed", "skipped"):
-                reason = "an earlier phase ran again"
+        """Run every phase once what it waits for (``PhaseSpec.after``) is done; phases
+        whose turn comes together run side by side, each in its own thread and under its
+        own checkpoint. After a failure no phase starts, the running ones finish, and the
+        first failure is raised (an interruption first, when there was one)."""
+        after = ordered(pipeline)
+        position = {spec.name: index for index, spec in enumerate(pipeline, start=1)}
+        waiting = list(pipeline)
+        finished: set[str] = set()  # phases done with: completed, skipped, disabled
+        milestones: set[str] = set()  # "phase:milestone" announced by running phases
+        ran: set[str] = set()  # phases that ran in this deployment
+        running: set[str] = set()
+        errors: list[BaseException] = []
+        news: queue.Queue[tuple[str, str, BaseException | None]] = queue.Queue()
+
+        def satisfied(entry: str) -> bool:
+            phase = entry.partition(":")[0]
+            return phase in finished or entry in milestones
+
+        def work(spec: PhaseSpec, reason: str) -> None:
+            def reached(milestone: str) -> None:
+                news.put(("milestone", f"{spec.name}:{milestone}", None))
+
+            try:
+                self._run_phase(store, deployment_id, position[spec.name], spec, reason, reached)
+            except BaseException as exc:  # handed to the main thread, which raises it
+                news.put(("finished", spec.name, exc))
             else:
-                reason = f"resuming after it was {last.status}"
-            rerun_rest = True
-            self._run_phase(store, deployment_id, index, spec, reason)
+                news.put(("finished", spec.name, None))
+
+        def start_ready() -> None:
+            progressed = True
+            while progressed:  # a phase skipped now may let others start
+                progressed = False
+                for spec in [s for s in waiting if all(satisfied(e) for e in after[s.name])]:
+                    self.cancel.check()
+                    waiting.remove(spec)
+                    progressed = True
+                    reason = self._why_run(store, deployment_id, spec, previous.get(spec.name),
+                                           [e for e in after[spec.name] if ":" not in e and e in ran])
+                    if reason is None:
+                        finished.add(spec.name)
+                        continue
+                    ran.add(spec.name)
+                    running.add(spec.name)
+                    threading.Thread(target=work, args=(spec, reason), name=f"phase-{spec.name}").start()
+
+        while True:
+            if not errors:
+                try:
+                    start_ready()
+                except BaseException as exc:  # stop starting; let the running phases finish first
+                    errors.append(exc)
+            if not running:
+                break
+            kind, name, error = news.get()
+            if kind == "milestone":
+                milestones.add(name)
+                continue
+            running.discard(name)
+            if error is None:
+                finished.add(name)
+            else:
+                errors.append(error)
+        if waiting and not errors:
+            raise AssertionError(f"phases never ready: {', '.join(s.name for s in waiting)}")
+        if errors:
+            interrupted = [e for e in errors if isinstance(e, Interrupted)]
+            raise (interrupted or errors)[0]
+
+    def _why_run(
+        self, store: StateStore, deployment_id: int, spec: PhaseSpec, last: PhaseRun | None,
+        reran: list[str],
+    ) -> str | None:
+        """Why ``spec`` must run now, or None when it need not (recorded and reported)."""
+        if not self.settings.phases.for_phase(spec.name).enabled:
+            if last is None or last.status != "skipped" or last.reason != "disabled":
+                run = store.start_phase(deployment_id, spec.name, None, "disabled")
+                store.finish_phase(run.id, "skipped", fingerprint={})
+            self.reporter.emit(events.PhaseSkipped(spec.name, "disabled in surefoot.toml", "skipped"))
+            return None
+        if last is None:
+            return "first run"
+        if last.status not in ("completed", "skipped"):
+            return f"resuming after it was {last.status}"
+        if reran:
+            return f"{', '.join(reran)} ran again"
+        try:
+            current = self._fingerprint(spec)
+        except PhaseFailed as exc:
+            return f"its inputs could not be read ({exc.summary})"
+        if current == last.fingerprint:
+            self.reporter.emit(events.PhaseSkipped(spec.name, "done before, inputs unchanged", last.status))
+            return None
+        before = last.fingerprint or {}
+        changed = sorted(k for k in current if current.get(k) != before.get(k))
+        return "inputs changed since it completed: " + ", ".join(changed or ["all"])
 
     def _fingerprint(self, spec: PhaseSpec) -> dict[str, str]:
         values = {"settings": settings_digest(self.settings.phases.for_phase(spec.name))}
@@ -269,7 +336,8 @@ class Runner:
         return values
 
     def _run_phase(
-        self, store: StateStore, deployment_id: int, index: int, spec: PhaseSpec, reason: str
+        self, store: StateStore, deployment_id: int, index: int, spec: PhaseSpec, reason: str,
+        reached: Callable[[str], None],
     ) -> None:
         log_path = self.state_dir / "logs" / f"deployment-{deployment_id}" / f"{index:02d}-{spec.name}.log"
         run = store.start_phase(deployment_id, spec.name, str(log_path), reason)
@@ -297,7 +365,7 @@ class Runner:
                 store.add_event(deployment_id, status, error, spec.name)
 
         self._bracket(spec.name, f"attempt {run.attempt}: {reason}", log_path, deployment_id,
-                      self.compose, self.facts, body, record)
+                      self.compose, self.facts, body, record, reached)
 
     def _run_hooks(
         self, ctx: PhaseContext, when: str, commands: list[list[str]], attempt: int, log_path: Path
@@ -338,6 +406,7 @@ class Runner:
         facts: Facts,
         body: Callable[[PhaseContext], PhaseResult],
         record: Callable[[str, str | None, str | None, int | None], None],
+        reached: Callable[[str], None] | None = None,
     ) -> PhaseResult:
         """Run ``body`` with a log and a context, then ``record`` its outcome; raise on failure."""
         log = PhaseLog(log_path, self.redact)
@@ -371,6 +440,8 @@ class Runner:
             skip_checks=self.options.skip_checks,
             dry_run=self.options.dry_run,
         )
+        if reached is not None:
+            ctx.reached = reached
 
         def finish(status: str, note: str | None, error: str | None = None, code: int | None = None) -> None:
             record(status, note, error, code)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from surefoot.compose import Compose
 from surefoot.health import ProbeResult, WatchAlarm
+from surefoot.proc import CancelToken
+
+# What the engine reports that can change a gate's verdict (healthcheck exec_* noise left out).
+_EVENTS = ("start", "die", "kill", "oom", "restart", "health_status")
 
 
 @dataclass(frozen=True)
@@ -108,3 +115,42 @@ class ContainerWatch:
             return ProbeResult(True, "running" + (f", {c.health}" if c.health else ""))
 
         return check
+
+
+class EngineEvents:
+    """The engine's news about the project's containers (`docker events`), used to wake a
+    gate: a container that starts, dies, is OOM-killed or changes health is looked at at
+    once, instead of at the next poll."""
+
+    def __init__(self, compose: Compose):
+        self.compose = compose
+        self._news = threading.Event()
+        self.seen = 0  # events received (for the log and the tests)
+
+    @contextmanager
+    def following(self) -> Iterator[EngineEvents]:
+        """Follow the events for the length of the block. Events from the moment the block
+        starts are replayed (``--since``), so none is lost while the stream connects."""
+        argv = self.compose.docker_argv(
+            "events", "--since", f"{time.time():.6f}", "--format", "{{.Status}}",
+            "--filter", "type=container",
+            "--filter", f"label=com.docker.compose.project={self.compose.target.project_name}",
+            *(arg for event in _EVENTS for arg in ("--filter", f"event={event}")),
+        )
+        with self.compose.runner.follow(argv, self._on_event, on_end=self._news.set):
+            yield self
+
+    def _on_event(self, line: str) -> None:
+        self.seen += 1
+        self._news.set()
+
+    def sleeper(self, cancel: CancelToken) -> Callable[[float], bool]:
+        """A gate's sleep: True when cut short by an event. A cancel stops the stream, which wakes it."""
+
+        def sleep(seconds: float) -> bool:
+            woke = self._news.wait(seconds) if seconds > 0 else self._news.is_set()
+            self._news.clear()
+            cancel.check()
+            return woke
+
+        return sleep

@@ -10,9 +10,10 @@ from surefoot.gates import run_probes
 from surefoot.health import Probe
 from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
 from surefoot.units import format_duration
-from surefoot.watch import ContainerWatch
+from surefoot.watch import ContainerWatch, EngineEvents
 
-POLL_INTERVAL = 0.5
+# The engine's events wake the wait; this poll is only a safety net in case one is missed.
+FALLBACK_POLL = 2.0
 ONEOFF_LABEL = "io.surefoot.oneoff"
 
 
@@ -21,16 +22,20 @@ def start(ctx: PhaseContext) -> PhaseResult:
     services = list(settings.services)
     if not services:
         return skipped("no database services configured (phases.database-start.services)")
-    code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), ctx.out)
-    if code != 0:
-        raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})",
-                          exit_code=code)
-    watch = ContainerWatch(ctx.compose, services)
-    probes = [
-        Probe(service, watch.probe(service), consecutive=1, interval=POLL_INTERVAL, timeout=settings.timeout)
-        for service in services
-    ]
-    result = run_probes(ctx, probes, watch=watch, what="a database service is not ready")
+    # Ready means running and, where a healthcheck is defined, healthy. The engine says when
+    # that changes (`docker events`), so the wait is woken by it rather than polling.
+    with EngineEvents(ctx.compose).following() as events:
+        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), ctx.out)
+        if code != 0:
+            raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})",
+                              exit_code=code)
+        watch = ContainerWatch(ctx.compose, services)
+        probes = [
+            Probe(service, watch.probe(service), consecutive=1, interval=FALLBACK_POLL,
+                  timeout=settings.timeout, on_events=True)
+            for service in services
+        ]
+        result = run_probes(ctx, probes, watch=watch, what="a database service is not ready", events=events)
     return done(f"{', '.join(services)} ready in {format_duration(result.elapsed)}")
 
 

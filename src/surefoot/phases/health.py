@@ -5,7 +5,7 @@ from __future__ import annotations
 from surefoot.gates import build_probe, run_probes
 from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
 from surefoot.units import format_duration
-from surefoot.watch import ContainerWatch
+from surefoot.watch import ContainerWatch, EngineEvents
 
 
 def wait(ctx: PhaseContext) -> PhaseResult:
@@ -18,6 +18,9 @@ def wait(ctx: PhaseContext) -> PhaseResult:
     for p in configured:
         ctx.out(f"probe {p.label} ({p.type}): {p.consecutive} passes in a row, every "
                 f"{format_duration(p.interval)}, within {format_duration(p.timeout)}")
-    result = run_probes(ctx, probes, watch=watch if settings.fail_fast else None,
-                        what="the health gate failed")
+    if not settings.fail_fast:
+        result = run_probes(ctx, probes, watch=None, what="the health gate failed")
+    else:  # a container that dies mid-gate is seen the moment the engine reports it
+        with EngineEvents(ctx.compose).following() as events:
+            result = run_probes(ctx, probes, watch=watch, what="the health gate failed", events=events)
     return done(f"{len(probes)} probe(s) passed in {format_duration(result.elapsed)}")

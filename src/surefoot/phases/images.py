@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from surefoot.errors import PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
@@ -36,12 +37,43 @@ def pull(ctx: PhaseContext) -> PhaseResult:
     return done("pull failed; local images used")
 
 
+# Announced by build once the database services' images are built (database-start waits on it).
+DATABASE_IMAGES = "database-images"
+
+
 def build(ctx: PhaseContext) -> PhaseResult:
+    """Build every service with a build section.
+
+    The database services' images build in their own `compose build`, beside the
+    others', so that database-start can begin while the application still builds.
+    """
     services = ctx.facts.build_services()
+    databases = [s for s in services if s in ctx.facts.database_services()]
+    others = [s for s in services if s not in databases]
+    if not databases:
+        ctx.reached(DATABASE_IMAGES)
     if not services:
         return skipped("no service has a build section")
-    code = ctx.compose.stream(ctx.compose.argv("build", *services), ctx.out)
+    codes: dict[str, int] = {}
+
+    def build_group(group: list[str], milestone: str | None) -> None:
+        codes[group[0]] = code = ctx.compose.stream(ctx.compose.argv("build", *group), ctx.out)
+        if code == 0 and milestone:
+            ctx.facts.images_changed()
+            ctx.reached(milestone)
+
+    if databases and others:
+        # Each thread waits for its own child (see proc.ProcessRunner: children die with their thread).
+        with ThreadPoolExecutor(1, thread_name_prefix="build-databases") as side:
+            databases_built = side.submit(build_group, databases, DATABASE_IMAGES)
+            build_group(others, None)
+            databases_built.result()  # its Interrupted or error, raised here
+    else:
+        build_group(services, DATABASE_IMAGES if databases else None)
     ctx.facts.images_changed()
-    if code != 0:
+    ctx.cancel.check()
+    failed = {group: code for group, code in codes.items() if code != 0}
+    if failed:
+        code = next(iter(failed.values()))
         raise PhaseFailed(f"docker compose build failed (exit {code})", exit_code=code)
     return done(", ".join(services))
