@@ -243,9 +243,12 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         PhaseSpec("cleanup", cleanup.prune),
     ]
     assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
+    last: tuple[str, ...] = ("cleanup",)
     if settings is not None and settings.phases.verify.urls:
-        pipeline.append(PhaseSpec("verify", verify.verify, ("compose",)))
+        # Verify reads the running stack; cleanup only prunes what no release uses: side by side.
+        pipeline.append(PhaseSpec("verify", verify.verify, ("compose",), after=("health-wait",)))
+        last = ("cleanup", "verify")
     if settings is not None and settings.phases.post_deploy.declared:
-        pipeline.append(PhaseSpec("post-deploy", postdeploy.post_deploy, ("compose", "env")))
+        pipeline.append(PhaseSpec("post-deploy", postdeploy.post_deploy, ("compose", "env"), after=last))
     return pipeline
 

@@ -9,12 +9,15 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from surefoot import checks, prereqs
 from surefoot.checks import CheckResult
+from surefoot.compose import ContainerState
 from surefoot.config import PromptSettings
 from surefoot.configure import (
     Plan,
@@ -29,6 +32,8 @@ from surefoot.configure import (
 from surefoot.errors import CommandNotFound, ConfigError, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 from surefoot.secrets import parse_env_text
+
+T = TypeVar("T")
 
 COMPOSE_V2_HELP = (
     "install the compose v2 plugin: `apt-get install docker-compose-plugin` from Docker's "
@@ -59,11 +64,17 @@ def _inspect_docker(ctx: PhaseContext) -> DockerReport:
     problems: list[str] = []
     server: str | None = None
     compose_version: str | None = None
-    try:
-        result = ctx.compose.capture(
-            ctx.compose.docker_argv("version", "--format", "{{.Server.Version}}"), timeout=30
-        )
-    except CommandNotFound:
+    with ThreadPoolExecutor(1, thread_name_prefix="compose-version") as pool:  # the two questions at once
+        asked = pool.submit(ctx.compose.capture, ctx.compose.docker_argv("compose", "version", "--short"),
+                            timeout=30)
+        try:
+            result = ctx.compose.capture(
+                ctx.compose.docker_argv("version", "--format", "{{.Server.Version}}"), timeout=30
+            )
+            version = asked.result()
+        except CommandNotFound:
+            result = None
+    if result is None:
         return DockerReport(
             None, None,
             ("the docker command is not installed: install Docker Engine "
@@ -85,7 +96,6 @@ def _inspect_docker(ctx: PhaseContext) -> DockerReport:
                 "or `dockerd` where there is no systemd)"
                 + (f" [{result.stderr.strip().splitlines()[-1]}]" if result.stderr.strip() else "")
             )
-    version = ctx.compose.capture(ctx.compose.docker_argv("compose", "version", "--short"), timeout=30)
     text = version.stdout.strip().lstrip("v")
     if version.returncode == 0 and re.match(r"^[2-9]\.", text):
         compose_version = text
@@ -145,7 +155,11 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         results.append(result)
         ctx.out(result.line())
 
-    docker = inspect_docker(ctx)
+    with ThreadPoolExecutor(2, thread_name_prefix="preflight") as pool:
+        # Questions to the engine that do not depend on each other, asked at once.
+        engine_clock = pool.submit(_quietly, _engine_clock, ctx)
+        containers = pool.submit(_quietly, ctx.compose.ps)
+        docker = inspect_docker(ctx)
     prerequisites = ctx.settings.phases.prerequisites
     fixable = prerequisites.enabled and prerequisites.install and os.geteuid() == 0
     for problem in docker.problems:
@@ -162,7 +176,7 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         record(CheckResult("disk", "fail", f"{settings.disk_path}: {exc.strerror}"))
     record(checks.judge_cpus(os.cpu_count() or 1, settings.min_cpus))
     record(checks.judge_os(*checks.os_release()))
-    record(checks.judge_clock(datetime.now(UTC), _engine_clock(ctx) if docker.server_version else None,
+    record(checks.judge_clock(datetime.now(UTC), engine_clock.result() if docker.server_version else None,
                               settings.max_clock_skew))
     env = ctx.settings.env_file
     deferred = ctx.settings.phases.configuration.declared and (env is None or not env.exists())
@@ -170,7 +184,7 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         # The configuration phase writes the env file; compose config is checked after it.
         ctx.out("env-file, config, ports: checked after the configuration phase writes the env file")
     elif docker.compose_version:
-        _project_checks(ctx, record)
+        _project_checks(ctx, record, containers.result())
     domain = settings.domain
     if settings.domain_key:
         domain = read_env(env).get(settings.domain_key) or domain
@@ -197,7 +211,17 @@ def _engine_clock(ctx: PhaseContext) -> datetime | None:
         return None
 
 
-def _project_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) -> None:
+def _quietly(function: Callable[..., T], *args: Any) -> T | None:
+    """``function(*args)``, or None when it fails: for answers fetched ahead, used only if Docker works."""
+    try:
+        return function(*args)
+    except (PhaseFailed, OSError):  # not Interrupted: that one must stop the phase
+        return None
+
+
+def _project_checks(
+    ctx: PhaseContext, record: Callable[[CheckResult], None], containers: list[ContainerState] | None
+) -> None:
     """env-file, config, the service names in surefoot.toml, published ports, the registry."""
     try:
         env = _check_env_file(ctx)
@@ -227,7 +251,9 @@ def _project_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) ->
                 f"(services: {', '.join(model.services)})"
             )
     ports = model.published_ports()
-    ours = {port for container in ctx.compose.ps() for port in container.published}
+    if containers is None:
+        containers = ctx.compose.ps()
+    ours = {port for container in containers for port in container.published}
     others = [(host, port) for host, port in ports if port not in ours]  # ours are busy by design
     record(checks.judge_ports(ports, checks.busy_ports(others), ours))
     missing = [image for image, found in ctx.compose.image_ids(model.pulled_images()).items() if not found]
