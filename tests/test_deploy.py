@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 
 import pytest
@@ -38,6 +39,9 @@ def test_deploy_completes_and_status_reports_every_phase(stack: Project) -> None
     assert health(stack)["greeting"] == "hello"
     # The plain output (no terminal) is timestamped lines, the migration's output among them.
     assert "database-migrate | migrated" in result.stdout
+    # The database wait followed the engine's events (its container's start at least).
+    followed = re.search(r"database-start \| (\d+) engine event\(s\) followed", result.stdout)
+    assert followed is not None and int(followed.group(1)) >= 1, result.stdout
 
 
 def test_failed_migration_resumes_at_the_migration_only(stack: Project) -> None:

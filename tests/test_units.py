@@ -180,6 +180,35 @@ def test_the_watch_ends_the_gate_at_once() -> None:
     assert result.reason == "api exited with code 1"
 
 
+def test_news_from_the_engine_wakes_event_probes_and_the_watch_at_once() -> None:
+    """An event (sleep returns True) cuts the wait short: the on_events probe and the watch
+    look at once; a plain interval probe keeps its spacing."""
+    clock = FakeClock()
+    event_at = 0.3  # the engine reports a change 0.3 s into the first wait
+
+    def sleep(seconds: float) -> bool:
+        if clock.now < event_at <= clock.now + seconds:
+            clock.now = event_at
+            return True
+        clock.now += seconds
+        return False
+
+    looks: list[float] = []
+
+    def watch() -> WatchAlarm | None:
+        looks.append(clock.now)
+        return None
+
+    database = Probe("db", scripted([False, True]), consecutive=1, interval=2.0, timeout=60, on_events=True)
+    api = Probe("api", scripted([False, True]), consecutive=1, interval=2.0, timeout=60)
+    seen: list[tuple[str, float]] = []
+    result = run_gate([database, api], clock=clock, sleep=sleep, watch=watch, watch_interval=5.0,
+                      report=lambda run: seen.append((run.probe.name, clock.now)))
+    assert result.passed
+    assert seen == [("db", 0.0), ("api", 0.0), ("db", 0.3), ("api", 2.0)]
+    assert looks[:2] == [0.0, 0.3]  # the watch too, not at its 5 s interval
+
+
 def test_container_alarms() -> None:
     base = ContainerHealth("api", "shop-api-1", "running", "healthy", 0, 0, False)
     assert alarm_for(base, 0) is None

@@ -206,7 +206,9 @@ class Compose:
         return (result.stdout + result.stderr).splitlines()[-lines:]
 
     def image_ids(self, images: Sequence[str]) -> dict[str, str | None]:
-        """Current image id of each named image (None when absent), in one engine call."""
+        """Current image id of each named image (None when absent), in one engine call (none for no image)."""
+        if not images:
+            return {}
         listing = self.check(
             self.docker_argv("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"),
             "docker image ls",

@@ -109,7 +109,7 @@ def run_probes(
         for line in ctx.compose.logs_tail(result.service, 20):
             ctx.out(line)
     if watch is not None:
-        for container in watch.snapshot():
+        for container in watch.snapshot(fresh=True):
             health = f", {container.health}" if container.health else ""
             ctx.out(f"container {container.name}: {container.status}{health}, "
                     f"{container.restarts} restarts")

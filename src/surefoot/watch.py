@@ -72,16 +72,28 @@ def alarm_for(container: ContainerHealth, baseline_restarts: int | None) -> str 
 class ContainerWatch:
     """Reads the project's containers; raises an alarm for one that exits, restarts or sickens."""
 
-    def __init__(self, compose: Compose, services: Sequence[str] | None = None):
+    # A look at the engine serves every check made within this many seconds of it: the
+    # watch and each container probe of one round of a gate share one `ps` and `inspect`.
+    SHARED_FOR = 0.1
+
+    def __init__(self, compose: Compose, services: Sequence[str] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.compose = compose
         self.services = list(services) if services is not None else None
         self._baseline: dict[str, int] | None = None
+        self._clock = clock
+        self._last: tuple[float, list[ContainerHealth]] | None = None
 
-    def snapshot(self) -> list[ContainerHealth]:
+    def snapshot(self, fresh: bool = False) -> list[ContainerHealth]:
+        """The containers' state; one taken in the last ``SHARED_FOR`` seconds unless ``fresh``."""
+        now = self._clock()
+        if not fresh and self._last is not None and now - self._last[0] < self.SHARED_FOR:
+            return self._last[1]
         ids = [c.id for c in self.compose.ps(self.services or ()) if c.id]
         found = parse_inspect(self.compose.inspect(ids))
         if self.services is not None:
             found = [c for c in found if c.service in self.services]
+        self._last = (self._clock(), found)
         return found
 
     def __call__(self) -> WatchAlarm | None:

@@ -36,6 +36,7 @@ def start(ctx: PhaseContext) -> PhaseResult:
             for service in services
         ]
         result = run_probes(ctx, probes, watch=watch, what="a database service is not ready", events=events)
+        ctx.out(f"{events.seen} engine event(s) followed")
     return done(f"{', '.join(services)} ready in {format_duration(result.elapsed)}")
 
 

@@ -62,7 +62,7 @@ def run_checks(ctx: PhaseContext) -> list[Check]:
         if url.startswith("https://"):
             checks.append(_tls_check(url, probe_settings, settings.tls_warn_days))
     if settings.containers:
-        for container in watch.snapshot():
+        for container in watch.snapshot(fresh=True):
             state = container.status + (f", {container.health}" if container.health else "")
             checks.append(Check(f"container {container.name}", "pass" if container.ready else "fail", state))
     return checks
