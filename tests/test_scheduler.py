@@ -57,7 +57,7 @@ def pipeline(pull: Phase = noop, build: Phase = noop, database: Phase = noop, mi
     return [
         PhaseSpec("preflight", noop),
         PhaseSpec("pull-images", pull, after=("preflight",)),
-        PhaseSpec("build", build, after=("preflight",)),
+        PhaseSpec("build", build, after=("preflight",), announces=("database-images",)),
         PhaseSpec("database-start", database, after=("pull-images", "build:database-images")),
         PhaseSpec("database-migrate", migrate, after=("database-start", "build")),
     ]
@@ -186,7 +186,70 @@ def test_an_interruption_stops_every_running_phase(project: Path) -> None:
 
 def test_the_order_must_name_earlier_phases() -> None:
     specs = [PhaseSpec("build", noop, after=("database-start",)), PhaseSpec("database-start", noop)]
-    with pytest.raises(ValueError, match="build waits for database-start"):
+    with pytest.raises(ValueError, match="build waits for database-start, which is not an earlier phase"):
         ordered(specs)
+    typo = [PhaseSpec("build", noop), PhaseSpec("database-start", noop, after=("build:database-image",))]
+    with pytest.raises(ValueError, match="which build does not announce"):
+        ordered(typo)
     assert ordered(pipeline())["database-start"] == ("pull-images", "build:database-images")
     assert ordered([PhaseSpec("preflight", noop), PhaseSpec("build", noop)])["build"] == ("preflight",)
+
+
+def test_the_databases_wait_for_the_pulls(project: Path) -> None:
+    pull_done = threading.Event()
+    order: list[str] = []
+
+    def pull(ctx: PhaseContext) -> PhaseResult:
+        ctx.cancel.sleep(0.2)  # long enough for a scheduler that ignored the order to start database-start
+        order.append("pull finished")
+        pull_done.set()
+        return done()
+
+    def build(ctx: PhaseContext) -> PhaseResult:
+        ctx.reached("database-images")
+        return done()
+
+    def database(ctx: PhaseContext) -> PhaseResult:
+        order.append("database started" if pull_done.is_set() else "database started before the pull ended")
+        return done()
+
+    outcome, _ = deploy(project, pipeline(pull=pull, build=build, database=database))
+    assert outcome.state == "completed", outcome.error
+    assert order == ["pull finished", "database started"]
+
+
+def test_a_phase_runs_again_when_a_phase_it_waits_for_in_full_ran_again(project: Path) -> None:
+    """database-migrate waits for all of build: a build that reruns on resume makes it rerun,
+    even though it had completed."""
+    migrated = threading.Event()
+
+    def build(ctx: PhaseContext) -> PhaseResult:
+        ctx.reached("database-images")
+        return done()
+
+    def migrate(ctx: PhaseContext) -> PhaseResult:
+        migrated.set()
+        return done()
+
+    def broken_late(ctx: PhaseContext) -> PhaseResult:
+        raise PhaseFailed("services did not start")
+
+    specs = [*pipeline(build=build, migrate=migrate), PhaseSpec("services-start", broken_late)]
+    first, _ = deploy(project, specs)
+    assert (first.state, first.failed_phase) == ("failed", "services-start")
+    assert migrated.is_set()
+
+    # Mark build as interrupted, as if a kill had landed in it: on resume it runs again.
+    with StateStore.open(project / ".surefoot" / "state.db") as store:
+        assert first.deployment_id is not None
+        build_run = store.latest_runs(first.deployment_id)["build"]
+        store.finish_phase(build_run.id, "interrupted")
+
+    second, recorder = deploy(project, [*pipeline(build=build, migrate=migrate), PhaseSpec("services-start", noop)])
+    assert second.state == "completed", second.error
+    started = {e.phase: e.reason for e in recorder.events if isinstance(e, events.PhaseStarted)}
+    assert started == {
+        "build": "resuming after it was interrupted",
+        "database-migrate": "build ran again",
+        "services-start": "resuming after it was failed",
+    }

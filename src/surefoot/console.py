@@ -89,7 +89,7 @@ class LiveRenderer:
         self._notes: dict[str, str] = {}
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
-        self._output: deque[tuple[str, str]] = deque(maxlen=self.OUTPUT_LINES)  # (phase, line)
+        self._output: dict[str, deque[str]] = {}  # the latest lines of each running phase
         self._progress: dict[str, str] = {}
         self._title = "surefoot"
         self._live = Live(self, console=self.console, refresh_per_second=8, transient=False)
@@ -114,7 +114,7 @@ class LiveRenderer:
                     self._notes[phase] = f"attempt {attempt}: {reason}" if attempt > 1 else reason
                     self._started[phase] = time.monotonic()
                 case events.PhaseOutput(phase=phase, line=line):
-                    self._output.append((phase, line))
+                    self._output.setdefault(phase, deque(maxlen=self.OUTPUT_LINES)).append(line)
                 case events.PhaseProgress(phase=phase, text=text):
                     self._progress[phase] = text
                 case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
@@ -122,7 +122,7 @@ class LiveRenderer:
                     self._elapsed[phase] = elapsed
                     self._notes[phase] = note or ""
                     self._progress.pop(phase, None)
-                    self._output = deque(((p, line) for p, line in self._output if p != phase), self.OUTPUT_LINES)
+                    self._output.pop(phase, None)
                 case events.DeploymentFinished():
                     self._output.clear()
                     self._progress.clear()
@@ -162,8 +162,9 @@ class LiveRenderer:
             for phase in running:
                 if phase in self._progress:
                     parts.append(Text(f"  {phase + ': ' if several else ''}{self._progress[phase]}", style="cyan"))
-            for phase, line in self._output:
-                if phase in running:
+            share = max(2, self.OUTPUT_LINES // max(1, len(running)))  # a chatty phase cannot crowd out another
+            for phase in running:
+                for line in list(self._output.get(phase, ()))[-share:]:
                     shown = f"{phase} │ {line}" if several else f"│ {line}"
                     parts.append(Text(f"  {shown}", style="dim", no_wrap=True, overflow="ellipsis"))
             return Group(*parts)

@@ -205,16 +205,22 @@ class PhaseSpec:
     release_point: bool = False  # the release is captured (images pinned) before this phase
     rollback_on_failure: bool = False  # a failure here restores the previous release
     after: tuple[str, ...] | None = None
+    announces: tuple[str, ...] = ()  # the milestones its function passes to ``ctx.reached``
 
 
 def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
-    """Each phase's ``after``, with None made explicit; checks every entry names an earlier phase."""
+    """Each phase's ``after``, with None made explicit; checks that every entry names an
+    earlier phase, or a milestone that phase announces."""
     result: dict[str, tuple[str, ...]] = {}
+    specs = {spec.name: spec for spec in pipeline}
     for index, spec in enumerate(pipeline):
         after = spec.after if spec.after is not None else tuple(p.name for p in pipeline[index - 1:index])
         for entry in after:
-            if entry.partition(":")[0] not in result:
+            phase, _, milestone = entry.partition(":")
+            if phase not in result:
                 raise ValueError(f"phase {spec.name} waits for {entry}, which is not an earlier phase")
+            if milestone and milestone not in specs[phase].announces:
+                raise ValueError(f"phase {spec.name} waits for {entry}, which {phase} does not announce")
         result[spec.name] = after
     return result
 
@@ -231,7 +237,8 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         PhaseSpec("configuration", system.configuration, () if managed else ("env",)),
         # Pulls and builds touch different images (pull --ignore-buildable): side by side.
         PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",)),
-        PhaseSpec("build", images.build, ("compose", "env", "build-context"), after=("configuration",)),
+        PhaseSpec("build", images.build, ("compose", "env", "build-context"), after=("configuration",),
+                  announces=(images.DATABASE_IMAGES,)),
         # The databases start as soon as their own images are there, while the rest still build.
         PhaseSpec("database-start", database.start, ("compose", "env", "images:database"),
                   after=("pull-images", f"build:{images.DATABASE_IMAGES}")),

@@ -47,7 +47,9 @@ class CancelToken:
         self._event = threading.Event()
         self.signum: int | None = None
         self._children: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
+        # Re-entrant: ``cancel`` runs in a signal handler, which may interrupt this very
+        # thread inside ``register`` or ``unregister`` while it holds the lock.
+        self._lock = threading.RLock()
 
     @property
     def cancelled(self) -> bool:

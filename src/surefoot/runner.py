@@ -269,10 +269,12 @@ class Runner:
                     self.cancel.check()
                     waiting.remove(spec)
                     progressed = True
-                    reason = self._why_run(store, deployment_id, spec, previous.get(spec.name),
-                                           [e for e in after[spec.name] if ":" not in e and e in ran])
+                    reran = [e for e in after[spec.name] if ":" not in e and e in ran]
+                    reason = self._why_run(store, deployment_id, spec, previous.get(spec.name), reran)
                     if reason is None:
                         finished.add(spec.name)
+                        if reran and not self.settings.phases.for_phase(spec.name).enabled:
+                            ran.add(spec.name)  # a disabled phase passes "ran again" on to what follows it
                         continue
                     ran.add(spec.name)
                     running.add(spec.name)

@@ -77,23 +77,27 @@ class ContainerWatch:
     SHARED_FOR = 0.1
 
     def __init__(self, compose: Compose, services: Sequence[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, events: EngineEvents | None = None):
         self.compose = compose
         self.services = list(services) if services is not None else None
         self._baseline: dict[str, int] | None = None
         self._clock = clock
-        self._last: tuple[float, list[ContainerHealth]] | None = None
+        self._events = events
+        self._last: tuple[float, int, list[ContainerHealth]] | None = None
 
     def snapshot(self, fresh: bool = False) -> list[ContainerHealth]:
-        """The containers' state; one taken in the last ``SHARED_FOR`` seconds unless ``fresh``."""
-        now = self._clock()
-        if not fresh and self._last is not None and now - self._last[0] < self.SHARED_FOR:
-            return self._last[1]
+        """The containers' state; one taken in the last ``SHARED_FOR`` seconds unless ``fresh``,
+        or unless the engine has reported a change since (then the old look is stale)."""
+        news = self._events.seen if self._events is not None else 0
+        if not fresh and self._last is not None:
+            taken, news_then, containers = self._last
+            if news_then == news and self._clock() - taken < self.SHARED_FOR:
+                return containers
         ids = [c.id for c in self.compose.ps(self.services or ()) if c.id]
         found = parse_inspect(self.compose.inspect(ids))
         if self.services is not None:
             found = [c for c in found if c.service in self.services]
-        self._last = (self._clock(), found)
+        self._last = (self._clock(), news, found)
         return found
 
     def __call__(self) -> WatchAlarm | None:
@@ -134,10 +138,14 @@ class EngineEvents:
     gate: a container that starts, dies, is OOM-killed or changes health is looked at at
     once, instead of at the next poll."""
 
+    # Should the stream end early (`docker events` died), the sleeps fall back to this poll.
+    POLL = 0.5
+
     def __init__(self, compose: Compose):
         self.compose = compose
         self._news = threading.Event()
-        self.seen = 0  # events received (for the log and the tests)
+        self.seen = 0  # events received (for the log, the tests, and to tell a stale look)
+        self.ended = False  # the stream stopped before the block ended
 
     @contextmanager
     def following(self) -> Iterator[EngineEvents]:
@@ -149,8 +157,12 @@ class EngineEvents:
             "--filter", f"label=com.docker.compose.project={self.compose.target.project_name}",
             *(arg for event in _EVENTS for arg in ("--filter", f"event={event}")),
         )
-        with self.compose.runner.follow(argv, self._on_event, on_end=self._news.set):
+        with self.compose.runner.follow(argv, self._on_event, on_end=self._on_end):
             yield self
+
+    def _on_end(self) -> None:
+        self.ended = True
+        self._news.set()
 
     def _on_event(self, line: str) -> None:
         self.seen += 1
@@ -160,6 +172,9 @@ class EngineEvents:
         """A gate's sleep: True when cut short by an event. A cancel stops the stream, which wakes it."""
 
         def sleep(seconds: float) -> bool:
+            if self.ended:  # no news will come: look again every POLL seconds instead
+                cancel.sleep(min(seconds, self.POLL))
+                return True
             woke = self._news.wait(seconds) if seconds > 0 else self._news.is_set()
             self._news.clear()
             cancel.check()

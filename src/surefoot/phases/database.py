@@ -29,14 +29,15 @@ def start(ctx: PhaseContext) -> PhaseResult:
         if code != 0:
             raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})",
                               exit_code=code)
-        watch = ContainerWatch(ctx.compose, services)
+        watch = ContainerWatch(ctx.compose, services, events=events)
         probes = [
             Probe(service, watch.probe(service), consecutive=1, interval=FALLBACK_POLL,
                   timeout=settings.timeout, on_events=True)
             for service in services
         ]
         result = run_probes(ctx, probes, watch=watch, what="a database service is not ready", events=events)
-        ctx.out(f"{events.seen} engine event(s) followed")
+        ctx.out(f"{events.seen} engine event(s) followed"
+                + (" (the stream ended early; polled instead)" if events.ended else ""))
     return done(f"{', '.join(services)} ready in {format_duration(result.elapsed)}")
 
 

@@ -13,14 +13,16 @@ def wait(ctx: PhaseContext) -> PhaseResult:
     configured = settings.all_probes()
     if not configured:
         return skipped("no health probe configured (phases.health-wait.url or probes)")
-    watch = ContainerWatch(ctx.compose)
-    probes = [build_probe(p, ctx, watch) for p in configured]
     for p in configured:
         ctx.out(f"probe {p.label} ({p.type}): {p.consecutive} passes in a row, every "
                 f"{format_duration(p.interval)}, within {format_duration(p.timeout)}")
     if not settings.fail_fast:
-        result = run_probes(ctx, probes, watch=None, what="the health gate failed")
+        watch = ContainerWatch(ctx.compose)
+        result = run_probes(ctx, [build_probe(p, ctx, watch) for p in configured], watch=None,
+                            what="the health gate failed")
     else:  # a container that dies mid-gate is seen the moment the engine reports it
         with EngineEvents(ctx.compose).following() as events:
-            result = run_probes(ctx, probes, watch=watch, what="the health gate failed", events=events)
-    return done(f"{len(probes)} probe(s) passed in {format_duration(result.elapsed)}")
+            watch = ContainerWatch(ctx.compose, events=events)
+            result = run_probes(ctx, [build_probe(p, ctx, watch) for p in configured], watch=watch,
+                                what="the health gate failed", events=events)
+    return done(f"{len(configured)} probe(s) passed in {format_duration(result.elapsed)}")
