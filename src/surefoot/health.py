@@ -129,12 +129,6 @@ def run_gate(
         return GateResult(False, clock() - start, reason, service, tuple(runs))
 
     while True:
-        now = clock()
-        if watch is not None and now >= next_watch:
-            alarm = watch()
-            if alarm is not None:
-                return failed(f"{alarm.service} {alarm.description}", alarm.service)
-            next_watch = now + watch_interval
         for run in runs:
             if run.passed or run.next_due > clock():
                 continue
@@ -159,6 +153,13 @@ def run_gate(
                 )
         if all(run.passed for run in runs):
             return GateResult(True, clock() - start, None, None, tuple(runs))
+        # The watch looks after the probes: a gate whose probes pass at once need not wait for it.
+        now = clock()
+        if watch is not None and now >= next_watch:
+            alarm = watch()
+            if alarm is not None:
+                return failed(f"{alarm.service} {alarm.description}", alarm.service)
+            next_watch = now + watch_interval
         wake = min(run.next_due for run in runs if not run.passed)
         if watch is not None:
             wake = min(wake, next_watch)
