@@ -1,7 +1,7 @@
 """surefoot's benchmarks, in one invocation: every contender runs on this machine in the
 same run, alternating, and the table reports medians and ratios.
 
-    .venv/bin/python bench/run.py                  # everything (about 15 minutes)
+    .venv/bin/python bench/run.py                  # everything (about 10 minutes)
     .venv/bin/python bench/run.py --only startup   # startup, resume, deploy, services, health
 
 Sections:

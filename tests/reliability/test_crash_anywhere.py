@@ -15,6 +15,7 @@ import random
 import signal
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,8 @@ def test_kill_9_anywhere_then_resume(crashable: Project) -> None:
 
         after_kill = crashable.status()
         done = {p["name"]: p for p in after_kill["phases"] if p["status"] == "completed"}
-        running_at_kill = next((p["name"] for p in after_kill["phases"] if p["status"] == "interrupted"), None)
+        # Phases run side by side (pull-images beside build...): a kill can cut more than one.
+        running_at_kill = [p["name"] for p in after_kill["phases"] if p["status"] == "interrupted"]
         problems = [f"{name}: {problem}" for name in done
                     if (problem := side_effects_hold(crashable, name, before)) is not None]
         resumed = crashable.run("deploy")
@@ -146,6 +148,8 @@ def test_kill_9_anywhere_then_resume(crashable: Project) -> None:
     RESULTS.mkdir(exist_ok=True)
     passed = sum(1 for row in tally if row["ok"])
     (RESULTS / "crash.json").write_text(json.dumps({"passed": passed, "kills": KILLS, "runs": tally}, indent=1))
-    killed_in = {row["killed_in"] for row in tally}
-    print(f"\ncrash anywhere: {passed}/{KILLS} resumed correctly; kills landed in {sorted(map(str, killed_in))}")
+    killed_in = Counter(name for row in tally for name in row["killed_in"] or ["after the end"])
+    several = sum(1 for row in tally if len(row["killed_in"]) > 1)
+    print(f"\ncrash anywhere: {passed}/{KILLS} resumed correctly; kills landed in {dict(killed_in.most_common())}; "
+          f"{several} cut phases running side by side")
     assert passed == KILLS, [row for row in tally if not row["ok"]]
