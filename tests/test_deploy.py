@@ -137,3 +137,22 @@ def test_health_gate_failure_is_resumable(stack: Project) -> None:
     assert "the health gate failed: health: 2 passes in a row not reached within 2s" in result.stderr
     assert "body lacks" in result.stderr
     assert stack.status()["resume_at"] == "health-wait"
+
+
+def test_a_failed_pull_of_the_database_image_warns_or_stops_before_the_databases(stack: Project) -> None:
+    """The image is only local and no registry answers: compose's pull fails (and may exit 0)."""
+    config = stack.path / "surefoot.toml"
+    config.write_text(config.read_text().replace("[phases.pull-images]\nenabled = false",
+                                                 "[phases.pull-images]\nfail_on_error = true"))
+    stopped = stack.run("deploy")
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "phase pull-images failed: could not pull db" in stopped.stderr
+    phases = {p["name"]: p["status"] for p in stack.status()["phases"]}
+    assert phases["pull-images"] == "failed"
+    assert phases["database-start"] == "pending"  # its image never arrived: not started
+
+    config.write_text(config.read_text().replace("fail_on_error = true", "fail_on_error = false"))
+    warned = stack.run("deploy")
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert "could not pull db, web; going on with the images on hand" in warned.stdout
+    assert stack.status()["state"] == "completed"

@@ -53,13 +53,13 @@ def noop(ctx: PhaseContext) -> PhaseResult:
 
 def pipeline(pull: Phase = noop, build: Phase = noop, database: Phase = noop, migrate: Phase = noop) -> list[PhaseSpec]:
     """The real pipeline's shape around the images: pull beside build, the databases after
-    pull and build's database-images milestone, the migration after both."""
+    the database-images milestone of each, the migration after all three."""
     return [
         PhaseSpec("preflight", noop),
-        PhaseSpec("pull-images", pull, after=("preflight",)),
+        PhaseSpec("pull-images", pull, after=("preflight",), announces=("database-images",)),
         PhaseSpec("build", build, after=("preflight",), announces=("database-images",)),
-        PhaseSpec("database-start", database, after=("pull-images", "build:database-images")),
-        PhaseSpec("database-migrate", migrate, after=("database-start", "build")),
+        PhaseSpec("database-start", database, after=("pull-images:database-images", "build:database-images")),
+        PhaseSpec("database-migrate", migrate, after=("database-start", "pull-images", "build")),
     ]
 
 
@@ -191,18 +191,20 @@ def test_the_order_must_name_earlier_phases() -> None:
     typo = [PhaseSpec("build", noop), PhaseSpec("database-start", noop, after=("build:database-image",))]
     with pytest.raises(ValueError, match="which build does not announce"):
         ordered(typo)
-    assert ordered(pipeline())["database-start"] == ("pull-images", "build:database-images")
+    assert ordered(pipeline())["database-start"] == ("pull-images:database-images", "build:database-images")
     assert ordered([PhaseSpec("preflight", noop), PhaseSpec("build", noop)])["build"] == ("preflight",)
 
 
-def test_the_databases_wait_for_the_pulls(project: Path) -> None:
-    pull_done = threading.Event()
+def test_the_databases_wait_for_their_pulled_images_but_not_for_the_other_pulls(project: Path) -> None:
     order: list[str] = []
+    databases_up = threading.Event()
 
     def pull(ctx: PhaseContext) -> PhaseResult:
         ctx.cancel.sleep(0.2)  # long enough for a scheduler that ignored the order to start database-start
-        order.append("pull finished")
-        pull_done.set()
+        order.append("databases' images pulled")
+        ctx.reached("database-images")
+        if not databases_up.wait(WAIT):  # the other images are still being pulled
+            raise PhaseFailed("database-start did not start while the pull went on")
         return done()
 
     def build(ctx: PhaseContext) -> PhaseResult:
@@ -210,12 +212,13 @@ def test_the_databases_wait_for_the_pulls(project: Path) -> None:
         return done()
 
     def database(ctx: PhaseContext) -> PhaseResult:
-        order.append("database started" if pull_done.is_set() else "database started before the pull ended")
+        order.append("database started")
+        databases_up.set()
         return done()
 
     outcome, _ = deploy(project, pipeline(pull=pull, build=build, database=database))
     assert outcome.state == "completed", outcome.error
-    assert order == ["pull finished", "database started"]
+    assert order == ["databases' images pulled", "database started"]
 
 
 def test_a_phase_runs_again_when_a_phase_it_waits_for_in_full_ran_again(project: Path) -> None:

@@ -236,14 +236,16 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         PhaseSpec("prerequisites", system.prerequisites),
         PhaseSpec("configuration", system.configuration, () if managed else ("env",)),
         # Pulls and builds touch different images (pull --ignore-buildable): side by side.
-        PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",)),
+        PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),
+                  announces=(images.DATABASE_IMAGES,)),
         PhaseSpec("build", images.build, ("compose", "env", "build-context"), after=("configuration",),
                   announces=(images.DATABASE_IMAGES,)),
-        # The databases start as soon as their own images are there, while the rest still build.
+        # The databases start as soon as their own images are there, while the rest are
+        # still pulled or built.
         PhaseSpec("database-start", database.start, ("compose", "env", "images:database"),
-                  after=("pull-images", f"build:{images.DATABASE_IMAGES}")),
+                  after=(f"pull-images:{images.DATABASE_IMAGES}", f"build:{images.DATABASE_IMAGES}")),
         PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate"),
-                  after=("database-start", "build")),
+                  after=("database-start", "pull-images", "build")),
         PhaseSpec("services-start", services.start, ("compose", "env", "images:all"),
                   release_point=True, rollback_on_failure=True),
         PhaseSpec("health-wait", health.wait, ("compose",), rollback_on_failure=True),

@@ -1,33 +1,75 @@
-"""pull-images and build."""
+"""pull-images and build.
+
+Each works in two groups side by side: the database services' images, and the
+rest. As soon as the databases' group is done it announces ``DATABASE_IMAGES``, so
+that database-start can begin while the application's images are still pulled
+or built.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from surefoot.errors import PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
+
+# Announced by pull-images and by build once the database services' images are there.
+DATABASE_IMAGES = "database-images"
 
 # compose reports a failed pull as " db Error <reason>" and may still exit 0
 # (the image is on hand locally), so the output is read, not just the exit code.
 _PULL_ERROR = re.compile(r"^\s*(\S+)\s+Error\b")
 
 
+def _in_two_groups(ctx: PhaseContext, services: list[str], work: Callable[[list[str]], bool]) -> None:
+    """``work`` on the database services and on the others side by side (a group may be
+    empty); DATABASE_IMAGES is announced once the databases' group succeeded."""
+    databases = [s for s in services if s in ctx.facts.database_services()]
+    others = [s for s in services if s not in databases]
+
+    def group(members: list[str], databases_group: bool) -> None:
+        ok = work(members) if members else True
+        if ok and databases_group:
+            ctx.facts.images_changed()
+            ctx.reached(DATABASE_IMAGES)
+
+    if not databases or not others:
+        group(databases, True)
+        group(others, False)
+        return
+    # Each thread waits for its own child (see proc.ProcessRunner: children die with their thread).
+    with ThreadPoolExecutor(1, thread_name_prefix="database-images") as side:
+        databases_done = side.submit(group, databases, True)
+        group(others, False)
+        databases_done.result()  # its Interrupted or error, raised here
+
+
 def pull(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.pull_images
     failed: list[str] = []
+    codes: list[int] = []
 
-    def on_line(line: str) -> None:
-        match = _PULL_ERROR.match(line)
-        if match:
-            failed.append(match.group(1))
-        ctx.out(line)
+    def pull_group(services: list[str]) -> bool:
+        failed_before = len(failed)
 
-    code = ctx.compose.stream(ctx.compose.argv("pull", "--ignore-buildable"), on_line)
+        def on_line(line: str) -> None:
+            match = _PULL_ERROR.match(line)
+            if match:
+                failed.append(match.group(1))
+            ctx.out(line)
+
+        code = ctx.compose.stream(ctx.compose.argv("pull", "--ignore-buildable", *services), on_line)
+        codes.append(code)
+        return not settings.fail_on_error or (code == 0 and len(failed) == failed_before)
+
+    _in_two_groups(ctx, list(ctx.facts.model().services), pull_group)
     ctx.facts.images_changed()
+    code = next((c for c in codes if c != 0), 0)
     if code == 0 and not failed:
         return done()
-    what = f"could not pull {', '.join(failed)}" if failed else f"docker compose pull failed (exit {code})"
+    what = f"could not pull {', '.join(sorted(failed))}" if failed else f"docker compose pull failed (exit {code})"
     if settings.fail_on_error:
         raise PhaseFailed(what, exit_code=code or None)
     ctx.warn(
@@ -37,43 +79,21 @@ def pull(ctx: PhaseContext) -> PhaseResult:
     return done("pull failed; local images used")
 
 
-# Announced by build once the database services' images are built (database-start waits on it).
-DATABASE_IMAGES = "database-images"
-
-
 def build(ctx: PhaseContext) -> PhaseResult:
-    """Build every service with a build section.
-
-    The database services' images build in their own `compose build`, beside the
-    others', so that database-start can begin while the application still builds.
-    """
+    """Build every service with a build section (compose builds a group's services in parallel)."""
     services = ctx.facts.build_services()
-    databases = [s for s in services if s in ctx.facts.database_services()]
-    others = [s for s in services if s not in databases]
-    if not databases:
-        ctx.reached(DATABASE_IMAGES)
+    codes: list[int] = []
+
+    def build_group(group: list[str]) -> bool:
+        codes.append(code := ctx.compose.stream(ctx.compose.argv("build", *group), ctx.out))
+        return code == 0
+
+    _in_two_groups(ctx, services, build_group)
     if not services:
         return skipped("no service has a build section")
-    codes: dict[str, int] = {}
-
-    def build_group(group: list[str], milestone: str | None) -> None:
-        codes[group[0]] = code = ctx.compose.stream(ctx.compose.argv("build", *group), ctx.out)
-        if code == 0 and milestone:
-            ctx.facts.images_changed()
-            ctx.reached(milestone)
-
-    if databases and others:
-        # Each thread waits for its own child (see proc.ProcessRunner: children die with their thread).
-        with ThreadPoolExecutor(1, thread_name_prefix="build-databases") as side:
-            databases_built = side.submit(build_group, databases, DATABASE_IMAGES)
-            build_group(others, None)
-            databases_built.result()  # its Interrupted or error, raised here
-    else:
-        build_group(services, DATABASE_IMAGES if databases else None)
     ctx.facts.images_changed()
     ctx.cancel.check()
-    failed = {group: code for group, code in codes.items() if code != 0}
-    if failed:
-        code = next(iter(failed.values()))
+    code = next((c for c in codes if c != 0), 0)
+    if code != 0:
         raise PhaseFailed(f"docker compose build failed (exit {code})", exit_code=code)
     return done(", ".join(services))
