@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import Project, migrate_command
+from conftest import Project, Projects, migrate_command
 
 pytestmark = pytest.mark.docker
 
@@ -156,3 +156,40 @@ def test_a_failed_pull_of_the_database_image_warns_or_stops_before_the_databases
     assert warned.returncode == 0, warned.stdout + warned.stderr
     assert "could not pull db, web; going on with the images on hand" in warned.stdout
     assert stack.status()["state"] == "completed"
+
+
+SHARED_DATA_COMPOSE = """
+services:
+  db:
+    image: {image}
+    command: ["sh", "-c", "echo 'schema 1' > /data/state; exec sleep 3600"]
+    stop_signal: SIGKILL
+    volumes: ["data:/data"]
+volumes:
+  data:
+"""
+
+
+def test_a_resumed_migration_keeps_the_backup_from_before_its_first_attempt(projects: Projects) -> None:
+    """A migration that fails halfway leaves part of its changes; the resume must not
+    replace the release's backup with a dump of that half-migrated database."""
+    project = projects.new({"compose.yaml": SHARED_DATA_COMPOSE})
+    def configure(migration: str) -> None:
+        project.write("surefoot.toml", (
+            f'[project]\nname = "{project.name}"\n[phases.pull-images]\nenabled = false\n'
+            '[phases.database-start]\nservices = ["db"]\n'
+            f'[phases.database-migrate]\nservice = "db"\ncommand = {migrate_command(migration)}\n'
+            'backup = { service = "db", command = ["cat", "/data/state"] }\n'
+        ))
+
+    configure("echo 'half of schema 2' >> /data/state; exit 3")
+    failed = project.run("deploy")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+    configure("echo 'schema 2' >> /data/state")
+    resumed = project.run("deploy")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    dump = project.path / ".surefoot" / "backups" / "release-1.dump"
+    assert dump.read_text() == "schema 1\n"
+    assert "backup kept:" in resumed.stdout
+    assert "schema 2" in project.compose("exec", "-T", "db", "cat", "/data/state")

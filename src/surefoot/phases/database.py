@@ -42,11 +42,18 @@ def start(ctx: PhaseContext) -> PhaseResult:
 
 
 def _backup(ctx: PhaseContext, backup: BackupSettings) -> None:
-    """The backup command's standard output, kept as this release's backup (0600)."""
-    argv = ctx.compose.exec_argv(backup.service, backup.command)
+    """The backup command's standard output, kept as this release's backup (0600).
+
+    Taken once per release: when a migration failed halfway and is resumed, the
+    database may hold part of it, and the backup from before the first attempt is
+    the one worth keeping."""
     folder = ctx.state_dir / "backups"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"release-{ctx.deployment_id}.dump"
+    if path.exists():
+        ctx.out(f"backup kept: {path}, taken before this release's first migration attempt")
+        return
+    argv = ctx.compose.exec_argv(backup.service, backup.command)
     partial = path.with_suffix(".partial")
     ctx.out(f"backing up with {backup.service}: {' '.join(backup.command)}")
     result = ctx.compose.runner.to_file(argv, partial, timeout=backup.timeout)
