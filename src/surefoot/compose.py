@@ -14,10 +14,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from surefoot.engine import Engine, EngineUnavailable
 from surefoot.errors import PhaseFailed
 from surefoot.proc import Captured, ProcessRunner
+
+T = TypeVar("T")
+PROJECT_LABEL = "com.docker.compose.project"
+ONEOFF = "com.docker.compose.oneoff=True"  # the label of `compose run` containers
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ class ContainerState:
 
 
 def parse_ps(text: str) -> list[ContainerState]:
-    """Parse ``compose ps --format json``: one object per line (older releases: one array)."""
+    """Parse ``compose ps --format json``: one object per line (older releases: one array).
+    One-off containers (``compose run``, which newer releases list too) are left out."""
     text = text.strip()
     if not text:
         return []
@@ -88,7 +94,28 @@ def parse_ps(text: str) -> list[ContainerState]:
             ),
         )
         for item in items
+        if ONEOFF not in str(item.get("Labels") or "").split(",")
     ]
+
+
+def states_from_inspect(items: Sequence[dict[str, Any]]) -> list[ContainerState]:
+    """What ``compose ps`` says of containers, read from ``docker inspect`` output."""
+    result = []
+    for item in items:
+        state = item.get("State") or {}
+        ports = (item.get("NetworkSettings") or {}).get("Ports") or {}
+        published = {int(binding["HostPort"]) for bindings in ports.values() for binding in bindings or []
+                     if str(binding.get("HostPort") or "").isdigit()}
+        result.append(ContainerState(
+            name=str(item.get("Name", "")).lstrip("/"),
+            service=((item.get("Config") or {}).get("Labels") or {}).get("com.docker.compose.service", ""),
+            state=str(state.get("Status", "")).lower(),
+            health=str((state.get("Health") or {}).get("Status", "")).lower(),
+            exit_code=int(state.get("ExitCode") or 0),
+            id=str(item.get("Id", "")),
+            published=tuple(sorted(published)),
+        ))
+    return result
 
 
 @dataclass(frozen=True)
@@ -152,11 +179,31 @@ def normalize_image(name: str) -> str:
 
 
 class Compose:
-    """Docker compose and docker engine operations for one target."""
+    """Docker compose and docker engine operations for one target.
 
-    def __init__(self, target: Target, runner: ProcessRunner):
+    The engine's quick questions (containers, images, tags) go over its API socket when it
+    is the local engine (:mod:`surefoot.engine`), else, or when the socket fails, through
+    the ``docker`` CLI; ``engine=False`` always uses the CLI.
+    """
+
+    def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool = True):
         self.target = target
         self.runner = runner
+        self.engine = Engine.local(target.docker) if engine else None
+
+    def _ask(self, engine_way: Callable[[Engine], T], cli_way: Callable[[], T]) -> T:
+        """The engine's answer over its socket; the CLI's when the socket cannot answer
+        (the CLI then also reports the engine's error in its own words)."""
+        if self.engine is not None:
+            self.runner.cancel.check()
+            try:
+                return engine_way(self.engine)
+            except EngineUnavailable:
+                pass
+        return cli_way()
+
+    def _project_container_ids(self, engine: Engine, *labels: str, all: bool = True) -> list[str]:
+        return engine.container_ids([f"{PROJECT_LABEL}={self.target.project_name}", *labels], all=all)
 
     # -- plumbing ---------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
@@ -198,8 +245,30 @@ class Compose:
         return ComposeModel.from_json(self.target.project_name, text)
 
     def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:
-        args = ["ps", "--format", "json"] + (["--all"] if all else []) + list(services)
-        return parse_ps(self.check(self.argv(*args), "docker compose ps"))
+        """The project's containers (of ``services``, or all), one-off ones left out, as ``compose ps``."""
+        def cli() -> list[ContainerState]:
+            args = ["ps", "--format", "json"] + (["--all"] if all else []) + list(services)
+            return parse_ps(self.check(self.argv(*args), "docker compose ps"))
+
+        return self._ask(lambda engine: states_from_inspect(self._containers(engine, services, all)), cli)
+
+    def containers(self, services: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """``docker inspect`` of the project's containers (of ``services``, or all), one-off ones left out."""
+        def cli() -> list[dict[str, Any]]:
+            return self.inspect([c.id for c in self.ps(services) if c.id])
+
+        return self._ask(lambda engine: self._containers(engine, services, True), cli)
+
+    def _containers(self, engine: Engine, services: Sequence[str], all: bool) -> list[dict[str, Any]]:
+        found = []
+        for container in self._project_container_ids(engine, all=all):
+            item = engine.inspect(container)
+            labels = ((item or {}).get("Config") or {}).get("Labels") or {}
+            if item is None or labels.get("com.docker.compose.oneoff") == "True":
+                continue
+            if not services or labels.get("com.docker.compose.service") in services:
+                found.append(item)
+        return sorted(found, key=lambda item: str(item.get("Name", "")))
 
     def logs_tail(self, service: str, lines: int = 20) -> list[str]:
         result = self.capture(self.argv("logs", "--no-color", "--tail", str(lines), service))
@@ -209,15 +278,27 @@ class Compose:
         """Current image id of each named image (None when absent), in one engine call (none for no image)."""
         if not images:
             return {}
-        listing = self.check(
-            self.docker_argv("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"),
-            "docker image ls",
-        )
-        known: dict[str, str] = {}
-        for line in listing.splitlines():
-            ref, _, image_id = line.rpartition(" ")
-            known[ref] = image_id
+
+        def cli() -> dict[str, str]:
+            listing = self.check(
+                self.docker_argv("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"),
+                "docker image ls",
+            )
+            known: dict[str, str] = {}
+            for line in listing.splitlines():
+                ref, _, image_id = line.rpartition(" ")
+                known[ref] = image_id
+            return known
+
+        known = self._ask(lambda engine: engine.image_tags(), cli)
         return {image: known.get(normalize_image(image)) for image in images}
+
+    def tag(self, image: str, reference: str) -> None:
+        """Tag an image (by id) as ``reference`` (``repository:tag``)."""
+        def cli() -> None:
+            self.check(self.docker_argv("tag", image, reference), f"docker tag {reference}")
+
+        self._ask(lambda engine: engine.tag(image, reference), cli)
 
     def wait(self, container: str) -> int:
         """Wait for a container to stop and return its exit code, as the engine reports it."""
@@ -228,11 +309,15 @@ class Compose:
         """``docker inspect`` of containers; ones that vanished meanwhile are left out."""
         if not ids:
             return []
-        result = self.capture(self.docker_argv("inspect", *ids))
-        try:
-            return list(json.loads(result.stdout or "[]"))
-        except ValueError:
-            return []
+
+        def cli() -> list[dict[str, Any]]:
+            result = self.capture(self.docker_argv("inspect", *ids))
+            try:
+                return list(json.loads(result.stdout or "[]"))
+            except ValueError:
+                return []
+
+        return self._ask(lambda engine: [item for item in map(engine.inspect, ids) if item is not None], cli)
 
     def exec_argv(self, service: str, command: Sequence[str]) -> list[str]:
         """``docker exec`` of ``command`` in a running container of ``service`` (the engine's
@@ -248,11 +333,38 @@ class Compose:
             self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False)
 
     def containers_with_label(self, label: str) -> list[str]:
-        result = self.capture(
-            self.docker_argv(
-                "ps", "--all", "--quiet",
-                "--filter", f"label=com.docker.compose.project={self.target.project_name}",
-                "--filter", f"label={label}",
+        """Ids of the project's containers, one-off ones included, that carry ``label``."""
+        def cli() -> list[str]:
+            result = self.capture(
+                self.docker_argv(
+                    "ps", "--all", "--quiet",
+                    "--filter", f"label={PROJECT_LABEL}={self.target.project_name}",
+                    "--filter", f"label={label}",
+                )
             )
-        )
-        return result.stdout.split()
+            return result.stdout.split()
+
+        return self._ask(lambda engine: self._project_container_ids(engine, label), cli)
+
+    def engine_clock(self) -> str | None:
+        """The engine's clock (RFC 3339), or None when it does not say."""
+        def cli() -> Any:
+            result = self.capture(self.docker_argv("info", "--format", "{{json .SystemTime}}"), timeout=30)
+            try:
+                return json.loads(result.stdout)
+            except ValueError:
+                return None
+
+        clock = self._ask(lambda engine: engine.info().get("SystemTime"), cli)
+        return str(clock) if clock else None
+
+    def socket_server_version(self) -> str | None:
+        """The engine's version asked over its socket; None when it cannot be asked that way
+        (then ``docker version`` asks, and says what is wrong)."""
+        if self.engine is None:
+            return None
+        try:
+            version = self.engine.version().get("Version")
+        except EngineUnavailable:
+            return None
+        return str(version) if version else None

@@ -40,6 +40,13 @@ def _die_with_parent() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def trace(what: str) -> None:
+    """With ``SUREFOOT_TRACE=FILE``: when each command or engine request started (for bench/)."""
+    if _TRACE:
+        with open(_TRACE, "a") as file:
+            file.write(f"{time.time():.6f} {what}\n")
+
+
 class CancelToken:
     """Set once, by a signal handler; stops every registered child process group."""
 
@@ -125,9 +132,7 @@ class ProcessRunner:
     ) -> subprocess.Popen[bytes]:
         if cancellable:
             self.cancel.check()
-        if _TRACE:  # SUREFOOT_TRACE=FILE: when each command started (for bench/)
-            with open(_TRACE, "a") as trace:
-                trace.write(f"{time.time():.6f} {' '.join(argv)}\n")
+        trace(" ".join(argv))
         try:
             return subprocess.Popen(
                 list(argv),

@@ -81,10 +81,9 @@ class ReleaseKeeper:
                 for service, image_id in images.items() if image_id is not None}
 
         def pin(service: str) -> None:
-            tag = tags[service]
-            self.compose.check(self.compose.docker_argv("tag", str(images[service]), tag), f"docker tag {tag}")
+            self.compose.tag(str(images[service]), tags[service])
 
-        # One `docker tag` per service, several at a time (a 30-service stack would wait 30 round trips).
+        # One tag per service, several at a time (a 30-service stack would wait 30 round trips).
         with ThreadPoolExecutor(TAG_WORKERS, thread_name_prefix="pin") as pool:
             list(pool.map(pin, tags))
         folder = self.folder(release_id)

@@ -93,8 +93,7 @@ class ContainerWatch:
             taken, news_then, containers = self._last
             if news_then == news and self._clock() - taken < self.SHARED_FOR:
                 return containers
-        ids = [c.id for c in self.compose.ps(self.services or ()) if c.id]
-        found = parse_inspect(self.compose.inspect(ids))
+        found = parse_inspect(self.compose.containers(self.services or ()))
         if self.services is not None:
             found = [c for c in found if c.service in self.services]
         self._last = (self._clock(), news, found)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -31,6 +30,7 @@ from surefoot.configure import (
 )
 from surefoot.errors import CommandNotFound, ConfigError, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.proc import Captured
 from surefoot.secrets import parse_env_text
 
 T = TypeVar("T")
@@ -68,7 +68,8 @@ def _inspect_docker(ctx: PhaseContext) -> DockerReport:
         asked = pool.submit(ctx.compose.capture, ctx.compose.docker_argv("compose", "version", "--short"),
                             timeout=30)
         try:
-            result = ctx.compose.capture(
+            known = ctx.compose.socket_server_version()
+            result = Captured(0, known, "") if known else ctx.compose.capture(
                 ctx.compose.docker_argv("version", "--format", "{{.Server.Version}}"), timeout=30
             )
             version = asked.result()
@@ -203,10 +204,9 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
 
 
 def _engine_clock(ctx: PhaseContext) -> datetime | None:
-    result = ctx.compose.capture(ctx.compose.docker_argv("info", "--format", "{{json .SystemTime}}"), timeout=30)
+    text = ctx.compose.engine_clock()
     try:
-        text = json.loads(result.stdout)
-        return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
+        return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")) if text else None
     except ValueError:
         return None
 
