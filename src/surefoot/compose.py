@@ -302,8 +302,11 @@ class Compose:
 
     def wait(self, container: str) -> int:
         """Wait for a container to stop and return its exit code, as the engine reports it."""
-        text = self.check(self.docker_argv("wait", container), f"docker wait {container}", None)
-        return int(text.strip().splitlines()[-1])
+        def cli() -> int:
+            text = self.check(self.docker_argv("wait", container), f"docker wait {container}", None)
+            return int(text.strip().splitlines()[-1])
+
+        return self._ask(lambda engine: engine.wait(container), cli)
 
     def inspect(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """``docker inspect`` of containers; ones that vanished meanwhile are left out."""
@@ -329,8 +332,16 @@ class Compose:
 
     def remove_containers(self, names: Sequence[str]) -> None:
         """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""
-        if names:
-            self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False)
+        if not names:
+            return
+        if self.engine is not None:
+            try:
+                for name in names:
+                    self.engine.remove(name)
+                return
+            except EngineUnavailable:
+                pass
+        self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False)
 
     def containers_with_label(self, label: str) -> list[str]:
         """Ids of the project's containers, one-off ones included, that carry ``label``."""

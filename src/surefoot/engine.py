@@ -36,7 +36,7 @@ class EngineUnavailable(Exception):
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
+    def __init__(self, path: str, timeout: float | None):
         super().__init__("localhost", timeout=timeout)
         self._path = path
 
@@ -86,12 +86,13 @@ class Engine:
         return cls(path)
 
     def request(self, method: str, path: str, query: dict[str, str] | None = None,
-                expect: Sequence[int] = (200,)) -> Any:
+                expect: Sequence[int] = (200,), timeout: float | None = None) -> Any:
         """The JSON the engine answers (None for an empty body, or for a 404 when 404 is
-        expected); :class:`EngineUnavailable` for anything else."""
+        expected); :class:`EngineUnavailable` for anything else, or past ``timeout``
+        (by default the client's)."""
         url = path + ("?" + urlencode(query) if query else "")
         trace(f"engine {method} {url}")
-        connection = _UnixConnection(self.socket_path, self.timeout)
+        connection = _UnixConnection(self.socket_path, timeout or self.timeout)
         try:
             connection.request(method, url, headers={"Host": "docker"})
             response = connection.getresponse()
@@ -136,6 +137,18 @@ class Engine:
         repository, _, tag = reference.rpartition(":")
         self.request("POST", f"/images/{quote(image, safe='')}/tag", {"repo": repository, "tag": tag},
                      expect=(200, 201))
+
+    def wait(self, container: str, timeout: float = 2.0) -> int:
+        """The exit code of a container that stops within ``timeout``. A request cannot be
+        cancelled, so a longer wait is :class:`EngineUnavailable`, left to ``docker wait``."""
+        answer = self.request("POST", f"/containers/{quote(container, safe='')}/wait", timeout=timeout) or {}
+        if "StatusCode" not in answer:
+            raise EngineUnavailable(f"wait {container}: no exit code in the answer")
+        return int(answer["StatusCode"])
+
+    def remove(self, container: str) -> None:
+        """Force-remove a container; one already gone is fine."""
+        self.request("DELETE", f"/containers/{quote(container, safe='')}", {"force": "1"}, expect=(204, 404))
 
     def info(self) -> dict[str, Any]:
         return dict(self.request("GET", "/info") or {})

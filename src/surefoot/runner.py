@@ -175,6 +175,8 @@ class Runner:
 
     def _deploy(self, options: DeployOptions) -> DeployOutcome:
         project = self.settings.project_name
+        # Before the configuration phase has written it, the env file may be missing.
+        self.facts.ask_ahead(model=not self.settings.phases.configuration.declared)
         with self._locked_store() as store:
             latest = store.latest_deployment(project)
             unfinished = latest if latest and latest.state in ("failed", "interrupted") else None
