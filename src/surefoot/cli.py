@@ -26,6 +26,8 @@ from surefoot.phases import CHECK_NAMES
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from surefoot.ahead import AskedAhead
+    from surefoot.proc import CancelToken
     from surefoot.runner import DeployOutcome, Runner
 
 DEFAULT_STATE_DIR = ".surefoot"
@@ -94,12 +96,18 @@ def deploy(
     """Deploy: resume the unfinished deployment, or start a new one (an update)."""
     if fresh and resume:
         raise click.UsageError("--fresh and --resume cannot be used together")
+    values = tuple(parse_assignment(item) for item in assignments)
+    # The first docker commands start now, before the slow imports (surefoot.ahead).
+    from surefoot.ahead import AskedAhead
+    from surefoot.proc import CancelToken, ProcessRunner
+
+    cancel = CancelToken()
+    ahead = AskedAhead.start(ProcessRunner(cancel), opts.project_dir, opts.config)
     from surefoot.runner import DeployOptions
 
-    values = tuple(parse_assignment(item) for item in assignments)
     options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
                             interactive=not non_interactive, values=values, skip_checks=skip_checks)
-    return _with_runner(opts, lambda runner: runner.deploy(options))
+    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead)
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -111,23 +119,26 @@ def parse_assignment(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome]) -> int:
-    """Load the settings, wire signals to a cancel token, run ``action``, report its outcome."""
+def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
+                 cancel: CancelToken | None = None, ahead: AskedAhead | None = None) -> int:
+    """Load the settings, wire signals to a cancel token, run ``action``, report its outcome.
+    ``ahead``: the answers of commands started already, with ``cancel`` (their token)."""
+    from surefoot.proc import CancelToken
+
+    cancel = cancel or CancelToken()
     from surefoot.config import load_settings
     from surefoot.console import make_reporter
-    from surefoot.proc import CancelToken
     from surefoot.runner import Runner
 
     settings = load_settings(opts.project_dir, opts.config)
     state_dir = (opts.state_dir or settings.project_dir / DEFAULT_STATE_DIR).absolute()
-    cancel = CancelToken()
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     reporter = make_reporter()
     try:
-        outcome = action(Runner(settings, state_dir, reporter, cancel=cancel))
+        outcome = action(Runner(settings, state_dir, reporter, cancel=cancel, ahead=ahead))
     finally:
         reporter.close()
         for sig, handler in previous.items():

@@ -14,11 +14,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from surefoot.engine import Engine, EngineUnavailable
 from surefoot.errors import PhaseFailed
 from surefoot.proc import Captured, ProcessRunner
+
+if TYPE_CHECKING:
+    from surefoot.ahead import AskedAhead
 
 T = TypeVar("T")
 PROJECT_LABEL = "com.docker.compose.project"
@@ -186,10 +189,12 @@ class Compose:
     the ``docker`` CLI; ``engine=False`` always uses the CLI.
     """
 
-    def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool = True):
+    def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool = True,
+                 ahead: AskedAhead | None = None):
         self.target = target
         self.runner = runner
         self.engine = Engine.local(target.docker) if engine else None
+        self.ahead = ahead  # answers to commands started before the settings were loaded
 
     def _ask(self, engine_way: Callable[[Engine], T], cli_way: Callable[[], T]) -> T:
         """The engine's answer over its socket; the CLI's when the socket cannot answer
@@ -225,6 +230,10 @@ class Compose:
         return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout)
 
     def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
+        if self.ahead is not None:
+            answer = self.ahead.take(args, self.target.project_dir)
+            if answer is not None:
+                return answer
         return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout)
 
     def check(self, args: Sequence[str], what: str, timeout: float | None = 60.0) -> str:

@@ -15,17 +15,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from surefoot.errors import ConfigError
 from surefoot.phases import CHECK_NAMES
-from surefoot.project import CONFIG_NAME, default_project_name, read_toml
+from surefoot.project import COMPOSE_CANDIDATES, CONFIG_NAME, default_project_name, discover_compose_files, read_toml
 from surefoot.units import parse_duration, parse_size
 
-# The names docker compose itself looks for, in its order of preference.
-COMPOSE_CANDIDATES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-OVERRIDE_CANDIDATES = (
-    "compose.override.yaml",
-    "compose.override.yml",
-    "docker-compose.override.yaml",
-    "docker-compose.override.yml",
-)
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -304,18 +296,6 @@ class Settings:
     rollback: RollbackSection = field(default_factory=RollbackSection)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     hooks: dict[str, HookSettings] = field(default_factory=dict)
-
-
-def discover_compose_files(project_dir: Path) -> list[Path]:
-    for candidate in COMPOSE_CANDIDATES:
-        if (project_dir / candidate).is_file():
-            files = [project_dir / candidate]
-            for override in OVERRIDE_CANDIDATES:
-                if (project_dir / override).is_file():
-                    files.append(project_dir / override)
-                    break
-            return files
-    return []
 
 
 def _describe(error: Any) -> str:

@@ -11,12 +11,10 @@ nothing it depends on has changed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,7 +23,7 @@ from surefoot.compose import Compose, ComposeModel
 from surefoot.config import PhaseSettings, Settings
 from surefoot.configure import Prompter
 from surefoot.phases import PHASE_NAMES
-from surefoot.proc import CancelToken, Captured
+from surefoot.proc import CancelToken
 
 InputName = Literal[
     "compose",  # the resolved compose model (compose config)
@@ -68,36 +66,6 @@ class Facts:
         self._images: dict[str, str | None] | None = None
         self._lock = threading.RLock()
         self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
-        self._compose_version: Future[Captured] | None = None
-
-    def ask_ahead(self, model: bool) -> None:
-        """Start the questions every deployment asks Docker first, in the background, so that
-        they run while the state store opens and the lock is taken: compose's version and,
-        with ``model``, the compose model. A failure here is met again where it is asked."""
-        version: Future[Captured] = Future()
-
-        def ask_version() -> None:
-            try:
-                version.set_result(self._ask_compose_version())
-            except BaseException as error:
-                version.set_exception(error)
-
-        def ask_model() -> None:
-            with contextlib.suppress(Exception):
-                self.model()
-
-        self._compose_version = version
-        threading.Thread(target=ask_version, name="ask-ahead-version", daemon=True).start()
-        if model:
-            threading.Thread(target=ask_model, name="ask-ahead-model", daemon=True).start()
-
-    def compose_version(self) -> Captured:
-        """``docker compose version --short``: the answer asked ahead, once; else asked now."""
-        ahead, self._compose_version = self._compose_version, None
-        return ahead.result() if ahead is not None else self._ask_compose_version()
-
-    def _ask_compose_version(self) -> Captured:
-        return self.compose.capture(self.compose.docker_argv("compose", "version", "--short"), timeout=30)
 
     def model(self) -> ComposeModel:
         with self._lock:
@@ -110,6 +78,8 @@ class Facts:
         with self._lock:
             self._model = None
             self._images = None
+            if self.compose.ahead is not None:
+                self.compose.ahead.drop()
 
     def images_changed(self) -> None:
         """Pull or build ran: image ids must be read again."""

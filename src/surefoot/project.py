@@ -11,6 +11,14 @@ from typing import Any
 from surefoot.errors import ConfigError
 
 CONFIG_NAME = "surefoot.toml"
+# The names docker compose itself looks for, in its order of preference.
+COMPOSE_CANDIDATES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+OVERRIDE_CANDIDATES = (
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+)
 
 
 def default_project_name(project_dir: Path) -> str:
@@ -38,3 +46,42 @@ def read_project_name(project_dir: Path, config_path: Path | None) -> str:
         if isinstance(name, str) and name:
             return name
     return default_project_name(project_dir)
+
+
+def discover_compose_files(project_dir: Path) -> list[Path]:
+    for candidate in COMPOSE_CANDIDATES:
+        if (project_dir / candidate).is_file():
+            files = [project_dir / candidate]
+            for override in OVERRIDE_CANDIDATES:
+                if (project_dir / override).is_file():
+                    files.append(project_dir / override)
+                    break
+            return files
+    return []
+
+
+def guess_compose_project(
+    project_dir: Path, config_path: Path | None
+) -> tuple[str, tuple[Path, ...], Path | None] | None:
+    """The project name, compose files and env file that the validated settings will most
+    likely give, read quickly without validating anything; None when unsure. Only for
+    asking Docker ahead (see :mod:`surefoot.ahead`), which checks the guess before use."""
+    try:
+        project_dir = project_dir.resolve()
+        path = config_path or project_dir / CONFIG_NAME
+        project = read_toml(path).get("project", {}) if path.is_file() else {}
+    except (ConfigError, OSError):
+        return None
+    if not isinstance(project, dict):
+        return None
+    name, files, env = project.get("name"), project.get("compose_files"), project.get("env_file")
+    if not isinstance(name, str | None) or not isinstance(env, str | None):
+        return None
+    if files is None:
+        compose_files = discover_compose_files(project_dir)
+    elif isinstance(files, list) and all(isinstance(f, str) for f in files):
+        compose_files = [project_dir / f for f in files]
+    else:
+        return None
+    return (name or default_project_name(project_dir), tuple(f.resolve() for f in compose_files),
+            (project_dir / env).resolve() if env else None)

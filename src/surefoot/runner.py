@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from surefoot import events
+from surefoot.ahead import AskedAhead
 from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
@@ -131,6 +132,7 @@ class Runner:
     cancel: CancelToken = field(default_factory=CancelToken)
     clock: Callable[[], float] = time.monotonic
     pipeline: list[PhaseSpec] | None = None
+    ahead: AskedAhead | None = None  # the first commands, started before the settings were loaded
 
     def __post_init__(self) -> None:
         self.redact = Redactor.from_env_file(self.settings.env_file)
@@ -141,7 +143,7 @@ class Runner:
             env_file=self.settings.env_file,
         )
         self.processes = ProcessRunner(self.cancel)
-        self.compose = Compose(target, self.processes)
+        self.compose = Compose(target, self.processes, ahead=self.ahead)
         self.facts = Facts(self.settings, self.compose)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.options = DeployOptions()
@@ -175,8 +177,6 @@ class Runner:
 
     def _deploy(self, options: DeployOptions) -> DeployOutcome:
         project = self.settings.project_name
-        # Before the configuration phase has written it, the env file may be missing.
-        self.facts.ask_ahead(model=not self.settings.phases.configuration.declared)
         with self._locked_store() as store:
             latest = store.latest_deployment(project)
             unfinished = latest if latest and latest.state in ("failed", "interrupted") else None

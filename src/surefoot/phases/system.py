@@ -65,7 +65,8 @@ def _inspect_docker(ctx: PhaseContext) -> DockerReport:
     server: str | None = None
     compose_version: str | None = None
     with ThreadPoolExecutor(1, thread_name_prefix="compose-version") as pool:  # the two questions at once
-        asked = pool.submit(ctx.facts.compose_version)
+        asked = pool.submit(ctx.compose.capture, ctx.compose.docker_argv("compose", "version", "--short"),
+                            timeout=30)
         try:
             known = ctx.compose.socket_server_version()
             result = Captured(0, known, "") if known else ctx.compose.capture(

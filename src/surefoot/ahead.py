@@ -1,0 +1,72 @@
+"""The deployment's first questions to Docker, asked while Python is still starting.
+
+Before the first phase can run, surefoot imports pydantic and builds the models of its
+configuration (about 100 ms here); the first things the deployment asks Docker,
+``docker compose version`` and ``docker compose config`` (about 80 ms each), can run
+meanwhile. The compose command is built from a quick reading of ``surefoot.toml``
+(:func:`~surefoot.project.guess_compose_project`), without validation: an answer is
+used only by the very same command line in the same folder, asked once, and all of
+them are dropped when the env file changes. Otherwise it is asked again as usual.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+from surefoot.compose import Target, compose_args
+from surefoot.proc import Captured, ProcessRunner
+from surefoot.project import guess_compose_project
+
+COMPOSE_VERSION = ("docker", "compose", "version", "--short")
+
+
+def config_argv(target: Target) -> list[str]:
+    """The command that reads the compose model (the one :meth:`Compose.model` runs)."""
+    return compose_args(target, "config", "--format", "json")
+
+
+class AskedAhead:
+    """Commands started in the background; each answer is handed out once, to the same command."""
+
+    def __init__(self, runner: ProcessRunner):
+        self._runner = runner
+        self._answers: dict[tuple[tuple[str, ...], Path | None], Future[Captured]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, runner: ProcessRunner, project_dir: Path, config_path: Path | None) -> AskedAhead:
+        ahead = cls(runner)
+        folder = project_dir.resolve()
+        ahead.ask(COMPOSE_VERSION, folder, 30)
+        guess = guess_compose_project(folder, config_path)
+        if guess is not None:
+            ahead.ask(config_argv(Target(guess[0], folder, guess[1], guess[2])), folder, 60)
+        return ahead
+
+    def ask(self, argv: Sequence[str], cwd: Path | None, timeout: float) -> None:
+        answer: Future[Captured] = Future()
+
+        def run() -> None:
+            try:
+                answer.set_result(self._runner.capture(argv, cwd=cwd, timeout=timeout))
+            except BaseException as error:  # handed to whoever takes the answer
+                answer.set_exception(error)
+
+        with self._lock:
+            self._answers[(tuple(argv), cwd)] = answer
+        threading.Thread(target=run, name="ask-ahead", daemon=True).start()
+
+    def take(self, argv: Sequence[str], cwd: Path | None) -> Captured | None:
+        """The answer to exactly this command in this folder, once (waiting for it if it is
+        still running); None when it was not asked ahead."""
+        with self._lock:
+            answer = self._answers.pop((tuple(argv), cwd), None)
+        return answer.result() if answer is not None else None
+
+    def drop(self) -> None:
+        """Forget every answer: what they depend on (the env file) has changed."""
+        with self._lock:
+            self._answers.clear()
