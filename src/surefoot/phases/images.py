@@ -64,7 +64,12 @@ def pull(ctx: PhaseContext) -> PhaseResult:
         codes.append(code)
         return not settings.fail_on_error or (code == 0 and len(failed) == failed_before)
 
-    _in_two_groups(ctx, list(ctx.facts.model().services), pull_group)
+    # What `pull --ignore-buildable` would pull: the services without a build section.
+    model = ctx.facts.model()
+    services = [s for s in model.services if s not in model.build_services()]
+    _in_two_groups(ctx, services, pull_group)
+    if not services:
+        return skipped("every service is built here: nothing to pull")
     ctx.facts.images_changed()
     code = next((c for c in codes if c != 0), 0)
     if code == 0 and not failed:
