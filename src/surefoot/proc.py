@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -27,10 +26,19 @@ _PR_SET_PDEATHSIG = 1
 _TRACE = os.environ.get("SUREFOOT_TRACE")
 _KILL_GRACE = 5.0
 
-try:
-    _libc: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-except OSError:  # not Linux: children just won't follow surefoot on a kill -9
-    _libc = None
+
+def _load_libc() -> ctypes.CDLL | None:
+    """libc, for ``prctl``; None where there is none (not Linux: children just won't follow
+    surefoot on a kill -9). Found among the running program's own symbols, not with
+    ``ctypes.util.find_library``, which starts ``ldconfig -p`` to look for it."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "prctl") else None
+
+
+_libc = _load_libc()
 
 
 def _die_with_parent() -> None:
