@@ -3,7 +3,8 @@
 Everything surefoot asks of Docker goes through :class:`Compose`, which is handed
 a :class:`Target` (today the local engine; later a Docker context over SSH).
 The argument builders are pure functions and unit-tested; :class:`Compose`
-runs them through the :class:`~surefoot.proc.ProcessRunner`.
+runs them through the :class:`~surefoot.proc.ProcessRunner`, and asks the quick
+questions of the local engine over its socket (:mod:`surefoot.engine`).
 """
 
 from __future__ import annotations
