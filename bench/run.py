@@ -209,9 +209,15 @@ def bench_resume(rounds: int) -> None:
             for _ in range(rounds):
                 down(name)
                 shutil.rmtree(path / ".surefoot", ignore_errors=True)
-                broken = config.replace("/health", "/no-such-page").replace('timeout = "90s"', 'timeout = "2s"')
+                # Only health-wait is broken (database-start has a 90 s timeout of its own).
+                before, gate = config.split("[phases.health-wait]")
+                gate = gate.replace("/health", "/no-such-page").replace('timeout = "90s"', 'timeout = "2s"')
+                broken = before + "[phases.health-wait]" + gate
                 (path / "surefoot.toml").write_text(broken + "\n[rollback]\nautomatic = false\n")
                 timed([*SUREFOOT, "-C", str(path), "deploy"], check=False)
+                resume_at = subprocess.run([*SUREFOOT, "-C", str(path), "status", "--json"], capture_output=True,
+                                           text=True).stdout
+                assert '"resume_at": "health-wait"' in resume_at, resume_at
                 (path / "surefoot.toml").write_text(config)
                 trace = Path(folder) / "trace.txt"
                 trace.unlink(missing_ok=True)
