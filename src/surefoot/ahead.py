@@ -16,16 +16,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from surefoot.compose import Target, compose_args
+from surefoot.compose import Target, config_argv
 from surefoot.proc import Captured, ProcessRunner
 from surefoot.project import guess_compose_project
 
 COMPOSE_VERSION = ("docker", "compose", "version", "--short")
-
-
-def config_argv(target: Target) -> list[str]:
-    """The command that reads the compose model (the one :meth:`Compose.model` runs)."""
-    return compose_args(target, "config", "--format", "json")
 
 
 class AskedAhead:

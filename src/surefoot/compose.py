@@ -49,6 +49,11 @@ def compose_args(target: Target, *args: str) -> list[str]:
     return [*argv, *args]
 
 
+def config_argv(target: Target) -> list[str]:
+    """``compose config`` as JSON: the command that reads the project's compose model."""
+    return compose_args(target, "config", "--format", "json")
+
+
 @dataclass(frozen=True)
 class ContainerState:
     name: str
@@ -251,7 +256,7 @@ class Compose:
 
     # -- queries ----------------------------------------------------------------
     def model(self) -> ComposeModel:
-        text = self.check(self.argv("config", "--format", "json"), "docker compose config")
+        text = self.check(config_argv(self.target), "docker compose config")
         return ComposeModel.from_json(self.target.project_name, text)
 
     def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:

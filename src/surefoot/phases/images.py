@@ -66,7 +66,8 @@ def pull(ctx: PhaseContext) -> PhaseResult:
 
     # What `pull --ignore-buildable` would pull: the services without a build section.
     model = ctx.facts.model()
-    services = [s for s in model.services if s not in model.build_services()]
+    built = set(model.build_services())
+    services = [s for s in model.services if s not in built]
     _in_two_groups(ctx, services, pull_group)
     if not services:
         return skipped("every service is built here: nothing to pull")
