@@ -75,6 +75,8 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
         prefix += ["-c", str(config)]
     if state_dir is not None and "SUREFOOT_STATE_DIR" not in os.environ:
         prefix += ["--state-dir", str(state_dir)]
+    if config is not None and not config.is_absolute():
+        config = project_dir / config  # as compose reads -f against --project-directory
     ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix))
 
 
@@ -198,13 +200,14 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
 @click.pass_obj
 def status(opts: GlobalOptions, as_json: bool) -> int:
     """Show where the latest deployment stands, without waiting for any lock."""
-    from surefoot.project import read_project_name
+    from surefoot.project import configured_optional_phases, read_project_name
     from surefoot.status import collect_status, render_status
 
     if not opts.project_dir.is_dir():
         raise ConfigError(f"{opts.project_dir}: project folder not found (given with -C)")
     project = read_project_name(opts.project_dir, opts.config)
-    data: dict[str, Any] = collect_status(opts.resolved_state_dir(), project)
+    optional = configured_optional_phases(opts.project_dir, opts.config)
+    data: dict[str, Any] = collect_status(opts.resolved_state_dir(), project, optional)
     click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
     return ExitCode.OK
 

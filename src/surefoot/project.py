@@ -38,14 +38,38 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def read_project_name(project_dir: Path, config_path: Path | None) -> str:
-    """The project name from surefoot.toml, or the folder's."""
+    """The project name from surefoot.toml, or the folder's. A configuration named with
+    ``-c`` must exist (as for ``deploy``)."""
     path = config_path or project_dir / CONFIG_NAME
+    if config_path is not None and not path.is_file():
+        raise ConfigError(f"{path.absolute()}: configuration file not found (given with -c)")
     if path.is_file():
         project = read_toml(path).get("project", {})
         name = project.get("name") if isinstance(project, dict) else None
         if isinstance(name, str) and name:
             return name
     return default_project_name(project_dir)
+
+
+def configured_optional_phases(project_dir: Path, config_path: Path | None) -> tuple[str, ...]:
+    """The phases after cleanup that this configuration runs (as the pipeline decides it:
+    verify when it lists urls, post-deploy when it has urls, credentials or commands),
+    read without validating; a file that cannot be read names none."""
+    path = config_path or project_dir / CONFIG_NAME
+    try:
+        phases = read_toml(path).get("phases", {}) if path.is_file() else {}
+    except ConfigError:
+        return ()
+    if not isinstance(phases, dict):
+        return ()
+    found = []
+    verify = phases.get("verify")
+    if isinstance(verify, dict) and verify.get("urls"):
+        found.append("verify")
+    post = phases.get("post-deploy")
+    if isinstance(post, dict) and any(post.get(key) for key in ("urls", "credentials", "commands")):
+        found.append("post-deploy")
+    return tuple(found)
 
 
 def discover_compose_files(project_dir: Path) -> list[Path]:

@@ -17,8 +17,9 @@ from surefoot.state import StateStore
 DONE = ("completed", "skipped")
 
 
-def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
-    """The contract's status object (see DESIGN.md), for one project."""
+def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The contract's status object (see DESIGN.md), for one project. ``optional``: the
+    phases after cleanup that the configuration runs, listed (pending) before they run."""
     holder = current_holder(state_dir)
     lock = None if holder is None else {"pid": holder.pid, "host": holder.host, "since": holder.since}
     db = state_dir / "state.db"
@@ -41,7 +42,8 @@ def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
             "state": "not-started",
             "deployment": None,
             "resume_at": None,
-            "phases": [_phase(name, None, 0, False) for name in PHASE_NAMES],
+            "phases": [_phase(name, None, 0, False)
+                       for name in PHASE_NAMES + tuple(n for n in OPTIONAL_PHASES if n in optional)],
             "lock": lock,
             "current_release": current_release,
         }
@@ -52,7 +54,7 @@ def collect_status(state_dir: Path, project: str) -> dict[str, Any]:
     attempts: dict[str, int] = {}
     for run in runs.values():
         attempts[run.phase] = run.attempt
-    names = PHASE_NAMES + tuple(name for name in OPTIONAL_PHASES if name in runs)
+    names = PHASE_NAMES + tuple(name for name in OPTIONAL_PHASES if name in runs or name in optional)
     phases = [_phase(name, runs.get(name), attempts.get(name, 0), holder_alive) for name in names]
     resume_at = None
     if state not in ("completed", "rolled-back"):

@@ -12,7 +12,7 @@ PHASE_NAMES: tuple[str, ...] = (
     "health-wait",
     "cleanup",
 )
-# Phases that run after cleanup only where configured; status lists them once they have run.
+# Phases that run after cleanup only where configured; status lists them (pending) from the start.
 OPTIONAL_PHASES: tuple[str, ...] = ("verify", "post-deploy")
 # The preflight checks, by name (for --skip-check and phases.preflight.skip).
 CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",

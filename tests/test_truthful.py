@@ -1,0 +1,80 @@
+"""Checks and messages that tell the truth (issue 12): `-c` is honoured by every command and
+read against `-C`, status lists every configured phase, cleanup leaves other projects' images
+alone, preflight sees what builds need, the migration's entrypoint, the pull summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+
+
+def surefoot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "surefoot", *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd)
+
+
+# -- item 8: -c ------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["status", "history", "deploy"])
+def test_a_mistyped_config_file_is_an_error_for_every_command(tmp_path: Path, command: str) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
+    result = surefoot("-C", str(tmp_path), "-c", "nope.toml", command)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "nope.toml: configuration file not found (given with -c)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "no releases yet" not in result.stdout
+
+
+def test_a_relative_config_file_is_read_against_the_project_folder(tmp_path: Path) -> None:
+    project = tmp_path / "app"
+    (project / "deploy").mkdir(parents=True)
+    (project / "deploy" / "prod.toml").write_text('[project]\nname = "named-in-prod"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in (["status", "--json"], ["history", "--json"]):
+        result = surefoot("-C", str(project), "-c", "deploy/prod.toml", *command, cwd=elsewhere)
+        assert result.returncode == 0, result.stderr
+        assert '"named-in-prod"' in result.stdout
+    # An absolute path is taken as it is.
+    result = surefoot("-C", str(elsewhere), "-c", str(project / "deploy" / "prod.toml"), "status")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("named-in-prod: not-started")
+
+
+# -- item 10: status lists every configured phase ------------------------------------------
+def test_status_lists_verify_and_post_deploy_before_they_run(tmp_path: Path) -> None:
+    (tmp_path / "surefoot.toml").write_text(
+        '[phases.verify]\nurls = [{ url = "http://127.0.0.1:9/health" }]\n'
+        '[phases.post-deploy]\ncommands = [{ command = ["true"] }]\n'
+    )
+    result = surefoot("-C", str(tmp_path), "status", "--json")
+    assert result.returncode == 0, result.stderr
+    phases = {p["name"]: p["status"] for p in json.loads(result.stdout)["phases"]}
+    assert phases["verify"] == "pending"
+    assert phases["post-deploy"] == "pending"
+    table = surefoot("-C", str(tmp_path), "status").stdout
+    assert "verify" in table and "post-deploy" in table
+    # Without them configured, they are not listed.
+    (tmp_path / "surefoot.toml").write_text("[phases.verify]\nurls = []\n")
+    names = [p["name"] for p in json.loads(surefoot("-C", str(tmp_path), "status", "--json").stdout)["phases"]]
+    assert names[-1] == "cleanup"
+
+
+@pytest.mark.docker
+def test_status_lists_verify_as_pending_while_a_deployment_stops_before_it(stack: Project) -> None:
+    stack.write("surefoot.toml", stack.path.joinpath("surefoot.toml").read_text()
+                + f'\n[phases.verify]\nurls = [{{ url = "http://127.0.0.1:{stack.port}/health" }}]\n'
+                + '\n[hooks.health-wait]\nbefore = [["false"]]\n')
+    result = stack.run("deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    status = stack.status()
+    phases = {p["name"]: p["status"] for p in status["phases"]}
+    assert phases["health-wait"] == "failed"
+    assert phases["verify"] == "pending"
+    assert [p["name"] for p in status["phases"]][-2:] == ["cleanup", "verify"]
+    assert "verify" in stack.run("status").stdout
