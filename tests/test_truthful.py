@@ -78,3 +78,72 @@ def test_status_lists_verify_as_pending_while_a_deployment_stops_before_it(stack
     assert phases["verify"] == "pending"
     assert [p["name"] for p in status["phases"]][-2:] == ["cleanup", "verify"]
     assert "verify" in stack.run("status").stdout
+
+
+# -- item 18: the pull summary counts every pull that did not happen -----------------------
+# `docker compose --progress plain pull` (compose 2.40) of 12 images from a registry that
+# does not resolve: one pull fails, compose stops the other eleven.
+CAPTURED_PULL = """\
+ s3 Pulling
+ s9 Pulling
+ s2 Pulling
+ s1 Pulling
+ s12 Pulling
+ s10 Pulling
+ s5 Pulling
+ s11 Pulling
+ s4 Pulling
+ s7 Pulling
+ s6 Pulling
+ s8 Pulling
+ s3 Error Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid on 10.255.255.53:53: no such host
+ s10  Interrupted
+ s8  Interrupted
+ s4  Interrupted
+ s9  Interrupted
+ s2  Interrupted
+ s11  Interrupted
+ s1  Interrupted
+ s12  Interrupted
+ s5  Interrupted
+ s6  Interrupted
+ s7  Interrupted
+Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid on 10.255.255.53:53: no such host
+"""
+
+
+def test_the_pull_summary_counts_interrupted_pulls_as_failed() -> None:
+    from surefoot.phases.images import failed_pull
+
+    failed = {service for line in CAPTURED_PULL.splitlines() if (service := failed_pull(line))}
+    assert failed == {f"s{i}" for i in range(1, 13)}
+    assert failed_pull(" db Pulled") is None
+    assert failed_pull(" db Pulling ") is None
+
+
+def test_the_pull_phase_names_all_twelve_failed_pulls() -> None:
+    """The phase itself, its compose replaced by the captured output."""
+    from types import SimpleNamespace
+
+    from surefoot.compose import ComposeModel
+    from surefoot.config import PullSettings
+    from surefoot.phases.images import pull
+
+    services = {f"s{i}": {"image": f"registry.invalid/sft-nope/img{i}:1"} for i in range(1, 13)}
+    model = ComposeModel("p", services, digest="")
+    warnings: list[str] = []
+
+    def stream(argv: list[str], on_line: object) -> int:
+        for line in CAPTURED_PULL.splitlines():
+            on_line(line)  # type: ignore[operator]
+        return 1
+
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(phases=SimpleNamespace(pull_images=PullSettings())),
+        compose=SimpleNamespace(stream=stream, argv=lambda *args: list(args)),
+        facts=SimpleNamespace(model=lambda: model, database_services=lambda: [], images_changed=lambda: None),
+        reached=lambda _name: None, out=lambda _line: None, warn=warnings.append,
+    )
+    pull(ctx)  # type: ignore[arg-type]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("could not pull " + ", ".join(sorted(services)) + ";"), warnings

@@ -20,7 +20,15 @@ DATABASE_IMAGES = "database-images"
 
 # compose reports a failed pull as " db Error <reason>" and may still exit 0
 # (the image is on hand locally), so the output is read, not just the exit code.
-_PULL_ERROR = re.compile(r"^\s*(\S+)\s+Error\b")
+# Once one pull fails, compose stops the others, each reported as " web  Interrupted":
+# those images were not pulled either.
+_PULL_ERROR = re.compile(r"^\s*(\S+)\s+(?:Error|Interrupted)\b")
+
+
+def failed_pull(line: str) -> str | None:
+    """The service whose pull this line of ``compose pull`` output reports failed or cut short."""
+    match = _PULL_ERROR.match(line)
+    return match.group(1) if match else None
 
 
 def _in_two_groups(ctx: PhaseContext, services: list[str], work: Callable[[list[str]], bool]) -> None:
@@ -55,9 +63,9 @@ def pull(ctx: PhaseContext) -> PhaseResult:
         failed_before = len(failed)
 
         def on_line(line: str) -> None:
-            match = _PULL_ERROR.match(line)
-            if match:
-                failed.append(match.group(1))
+            service = failed_pull(line)
+            if service and service not in failed:
+                failed.append(service)
             ctx.out(line)
 
         code = ctx.compose.stream(ctx.compose.argv("pull", "--ignore-buildable", *services), on_line)
