@@ -147,3 +147,54 @@ def test_the_pull_phase_names_all_twelve_failed_pulls() -> None:
     pull(ctx)  # type: ignore[arg-type]
     assert len(warnings) == 1
     assert warnings[0].startswith("could not pull " + ", ".join(sorted(services)) + ";"), warnings
+
+
+# -- item 11: cleanup removes only the project's dangling images ---------------------------
+def test_cleanup_prunes_only_images_labelled_with_the_project() -> None:
+    from types import SimpleNamespace
+
+    from surefoot.phases.cleanup import prune
+
+    commands: list[list[str]] = []
+
+    def stream(argv: list[str], _on_line: object) -> int:
+        commands.append(argv)
+        return 0
+
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(project_name="shop", rollback=SimpleNamespace(keep_releases=5)),
+        compose=SimpleNamespace(stream=stream, docker_argv=lambda *args: ["docker", *args],
+                                image_ids=lambda tags: {}),
+        expired_tags=[], out=lambda _line: None, warn=lambda _line: None,
+    )
+    prune(ctx)  # type: ignore[arg-type]
+    prunes = [argv for argv in commands if argv[1:3] == ["image", "prune"]]
+    assert prunes, commands
+    for argv in prunes:
+        assert "label=com.docker.compose.project=shop" in argv, argv
+
+
+def _dangling_image(folder: Path, label: str) -> str:
+    """An untagged (dangling) image carrying ``label``; its id."""
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM scratch\nLABEL {label}\n")
+    built = subprocess.run(["docker", "build", "-q", str(folder)], capture_output=True, text=True, check=True)
+    return built.stdout.strip()
+
+
+def _exists(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+@pytest.mark.docker
+def test_a_deploy_removes_the_projects_dangling_images_and_no_one_elses(stack: Project, tmp_path: Path) -> None:
+    theirs = _dangling_image(tmp_path / "theirs", f"com.docker.compose.project=not-{stack.name}")
+    ours = _dangling_image(tmp_path / "ours", f"com.docker.compose.project={stack.name}")
+    try:
+        assert _exists(theirs) and _exists(ours)
+        result = stack.run("deploy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert _exists(theirs), "cleanup removed a dangling image that is not the project's"
+        assert not _exists(ours), "cleanup left the project's dangling image"
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", theirs, ours], capture_output=True)

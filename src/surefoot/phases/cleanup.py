@@ -1,7 +1,9 @@
-"""cleanup: release tags past keeping and dangling images go; a failure here only warns."""
+"""cleanup: release tags past keeping and the project's dangling images go; a failure here
+only warns. Only what the project made is removed: the engine may be shared."""
 
 from __future__ import annotations
 
+from surefoot.compose import PROJECT_LABEL
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 
 
@@ -16,7 +18,10 @@ def prune(ctx: PhaseContext) -> PhaseResult:
             ctx.warn(f"some release images could not be removed (exit {code}); "
                      "a container may still use them")
         notes.append(f"{len(present)} old release tag(s) removed")
-    argv = ctx.compose.docker_argv("image", "prune", "--force", "--filter", "dangling=true")
+    # Compose labels the images it builds with the project's name; other dangling images
+    # (another project's, or anyone's on a shared server) are not ours to remove.
+    argv = ctx.compose.docker_argv("image", "prune", "--force", "--filter", "dangling=true",
+                                   "--filter", f"label={PROJECT_LABEL}={ctx.settings.project_name}")
     code = ctx.compose.stream(argv, ctx.out)
     if code != 0:
         ctx.warn(f"pruning dangling images failed (exit {code}); nothing else depends on it")
