@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import STACK_COMPOSE, STACK_CONFIG, Project, Projects, migrate_command
 
 
 def surefoot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -198,3 +198,52 @@ def test_a_deploy_removes_the_projects_dangling_images_and_no_one_elses(stack: P
         assert not _exists(ours), "cleanup left the project's dangling image"
     finally:
         subprocess.run(["docker", "image", "rm", "-f", theirs, ours], capture_output=True)
+
+
+# -- item 17: the migration's entrypoint ---------------------------------------------------
+TOOL_SERVICE = """
+  tool:
+    build: ./tool
+    command: ["-c", "exec sleep 3600"]
+    stop_signal: SIGKILL
+"""
+TOOL_DOCKERFILE = 'FROM {image}\nENTRYPOINT ["sh"]\n'  # as an image with ENTRYPOINT ["python3"]
+
+
+@pytest.mark.docker
+def test_the_migration_entrypoint_replaces_the_images(projects: Projects) -> None:
+    project = projects.new({"compose.yaml": STACK_COMPOSE + TOOL_SERVICE, ".env": "GREETING=hello\n",
+                            "tool/Dockerfile": TOOL_DOCKERFILE})
+    config = STACK_CONFIG.format(name=project.name, port=project.port,
+                                 command=migrate_command("echo migrated")).replace('service = "db"\ncommand',
+                                                                                   'service = "tool"\ncommand')
+    assert 'service = "tool"' in config
+    # The command is appended to the image's entrypoint: `sh sh -c ...` fails.
+    project.write("surefoot.toml", config)
+    failed = project.run("deploy")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "phase database-migrate failed" in failed.stderr
+    # entrypoint = []: the command runs alone.
+    project.write("surefoot.toml", config.replace('timeout = "2m"', 'timeout = "2m"\nentrypoint = []', 1))
+    resumed = project.run("deploy")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "database-migrate | migrated" in resumed.stdout
+    # A multi-word entrypoint, quotes and all, reaches the container word for word.
+    multi = config.replace(f"command = {migrate_command('echo migrated')}",
+                           'command = [\'echo "migrated: $MODE $0"\', "zero"]\n'
+                           'entrypoint = ["env", "MODE=it\'s $HOME \\"quoted\\"", "sh", "-c"]')
+    assert "entrypoint" in multi
+    project.write("surefoot.toml", multi)
+    update = project.run("deploy")
+    assert update.returncode == 0, update.stdout + update.stderr
+    assert 'database-migrate | migrated: it\'s $HOME "quoted" zero' in update.stdout
+
+
+def test_a_bad_migration_entrypoint_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
+    (tmp_path / "surefoot.toml").write_text(
+        '[phases.database-migrate]\nservice = "web"\ncommand = ["true"]\nentrypoint = "sh -c"\n')
+    result = surefoot("-C", str(tmp_path), "deploy")
+    assert result.returncode == 2
+    assert "phases.database-migrate.entrypoint" in result.stderr
+    assert "Traceback" not in result.stderr

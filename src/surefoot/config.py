@@ -129,6 +129,9 @@ class BackupSettings(_Strict):
 class MigrateSettings(PhaseSettings):
     service: ServiceName | None = None
     command: list[str] | None = Field(default=None, min_length=1)
+    # The command is given to the image's ENTRYPOINT as its arguments (as `compose run` does);
+    # this replaces that entrypoint (compose's `run --entrypoint`); [] runs the command alone.
+    entrypoint: list[str] | None = None
     timeout: Duration = 600.0
     backup: BackupSettings | None = None  # runs before the migration; kept per release
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 from surefoot.config import BackupSettings
 from surefoot.errors import PhaseFailed
@@ -81,8 +82,11 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
     # Started detached and followed with `docker logs`, the exit code read with
     # `docker wait`: an attached `compose run` reports exit 0 for a failed command
     # on some engine and compose pairings (seen: engine 20.10 with compose 2.40).
+    # compose splits --entrypoint as a shell would (its quoting, no expansion): shlex.join
+    # hands it the list as it is; "" clears the image's entrypoint.
+    entrypoint = [] if settings.entrypoint is None else ["--entrypoint", shlex.join(settings.entrypoint)]
     start = ctx.compose.argv(
-        "run", "--detach", "--no-deps", "--name", name,
+        "run", "--detach", "--no-deps", "--name", name, *entrypoint,
         "--label", f"{ONEOFF_LABEL}=migrate", settings.service, *settings.command,
     )
     ctx.out("$ " + " ".join(start))
