@@ -247,3 +247,97 @@ def test_a_bad_migration_entrypoint_names_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "phases.database-migrate.entrypoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- item 16: preflight sees what builds need ----------------------------------------------
+GOOD_DOCKERFILE = """\
+ARG BASE={image}
+ARG TAG=2
+FROM ${{BASE}} AS base
+RUN true
+FROM registry.invalid/sft/unused:${{TAG}} AS unused
+FROM scratch AS empty
+FROM base
+RUN true
+"""
+BUILT_SERVICE = """
+  tool:
+    build: ./tool
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+"""
+
+
+@pytest.mark.docker
+def test_preflight_fails_on_what_a_build_would_fetch_from_an_unreachable_registry(projects: Projects) -> None:
+    project = projects.new({"compose.yaml": STACK_COMPOSE + BUILT_SERVICE, ".env": "GREETING=hello\n",
+                            "tool/Dockerfile": GOOD_DOCKERFILE})
+    project.configure(migrate_command("echo migrated"))
+    dockerfile = project.path / "tool" / "Dockerfile"
+    # Stages, scratch and an unused stage are not images to fetch: it deploys.
+    result = project.run("deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "preflight | build: pass" in result.stdout
+
+    # A # syntax= frontend that is not here, from a registry that does not answer.
+    dockerfile.write_text("# syntax=registry.invalid/sft/dockerfile:1\n" + dockerfile.read_text())
+    result = project.run("deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "phase preflight failed" in result.stderr
+    assert (f"registry.invalid/sft/dockerfile:1 (needed by {dockerfile} (# syntax= frontend)) "
+            "is not on this machine and registry.invalid does not answer") in result.stderr
+    assert project.phase("build")["status"] == "pending"
+
+    # A FROM image that is not here.
+    dockerfile.write_text(GOOD_DOCKERFILE.format(image=projects.image).replace(
+        "FROM base\n", "FROM base\nFROM registry.invalid/sft/base:2\n"))
+    result = project.run("deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"registry.invalid/sft/base:2 (needed by {dockerfile}) is not on this machine" in result.stderr
+    assert "unused" not in result.stderr
+
+    # A secret's file that does not exist.
+    dockerfile.write_text(GOOD_DOCKERFILE.format(image=projects.image))
+    project.write("compose.yaml", STACK_COMPOSE.format(image=projects.image, port=project.port)
+                  + BUILT_SERVICE + "    secrets: [token]\nsecrets:\n  token:\n    file: ./token.txt\n")
+    result = project.run("deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"secrets: secret token: {project.path / 'token.txt'} not found" in result.stderr
+    project.write("token.txt", "t0ken\n")
+    result = project.run("deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "preflight | secrets: pass (1 secret file(s) readable)" in result.stdout
+
+
+def test_dockerfile_needs_read_as_buildkit_reads_them() -> None:
+    from surefoot.dockerfile import needs, substitute
+
+    text = (
+        "# syntax=docker/dockerfile:1.4\n"
+        "ARG BASE=debian:bookworm-slim\n"
+        "ARG TAG\n"
+        "FROM --platform=$BUILDPLATFORM ${BASE} AS Base\n"
+        "RUN echo one \\\n"
+        "  # a comment inside the instruction\n"
+        "  && true\n"
+        "FROM base AS build\n"
+        "COPY --from=golang:1.22 /usr/local/go /go\n"
+        "RUN <<EOF\n"
+        "FROM not-an-instruction:1\n"
+        "EOF\n"
+        "FROM registry.invalid/x:${TAG} AS tagged\n"
+        "FROM scratch\n"
+        "COPY --from=build /x /x\n"
+        "RUN --mount=type=cache,from=alpine:3,target=/c true\n"
+    )
+    found = needs(text)
+    assert found.frontend == "docker/dockerfile:1.4"
+    assert sorted(found.images) == ["alpine:3", "debian:bookworm-slim", "golang:1.22"]
+    assert needs(text, target="tagged").images == []  # an ARG without a value: skipped
+    assert needs(text, {"TAG": "7"}, target="tagged").images == ["registry.invalid/x:7"]
+    assert needs(text, {"BASE": "ubuntu:24.04"}, target="base").images == ["ubuntu:24.04"]
+    assert needs(text, {"BUILDKIT_SYNTAX": "me/front:1"}).frontend == "me/front:1"
+    assert needs("# a comment first\n# syntax=x/y:1\nFROM scratch\n") == needs("FROM scratch\n")
+    assert needs("FROM scratch\n").images == []
+    assert substitute("a${X:-d}${Y:+z}$Z", {"Z": "q", "Y": ""}) == "adq"
+    assert substitute("a:${MISSING}", {}) is None

@@ -134,6 +134,7 @@ class ComposeModel:
     project_name: str
     services: dict[str, dict[str, Any]]
     digest: str = field(compare=False)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)  # the top-level ones
 
     @classmethod
     def from_json(cls, project_name: str, text: str) -> ComposeModel:
@@ -143,6 +144,7 @@ class ComposeModel:
             project_name=project_name,
             services=dict(data.get("services") or {}),
             digest=hashlib.sha256(canonical.encode()).hexdigest(),
+            secrets=dict(data.get("secrets") or {}),
         )
 
     def build_services(self) -> list[str]:

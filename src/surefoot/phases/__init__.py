@@ -16,4 +16,4 @@ PHASE_NAMES: tuple[str, ...] = (
 OPTIONAL_PHASES: tuple[str, ...] = ("verify", "post-deploy")
 # The preflight checks, by name (for --skip-check and phases.preflight.skip).
 CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
-                                "ports", "registry", "dns")
+                                "ports", "registry", "dns", "build", "secrets")
