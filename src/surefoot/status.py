@@ -54,7 +54,9 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
     attempts: dict[str, int] = {}
     for run in runs.values():
         attempts[run.phase] = run.attempt
-    names = PHASE_NAMES + tuple(name for name in OPTIONAL_PHASES if name in runs or name in optional)
+    # Configured ones are listed before they run; a finished deployment lists those it ran.
+    listed = optional if state not in ("completed", "rolled-back") else ()
+    names = PHASE_NAMES + tuple(name for name in OPTIONAL_PHASES if name in runs or name in listed)
     phases = [_phase(name, runs.get(name), attempts.get(name, 0), holder_alive) for name in names]
     resume_at = None
     if state not in ("completed", "rolled-back"):
