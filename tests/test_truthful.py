@@ -190,13 +190,21 @@ def _exists(image: str) -> bool:
 def test_a_deploy_removes_the_projects_dangling_images_and_no_one_elses(stack: Project, tmp_path: Path) -> None:
     theirs = _dangling_image(tmp_path / "theirs", f"com.docker.compose.project=not-{stack.name}")
     ours = _dangling_image(tmp_path / "ours", f"com.docker.compose.project={stack.name}")
+    # On this shared engine, other tests' engine-wide prunes would take both images at any time:
+    # a stopped container keeps each one until a hook frees them just before cleanup.
+    keepers = [subprocess.run(["docker", "create", image, "none"], capture_output=True, text=True,
+                              check=True).stdout.strip() for image in (theirs, ours)]
     try:
-        assert _exists(theirs) and _exists(ours)
+        stack.write("surefoot.toml", stack.path.joinpath("surefoot.toml").read_text()
+                    + f'\n[hooks.cleanup]\nbefore = [["docker", "rm", "--force", "{keepers[0]}", "{keepers[1]}"]]\n')
         result = stack.run("deploy")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert _exists(theirs), "cleanup removed a dangling image that is not the project's"
+        # What this deploy's prune deleted, as it reported it (`deleted: sha256:...`).
+        assert f"deleted: {theirs}" not in result.stdout, "cleanup removed a dangling image not the project's"
+        assert f"deleted: {ours}" in result.stdout, result.stdout
         assert not _exists(ours), "cleanup left the project's dangling image"
     finally:
+        subprocess.run(["docker", "rm", "--force", *keepers], capture_output=True)
         subprocess.run(["docker", "image", "rm", "-f", theirs, ours], capture_output=True)
 
 
