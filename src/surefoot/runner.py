@@ -121,7 +121,9 @@ def _who() -> str:
 
 
 def settings_digest(model: PhaseSettings) -> str:
-    return hashlib.sha256(model.model_dump_json().encode()).hexdigest()
+    """What the operator wrote for a phase (keys left out take their defaults): a key that a
+    later surefoot adds, or a default it changes, does not make completed phases run again."""
+    return hashlib.sha256(model.model_dump_json(exclude_unset=True).encode()).hexdigest()
 
 
 @dataclass
