@@ -178,6 +178,14 @@ class ComposeModel:
             return None
         return Path(context)
 
+    def dockerfile(self, service: str) -> Path | None:
+        """The Dockerfile a built service uses (None: none on disk, e.g. ``dockerfile_inline``)."""
+        build = self.services[service].get("build")
+        context = self.build_context(service)
+        if context is None or not isinstance(build, dict) or build.get("dockerfile_inline"):
+            return None
+        return context / str(build.get("dockerfile") or "Dockerfile")
+
 
 def normalize_image(name: str) -> str:
     """``redis`` -> ``redis:latest``; a digest or explicit tag is kept."""

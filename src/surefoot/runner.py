@@ -144,7 +144,7 @@ class Runner:
         )
         self.processes = ProcessRunner(self.cancel)
         self.compose = Compose(target, self.processes, ahead=self.ahead)
-        self.facts = Facts(self.settings, self.compose)
+        self.facts = Facts(self.settings, self.compose, self.state_dir)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.options = DeployOptions()
         self.prompter: Prompter | None = None
