@@ -123,3 +123,21 @@ def test_a_lone_temporary_container_gets_its_name_back(projects: Projects) -> No
     again = app.run("deploy")
     assert again.returncode == 0, again.stdout + again.stderr
     assert names(app) == [f"{app.name}-web-1", f"{app.name}-worker-1"]
+
+
+def test_a_container_named_like_a_temporary_one_is_left_alone(projects: Projects) -> None:
+    compose = SLOW_STOP_COMPOSE + """
+  keep:
+    image: {image}
+    container_name: 0123456789ab_{name}-keep
+    stop_signal: SIGKILL
+    environment:
+      GREETING: ${{GREETING}}
+    command: ["sleep", "3600"]
+"""
+    app = projects.new({"compose.yaml": compose})
+    for greeting in ("one", "two", "two"):  # the second deploy recreates it (compose labels it)
+        configure(app, greeting)
+        result = app.run("deploy")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert names(app) == [f"0123456789ab_{app.name}-keep", f"{app.name}-web-1", f"{app.name}-worker-1"]

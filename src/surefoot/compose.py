@@ -385,13 +385,25 @@ class Compose:
         temporary container goes (the next ``up`` recreates the other if it is out of
         date); where it is free, the temporary container takes it back (keeping any
         volumes it inherited)."""
-        found = [(str(item.get("Name", "")).lstrip("/"), str(item.get("Id", ""))) for item in self.containers()]
-        taken = {name for name, _ in found}
-        for name, container in sorted(found):
+        found = []
+        for item in self.containers():
+            labels = (item.get("Config") or {}).get("Labels") or {}
+            name, container = str(item.get("Name", "")).lstrip("/"), str(item.get("Id", ""))
             match = _TEMPORARY_NAME.match(name)
-            if match is None or not container:
+            # The rest must be compose's name for the replica ("PROJECT-SERVICE-N", or the
+            # container_name that newer releases record in the "replace" label): a container
+            # the operator named "<12 hex>_x" is left alone.
+            replaced = labels.get("com.docker.compose.replace", "")
+            proper_names = {"-".join((self.target.project_name, labels.get("com.docker.compose.service", ""),
+                                      labels.get("com.docker.compose.container-number", "")))}
+            if replaced:
+                proper_names |= {replaced, f"{self.target.project_name}-{replaced}"}
+            ours = match is not None and match.group(1) in proper_names
+            found.append((name, container, match.group(1) if match and ours else None))
+        taken = {name for name, _, _ in found}
+        for name, container, proper in sorted(found):
+            if proper is None or not container:
                 continue
-            proper = match.group(1)
             if proper in taken:
                 out(f"removing {name}, left by an interrupted recreate of {proper}")
                 self.remove_containers([container])

@@ -150,6 +150,7 @@ def sent_files(context: Path, matcher: Matcher, leave_out: Path | None = None) -
     """The files (relative paths, sorted walk) the builder receives from ``context``;
     ``leave_out`` (a folder, e.g. the state folder) is never counted."""
     skip = os.path.realpath(leave_out) if leave_out is not None else None
+    skip_name = os.path.basename(skip) if skip is not None else None
     root = str(context)
     for folder, dirs, files in os.walk(root):
         rel_folder = os.path.relpath(folder, root)
@@ -157,7 +158,7 @@ def sent_files(context: Path, matcher: Matcher, leave_out: Path | None = None) -
         for name in sorted(dirs):
             full = os.path.join(folder, name)
             rel = name if rel_folder == "." else f"{rel_folder}/{name}"
-            if skip is not None and os.path.realpath(full) == skip:
+            if name == skip_name and os.path.realpath(full) == skip:
                 continue
             # An excluded folder is skipped whole unless an exception may bring part of it back.
             if not matcher.has_exceptions and matcher.excluded(rel):
