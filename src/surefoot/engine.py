@@ -150,6 +150,10 @@ class Engine:
         """Force-remove a container; one already gone is fine."""
         self.request("DELETE", f"/containers/{quote(container, safe='')}", {"force": "1"}, expect=(204, 404))
 
+    def rename(self, container: str, name: str) -> None:
+        self.request("POST", f"/containers/{quote(container, safe='')}/rename", {"name": name},
+                     expect=(200, 204))
+
     def info(self) -> dict[str, Any]:
         return dict(self.request("GET", "/info") or {})
 

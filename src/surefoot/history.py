@@ -27,11 +27,16 @@ def collect_history(state_dir: Path, project: str) -> dict[str, Any]:
         deployments = {d.id: d for d in store.deployments(project)}
         for release in store.releases(project):
             deployment = deployments.get(release.id)
-            phases = {}
-            for run in store.phase_runs(release.id):
+            phases: dict[str, float] = {}
+            failed: list[str] = []
+            for run in store.phase_runs(release.id):  # oldest first: a phase's last run decides
                 took = _seconds(run.started_at, run.finished_at)
-                if took is not None and run.status == "completed":
+                if took is not None and run.status in ("completed", "failed"):
                     phases[run.phase] = took
+                    if run.status == "failed" and run.phase not in failed:
+                        failed.append(run.phase)
+                    elif run.status == "completed" and run.phase in failed:
+                        failed.remove(run.phase)
             result["releases"].append({
                 "id": release.id,
                 "created_at": release.created_at,
@@ -42,6 +47,7 @@ def collect_history(state_dir: Path, project: str) -> dict[str, Any]:
                 "host": deployment.host if deployment else None,
                 "duration": _seconds(deployment.started_at, deployment.finished_at) if deployment else None,
                 "phases": phases,
+                "failed_phases": failed,  # phases in "phases" whose last run failed
                 "images": release.images,
                 "compose_digest": release.compose_digest,
                 "env_digest": release.env_digest,
@@ -77,8 +83,12 @@ def render_history(data: dict[str, Any]) -> str:
         lines.append(f"{mark} r{rel['id']:<7} {rel['created_at'].replace('T', ' ')[:19]}  "
                      f"{rel['outcome']:<12} {took:>7}  {by}{commit}")
         if rel["phases"]:
-            slow = sorted(rel["phases"].items(), key=lambda item: -item[1])[:4]
-            lines.append("           " + ", ".join(f"{name} {format_duration(s)}" for name, s in slow))
+            failed = rel.get("failed_phases") or []
+            slow = [n for n, _ in sorted(rel["phases"].items(), key=lambda item: -item[1]) if n not in failed]
+            shown = [*failed, *slow[:max(0, 4 - len(failed))]]
+            lines.append("           " + ", ".join(
+                f"{name} {format_duration(rel['phases'][name])}" + (" (failed)" if name in failed else "")
+                for name in shown))
     if data["rollbacks"]:
         lines += ["", "rollbacks:"]
         for rb in data["rollbacks"]:

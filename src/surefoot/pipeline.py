@@ -22,6 +22,7 @@ from typing import Literal
 from surefoot.compose import Compose, ComposeModel
 from surefoot.config import PhaseSettings, Settings
 from surefoot.configure import Prompter
+from surefoot.dockerignore import Matcher, load, sent_files
 from surefoot.phases import PHASE_NAMES
 from surefoot.proc import CancelToken
 
@@ -34,8 +35,6 @@ InputName = Literal[
     "images:all",  # image ids of every service
 ]
 
-# Folders never worth hashing in a build context.
-_SKIP_DIRS = {".git", ".surefoot", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"}
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,10 @@ class Facts:
     an invalidation waits for a computation in progress, never interleaves with it.
     """
 
-    def __init__(self, settings: Settings, compose: Compose):
+    def __init__(self, settings: Settings, compose: Compose, state_dir: Path | None = None):
         self.settings = settings
         self.compose = compose
+        self.state_dir = state_dir  # never part of a build context's fingerprint
         self._model: ComposeModel | None = None
         self._images: dict[str, str | None] | None = None
         self._lock = threading.RLock()
@@ -113,13 +113,19 @@ class Facts:
             return "missing"
 
     def build_context_digest(self) -> str:
+        """A stamp of what each build receives: its context's files less those its
+        ``.dockerignore`` leaves out (the state folder never counts), and its Dockerfile."""
         model = self.model()
         digest = hashlib.sha256()
         for service in sorted(self.build_services()):
             context = model.build_context(service) if service in model.services else None
             digest.update(f"service {service}\n".encode())
             if context is not None:
-                digest.update(_tree_digest(context).encode())
+                dockerfile = model.dockerfile(service)
+                matcher, ignore = load(context, dockerfile)
+                digest.update(_tree_digest(context, matcher, self.state_dir).encode())
+                for extra in (dockerfile, ignore):  # read by the builder even when ignored
+                    digest.update(f"{extra}\0{_stamp(extra) if extra else ''}\n".encode())
         return digest.hexdigest()
 
     def input(self, name: InputName) -> str:
@@ -144,19 +150,22 @@ def _digest_mapping(mapping: dict[str, str | None]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _tree_digest(root: Path) -> str:
-    """Cheap content stamp of a folder: every file's path, size and modification time."""
+def _stamp(path: Path | str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}\0{stat.st_mtime_ns}"
+
+
+def _tree_digest(root: Path, matcher: Matcher | None = None, leave_out: Path | None = None) -> str:
+    """Cheap content stamp of what a build context sends: every file's path, size and
+    modification time, less what ``matcher`` (its .dockerignore) leaves out and ``leave_out``."""
     digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            rel = os.path.relpath(path, root)
-            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for rel in sent_files(root, matcher or Matcher([]), leave_out):
+        stamp = _stamp(os.path.join(root, rel))
+        if stamp != "missing":
+            digest.update(f"{rel}\0{stamp}\n".encode())
     return digest.hexdigest()
 
 

@@ -146,7 +146,7 @@ class Runner:
         )
         self.processes = ProcessRunner(self.cancel)
         self.compose = Compose(target, self.processes, ahead=self.ahead)
-        self.facts = Facts(self.settings, self.compose)
+        self.facts = Facts(self.settings, self.compose, self.state_dir)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.options = DeployOptions()
         self.prompter: Prompter | None = None
@@ -516,6 +516,10 @@ class Runner:
         self, store: StateStore, deployment_id: int, outcome: DeployOutcome, pipeline: list[PhaseSpec]
     ) -> DeployOutcome:
         store.set_deployment_state(deployment_id, "failed", outcome.error)
+        if store.release(self.settings.project_name, deployment_id) is not None:
+            # Past the release point: the release failed (a rollback below says rolled-back;
+            # a resume that succeeds makes it healthy).
+            store.set_release_outcome(deployment_id, "failed")
         spec = next((s for s in pipeline if s.name == outcome.failed_phase), None)
         if spec is None or not spec.rollback_on_failure:
             return outcome

@@ -25,6 +25,7 @@ def start(ctx: PhaseContext) -> PhaseResult:
         return skipped("no database services configured (phases.database-start.services)")
     # Ready means running and, where a healthcheck is defined, healthy. The engine says when
     # that changes (`docker events`), so the wait is woken by it rather than polling.
+    ctx.compose.finish_interrupted_recreates(ctx.out)
     with EngineEvents(ctx.compose).following() as events:
         code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), ctx.out)
         if code != 0:

@@ -8,10 +8,13 @@ or built.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+from surefoot import dockerignore
 from surefoot.errors import PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
 
@@ -93,9 +96,40 @@ def pull(ctx: PhaseContext) -> PhaseResult:
     return done("pull failed; local images used")
 
 
+def _guard_state(ctx: PhaseContext, services: list[str]) -> None:
+    """Refuse to build when a build context would send the state folder (the state
+    database, logs, the release copies of the env file, the backups) to the builder:
+    ``COPY . .`` would put them into an image layer. surefoot never edits the project's
+    ``.dockerignore``; it says which line to add."""
+    model = ctx.facts.model()
+    exposed: dict[Path, Path | None] = {}
+    for service in services:
+        context = model.build_context(service) if service in model.services else None
+        if context is None or context in exposed:
+            continue
+        dockerfile = model.dockerfile(service)
+        matcher, ignore = dockerignore.load(context, dockerfile)
+        if dockerignore.state_exposed(context, matcher, ctx.state_dir):
+            exposed[context] = ignore or context / dockerignore.IGNORE_FILE
+    if not exposed:
+        return
+    state = os.path.realpath(ctx.state_dir)
+    lines = []
+    for context, ignore in exposed.items():
+        entry = Path(state).relative_to(os.path.realpath(context)).as_posix()
+        lines.append(f"add the line `/{entry}` to {ignore}")
+    raise PhaseFailed(
+        f"the state folder {ctx.state_dir} is inside the build context "
+        f"{', '.join(str(c) for c in exposed)} and would be sent to the builder (an image could "
+        "keep the env file copies and backups): " + "; ".join(lines)
+        + ", or keep the state elsewhere with --state-dir or SUREFOOT_STATE_DIR"
+    )
+
+
 def build(ctx: PhaseContext) -> PhaseResult:
     """Build every service with a build section (compose builds a group's services in parallel)."""
     services = ctx.facts.build_services()
+    _guard_state(ctx, services)
     codes: list[int] = []
 
     def build_group(group: list[str]) -> bool:
