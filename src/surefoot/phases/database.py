@@ -19,9 +19,14 @@ ONEOFF_LABEL = "io.surefoot.oneoff"
 
 def start(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.database_start
-    services = list(settings.services)
+    services = ctx.facts.database_services()
     if not services:
-        return skipped("no database services configured (phases.database-start.services)")
+        if settings.services is not None:
+            return skipped("no database services (phases.database-start.services is empty)")
+        return skipped("no database gate: no service runs a known database image "
+                       "(list yours in phases.database-start.services)")
+    if settings.services is None:
+        ctx.out(f"database services recognised by their images: {', '.join(services)}")
     # Ready means running and, where a healthcheck is defined, healthy. The engine says when
     # that changes (`docker events`), so the wait is woken by it rather than polling.
     with EngineEvents(ctx.compose).following() as events:

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from surefoot.errors import PhaseFailed
+import re
+
+from surefoot.errors import CommandTimeout, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.units import format_duration
+
+# The lines of compose's output that say why `up` failed ("dependency failed to start: ...",
+# "Error response from daemon: ...", " db Error ...").
+_REASON = re.compile(r"dependency failed|\berror\b", re.IGNORECASE)
+
+
+def compose_reason(lines: list[str]) -> str | None:
+    """Compose's own reason for a failed ``up``: the last line of its output that names one."""
+    found = [line.strip() for line in lines if _REASON.search(line) and line.strip()]
+    return found[-1] if found else None
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
-    code = ctx.compose.stream(ctx.compose.argv("up", "--detach", "--remove-orphans"), ctx.out)
+    timeout = ctx.settings.phases.services_start.timeout
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        ctx.out(line)
+
+    try:
+        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", "--remove-orphans"), on_line,
+                                  timeout=timeout)
+    except CommandTimeout:
+        last = next((line.strip() for line in reversed(lines) if line.strip()), None)
+        raise PhaseFailed(f"docker compose up did not finish within {format_duration(timeout)} "
+                          "(phases.services-start.timeout)" + (f"; it was at: {last}" if last else "")) from None
     if code != 0:
-        raise PhaseFailed(f"docker compose up failed (exit {code})", exit_code=code)
+        reason = compose_reason(lines[1:])  # the first line is the command itself
+        raise PhaseFailed(f"docker compose up failed (exit {code})" + (f": {reason}" if reason else ""),
+                          exit_code=code)
     return done()
