@@ -4,17 +4,23 @@ services recognised by their images, verify's judgement of a container, compose'
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from test_tls import self_signed, serve
 
 from conftest import free_port
 from surefoot.compose import ComposeModel
 from surefoot.config import DEFAULT_ANSWER_LIMIT, ConfigFile, HealthWaitSettings, ProbeSettings, load_settings
 from surefoot.errors import ConfigError
+from surefoot.gates import _published_tcp_check
 from surefoot.health import Probe, ProbeResult, http_probe, run_gate
 from surefoot.phases.services import compose_reason
 from surefoot.phases.verify import _judge, one_shot_services
@@ -176,3 +182,58 @@ def test_compose_reason_is_its_last_error_line() -> None:
     ]
     assert compose_reason(output) == "dependency failed to start: container shop-db-1 is unhealthy"
     assert compose_reason([" Container shop-web-1  Started"]) is None
+
+
+class Containers:
+    """A stand-in for the watch: the containers it reports."""
+
+    def __init__(self, *states: ContainerHealth):
+        self.states = list(states)
+
+    def snapshot(self, fresh: bool = False) -> list[ContainerHealth]:
+        return self.states
+
+
+def test_a_tcp_probe_of_a_published_port_fails_while_its_service_s_container_is_not_running() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # something accepts, as Docker's proxy would
+        port = listener.getsockname()[1]
+        db = ContainerHealth("db", "shop-db-1", "running", "", 0, 0, False)
+        watch = Containers(db)
+        check = _published_tcp_check("127.0.0.1", port, 2, "db", watch)  # type: ignore[arg-type]
+        assert check().ok
+        watch.states = [replace(db, status="restarting", exit_code=1)]
+        stopped = check()
+        assert not stopped.ok
+        assert stopped.detail == f"127.0.0.1:{port} is published by db, whose container is not running (restarting)"
+        watch.states = []
+        assert check().detail.endswith("whose container is not running (no container)")
+
+
+def test_the_service_publishing_a_port() -> None:
+    ports = model({
+        "db": {"ports": [{"target": 5432, "published": "5432", "host_ip": "127.0.0.1"}]},
+        "web": {"ports": [{"target": 80, "published": "8080"}, {"target": 9000, "published": "9000-9002"}]},
+        "other": {"ports": [{"target": 5432, "published": "5432", "host_ip": "10.0.0.5"}]},
+    })
+    assert ports.service_publishing(5432) == "db"
+    assert ports.service_publishing(5432, "10.0.0.5") == "other"
+    assert ports.service_publishing(8080) == "web" and ports.service_publishing(9001) == "web"
+    assert ports.service_publishing(6379) is None
+
+
+def test_verify_fails_at_once_on_an_untrusted_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path, 365)
+    server, url = serve(cert, key)
+    try:
+        (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: nginx\n")
+        (tmp_path / "surefoot.toml").write_text(
+            "[phases.verify]\ncontainers = false\n"
+            f'urls = [{{ url = "{url}", interval = "0.1s", timeout = "10m", failure_limit = 0 }}]\n'
+        )
+        result = subprocess.run([sys.executable, "-m", "surefoot", "-C", str(tmp_path), "verify"],
+                                capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    finally:
+        server.shutdown()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{url}: TLS certificate not trusted: self-signed certificate" in result.stderr
+    assert "not reached within" not in result.stderr
