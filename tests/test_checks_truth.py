@@ -17,12 +17,11 @@ import pytest
 from test_tls import self_signed, serve
 
 from conftest import free_port
-from surefoot.compose import ComposeModel
+from surefoot.compose import ComposeModel, compose_reason
 from surefoot.config import DEFAULT_ANSWER_LIMIT, ConfigFile, HealthWaitSettings, ProbeSettings, load_settings
 from surefoot.errors import ConfigError
 from surefoot.gates import _published_tcp_check
 from surefoot.health import Probe, ProbeResult, http_probe, run_gate
-from surefoot.phases.services import compose_reason
 from surefoot.phases.verify import _judge, one_shot_services
 from surefoot.watch import ContainerHealth
 

@@ -225,6 +225,17 @@ def replicas(spec: dict[str, Any]) -> int:
     return 1
 
 
+# The lines of compose's output that say why a command failed ("dependency failed to start: ...",
+# "Error response from daemon: ...", " db Error ...").
+_REASON = re.compile(r"dependency failed|\berror\b", re.IGNORECASE)
+
+
+def compose_reason(lines: Sequence[str]) -> str | None:
+    """Compose's own reason for a failed ``up``: the last line of its output that names one."""
+    found = [line.strip() for line in lines if _REASON.search(line) and line.strip()]
+    return found[-1] if found else None
+
+
 def normalize_image(name: str) -> str:
     """``redis`` -> ``redis:latest``; a digest or explicit tag is kept."""
     last = name.rsplit("/", 1)[-1]

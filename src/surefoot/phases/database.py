@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from surefoot.compose import compose_reason
 from surefoot.config import BackupSettings
 from surefoot.errors import PhaseFailed
 from surefoot.gates import run_probes
@@ -30,10 +31,17 @@ def start(ctx: PhaseContext) -> PhaseResult:
     # Ready means running and, where a healthcheck is defined, healthy. The engine says when
     # that changes (`docker events`), so the wait is woken by it rather than polling.
     with EngineEvents(ctx.compose).following() as events:
-        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), ctx.out)
+        lines: list[str] = []
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+            ctx.out(line)
+
+        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), on_line)
         if code != 0:
-            raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})",
-                              exit_code=code)
+            reason = compose_reason(lines[1:])  # the first line is the command itself
+            raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})"
+                              + (f": {reason}" if reason else ""), exit_code=code)
         watch = ContainerWatch(ctx.compose, services, events=events)
         probes = [
             Probe(service, watch.probe(service), consecutive=1, interval=FALLBACK_POLL,

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
+from surefoot.compose import compose_reason
 from surefoot.errors import CommandTimeout, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 from surefoot.units import format_duration
-
-# The lines of compose's output that say why `up` failed ("dependency failed to start: ...",
-# "Error response from daemon: ...", " db Error ...").
-_REASON = re.compile(r"dependency failed|\berror\b", re.IGNORECASE)
-
-
-def compose_reason(lines: list[str]) -> str | None:
-    """Compose's own reason for a failed ``up``: the last line of its output that names one."""
-    found = [line.strip() for line in lines if _REASON.search(line) and line.strip()]
-    return found[-1] if found else None
 
 
 def start(ctx: PhaseContext) -> PhaseResult:

@@ -51,13 +51,12 @@ def run_checks(ctx: PhaseContext) -> list[Check]:
     checks: list[Check] = []
     if settings.containers:
         checks += container_checks(ctx, watch, settings.containers_timeout)
-    # A container check failed: the verdict is certain, the URLs are tried once, not waited for.
-    certain = any(c.result == "fail" for c in checks)
     for probe_settings in settings.urls:
         probe = replace(build_probe(probe_settings, ctx, watch), stop_on_permanent=True)
-        if certain:
+        # Once a check has failed the verdict is certain: a URL is tried once, not waited for.
+        if any(c.result == "fail" for c in checks):
             once = probe.check()
-            note = "one try, not repeated: a container check failed"
+            note = "one try, not repeated: an earlier check failed"
             checks.append(Check(probe.name, "pass" if once.ok else "fail", f"{once.detail} ({note})"))
         else:
             checks.append(_url_check(ctx, probe, watch if settings.containers else None))
