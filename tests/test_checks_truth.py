@@ -214,7 +214,7 @@ def test_the_service_publishing_a_port() -> None:
         "web": {"ports": [{"target": 80, "published": "8080"}, {"target": 9000, "published": "9000-9002"}]},
         "other": {"ports": [{"target": 5432, "published": "5432", "host_ip": "10.0.0.5"}]},
     })
-    assert ports.service_publishing(5432) == "db"
+    assert ports.service_publishing(5432) == "db" and ports.service_publishing(5432, "localhost") == "db"
     assert ports.service_publishing(5432, "10.0.0.5") == "other"
     assert ports.service_publishing(8080) == "web" and ports.service_publishing(9001) == "web"
     assert ports.service_publishing(6379) is None

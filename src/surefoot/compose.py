@@ -179,6 +179,7 @@ class ComposeModel:
 
     def service_publishing(self, port: int, host: str = "127.0.0.1") -> str | None:
         """The service that publishes ``port`` on the host address ``host`` (or on every address)."""
+        host = "127.0.0.1" if host == "localhost" else host
         best: str | None = None
         for name, spec in self.services.items():
             for entry in spec.get("ports") or []:
