@@ -169,6 +169,36 @@ class ComposeModel:
                         found.append((str(port.get("host_ip") or ""), int(published)))
         return sorted(set(found))
 
+    def database_services(self) -> list[str]:
+        """The services that run a well-known database image (postgres, mysql, redis, ...),
+        with at least one container (not scaled to 0)."""
+        found = []
+        for name, spec in self.services.items():
+            if not spec.get("image") or replicas(spec) == 0:
+                continue
+            repository = str(spec["image"]).split("@")[0].rsplit("/", 1)[-1].split(":")[0].lower()
+            if repository in DATABASE_IMAGES:
+                found.append(name)
+        return found
+
+    def service_publishing(self, port: int, host: str = "127.0.0.1") -> str | None:
+        """The service that publishes ``port`` on the host address ``host`` (or on every address)."""
+        host = "127.0.0.1" if host == "localhost" else host
+        best: str | None = None
+        for name, spec in self.services.items():
+            for entry in spec.get("ports") or []:
+                if not isinstance(entry, dict) or not entry.get("published"):
+                    continue
+                low, _, high = str(entry["published"]).partition("-")
+                if not low.isdigit() or not int(low) <= port <= int(high if high.isdigit() else low):
+                    continue
+                bound = str(entry.get("host_ip") or "")
+                if bound == host:
+                    return name
+                if bound in ("", "0.0.0.0", "::") and best is None:
+                    best = name
+        return best
+
     def pulled_images(self) -> list[str]:
         """Images of services that are not built here: they come from a registry."""
         return sorted({str(s["image"]) for s in self.services.values() if s.get("image") and not s.get("build")})
@@ -189,6 +219,34 @@ class ComposeModel:
         if context is None or not isinstance(build, dict) or build.get("dockerfile_inline"):
             return None
         return context / str(build.get("dockerfile") or "Dockerfile")
+
+
+# Images (the repository's last part) that database-start recognises when its services are not set.
+DATABASE_IMAGES = frozenset({
+    "postgres", "postgresql", "postgis", "timescaledb", "timescaledb-ha", "pgvector", "mysql", "mariadb",
+    "percona", "percona-server", "redis", "redis-stack", "redis-stack-server", "valkey", "keydb",
+    "dragonfly", "mongo", "mongodb", "mongodb-community-server", "memcached", "couchdb", "cassandra",
+    "clickhouse-server", "influxdb", "neo4j",
+})
+
+
+def replicas(spec: dict[str, Any]) -> int:
+    """How many containers the compose model asks of a service (``scale``, ``deploy.replicas``)."""
+    for value in (spec.get("scale"), (spec.get("deploy") or {}).get("replicas")):
+        if value is not None:
+            return int(value)
+    return 1
+
+
+# The lines of compose's output that say why a command failed ("dependency failed to start: ...",
+# "Error response from daemon: ...", " db Error ...").
+_REASON = re.compile(r"dependency failed|\berror\b", re.IGNORECASE)
+
+
+def compose_reason(lines: Sequence[str]) -> str | None:
+    """Compose's own reason for a failed ``up``: the last line of its output that names one."""
+    found = [line.strip() for line in lines if _REASON.search(line) and line.strip()]
+    return found[-1] if found else None
 
 
 def normalize_image(name: str) -> str:

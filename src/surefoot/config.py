@@ -73,8 +73,12 @@ class BuildSettings(PhaseSettings):
 
 
 class DatabaseStartSettings(PhaseSettings):
-    services: list[ServiceName] = []
+    services: list[ServiceName] | None = None  # None: the services running a known database image
     timeout: Duration = 120.0
+
+
+class ServicesStartSettings(PhaseSettings):
+    timeout: Duration = 600.0  # `compose up` (and its depends_on waits) is stopped past it
 
 
 
@@ -152,7 +156,12 @@ class ProbeTiming(_Strict):
     interval: Duration = 2.0
     grace: Duration = 0.0
     timeout: Duration = 120.0
-    failure_limit: Positive | None = None
+    # N: N consecutive failures of any kind end the wait; 0: only the timeout does; unset:
+    # DEFAULT_ANSWER_LIMIT wrong answers in a row (the service answered, wrongly) end it.
+    failure_limit: Annotated[int, Field(ge=0)] | None = None
+
+
+DEFAULT_ANSWER_LIMIT = 10  # wrong answers in a row that end a gate when failure_limit is not set
 
 
 class ProbeSettings(HttpExpectations, ProbeTiming):
@@ -199,7 +208,10 @@ class HealthWaitSettings(PhaseSettings, HttpExpectations, ProbeTiming):
     fail_fast: bool = True  # end the wait when a container exits, restarts or turns unhealthy
 
     def all_probes(self) -> list[ProbeSettings]:
-        probes = list(self.probes)
+        """The probes, each taking the top-level timing keys it does not set itself."""
+        timing = {key: getattr(self, key) for key in ProbeTiming.model_fields if key in self.model_fields_set}
+        probes = [p.model_copy(update={k: v for k, v in timing.items() if k not in p.model_fields_set})
+                  for p in self.probes]
         if self.url:
             shorthand = self.model_dump(
                 include={"url", *HttpExpectations.model_fields, *ProbeTiming.model_fields}
@@ -212,6 +224,7 @@ class VerifySettings(PhaseSettings):
     urls: list[ProbeSettings] = []  # http probes; consecutive passes as in the gate
     tls_warn_days: Annotated[int, Field(ge=0)] = 30
     containers: bool = True  # every service's containers running and healthy
+    containers_timeout: Duration = 60.0  # how long containers still starting are waited for
 
 
 class PostDeployCommand(_Strict):
@@ -256,7 +269,7 @@ class PhasesSection(_Strict):
         default=DatabaseStartSettings(), alias="database-start"
     )
     database_migrate: MigrateSettings = Field(default=MigrateSettings(), alias="database-migrate")
-    services_start: PhaseSettings = Field(default=PhaseSettings(), alias="services-start")
+    services_start: ServicesStartSettings = Field(default=ServicesStartSettings(), alias="services-start")
     health_wait: HealthWaitSettings = Field(default=HealthWaitSettings(), alias="health-wait")
     cleanup: PhaseSettings = PhaseSettings()
     verify: VerifySettings = VerifySettings()

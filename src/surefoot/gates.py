@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from surefoot.config import ProbeSettings
+from surefoot.config import DEFAULT_ANSWER_LIMIT, ProbeSettings
 from surefoot.errors import PhaseFailed
 from surefoot.health import (
     GateResult,
@@ -34,6 +34,7 @@ def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatc
         ctx.cancel.check()
         return check()
 
+    limit = settings.failure_limit
     return Probe(
         name=settings.label,
         check=guarded,
@@ -41,7 +42,8 @@ def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatc
         interval=settings.interval,
         timeout=settings.timeout,
         grace=settings.grace,
-        failure_limit=settings.failure_limit,
+        failure_limit=limit or None,  # 0: turned off
+        answer_limit=DEFAULT_ANSWER_LIMIT if limit is None else None,
     )
 
 
@@ -59,7 +61,10 @@ def _check_for(
                                   expect_json=settings.expect_json, context=context)
     if settings.type == "tcp":
         host, port = settings.host, settings.port or 0
-        return lambda: tcp_probe(host, port, timeout)
+        owner = ctx.facts.model().service_publishing(port, host)
+        if owner is None:
+            return lambda: tcp_probe(host, port, timeout)
+        return _published_tcp_check(host, port, timeout, owner, watch)
     if settings.type == "container":
         return watch.probe(settings.service or "")
     command = list(settings.command or [])
@@ -78,6 +83,23 @@ def _check_for(
 
     return run_command
 
+
+def _published_tcp_check(
+    host: str, port: int, timeout: float, service: str, watch: ContainerWatch
+) -> Callable[[], ProbeResult]:
+    """A TCP probe of a port the project publishes. Docker's proxy listens on it, and accepts
+    a connection even while nothing listens behind it; so the probe passes only while the
+    service's container runs, and the connection is not closed at once by the other end."""
+
+    def check() -> ProbeResult:
+        containers = [c for c in watch.snapshot() if c.service == service]
+        if not any(c.status == "running" for c in containers):
+            state = ", ".join(sorted({c.status for c in containers})) or "no container"
+            return ProbeResult(False, f"{host}:{port} is published by {service}, whose container is "
+                                      f"not running ({state})")
+        return tcp_probe(host, port, timeout, proxied=True)
+
+    return check
 
 
 def run_probes(

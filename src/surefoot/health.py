@@ -3,9 +3,12 @@
 A gate runs one or more probes side by side. Each probe must pass
 ``consecutive`` times in a row (a failure resets its streak), after an optional
 start ``grace``, within its ``timeout``; a ``failure_limit`` of consecutive
-failures ends it early. A watch (the containers' state) can end the whole gate
-at once: a container that exits, restarts or turns unhealthy will not get better
-by waiting.
+failures ends it early, or (``answer_limit``) a limit of consecutive wrong answers: failures
+in which the service answered (an HTTP status other than 502, 503 or 504, a body that does not
+match), while a service not answering yet is still starting. A probe may also end its gate at
+once on a permanent failure (``stop_on_permanent``: an untrusted TLS certificate). A watch
+(the containers' state) can end the whole gate at once: a container that exits, restarts or
+turns unhealthy will not get better by waiting.
 
 The gate is pure logic driven by a clock and a sleep passed in, so its timing is
 testable without waiting. The probes are small functions returning a
@@ -29,6 +32,8 @@ from typing import Any
 class ProbeResult:
     ok: bool
     detail: str  # "HTTP 200, body matched" / "connection refused" / ...
+    answered: bool = False  # a failure in which the service answered, wrongly (HTTP 500, a wrong body)
+    permanent: bool = False  # a failure that waiting will not cure (an untrusted TLS certificate)
 
 
 @dataclass
@@ -39,16 +44,19 @@ class Streak:
     passes: int = 0
     failures: int = 0
     attempts: int = 0
+    wrong_answers: int = 0  # the failures since the last pass in which the service answered
 
-    def record(self, ok: bool) -> bool:
+    def record(self, ok: bool, answered: bool = False) -> bool:
         """Record one probe; True once ``required`` consecutive passes are in."""
         self.attempts += 1
         if ok:
             self.passes += 1
             self.failures = 0
+            self.wrong_answers = 0
         else:
             self.passes = 0
             self.failures += 1
+            self.wrong_answers += answered
         return self.done
 
     @property
@@ -64,7 +72,9 @@ class Probe:
     interval: float = 2.0
     timeout: float = 120.0
     grace: float = 0.0
-    failure_limit: int | None = None  # None: only the timeout ends it
+    failure_limit: int | None = None  # consecutive failures of any kind; None: no such limit
+    answer_limit: int | None = None  # wrong answers since the last pass; None: no such limit
+    stop_on_permanent: bool = False  # a permanent failure (ProbeResult.permanent) ends the gate at once
     on_events: bool = False  # also checked at once when the engine reports a change (see ``sleep``)
 
 
@@ -135,15 +145,22 @@ def run_gate(
             began = clock()
             run.last = run.probe.check()
             run.elapsed = clock() - start
-            run.passed = run.streak.record(run.last.ok)
+            run.passed = run.streak.record(run.last.ok, run.last.answered)
             report(run)
             probe = run.probe
             if run.passed:
                 continue
+            if probe.stop_on_permanent and run.last.permanent:
+                return failed(f"{probe.name}: {run.last.detail}")
             if probe.failure_limit is not None and run.streak.failures >= probe.failure_limit:
                 return failed(
                     f"{probe.name}: {run.streak.failures} consecutive failures "
                     f"(limit {probe.failure_limit}), last: {run.last.detail}"
+                )
+            if probe.answer_limit is not None and run.streak.wrong_answers >= probe.answer_limit:
+                return failed(
+                    f"{probe.name}: {run.streak.wrong_answers} wrong answers in a row "
+                    f"(limit {probe.answer_limit}), last: {run.last.detail}"
                 )
             run.next_due = began + probe.interval
             if run.next_due - start > probe.timeout:
@@ -172,6 +189,8 @@ def run_gate(
 
 
 # -- probes -------------------------------------------------------------------------
+
+STARTING_STATUSES = (502, 503, 504)  # HTTP statuses that mean "not ready yet", not "broken"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -225,33 +244,51 @@ def http_probe(
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
-            return ProbeResult(False, f"TLS certificate not trusted: {reason.verify_message}")
+            return ProbeResult(False, f"TLS certificate not trusted: {reason.verify_message}", permanent=True)
         if isinstance(reason, socket.timeout | TimeoutError):
             return ProbeResult(False, f"no answer within {timeout:g}s")
         return ProbeResult(False, str(reason) or type(reason).__name__)
     text = body.decode("utf-8", "replace")
+    # A gateway's 502/504 or a 503 means "not ready yet" (a proxy whose upstream still starts);
+    # any other wrong answer comes from a service that runs and answers wrongly.
+    answered = status not in STARTING_STATUSES
     if status != expect_status:
-        return ProbeResult(False, f"HTTP {status}, expected {expect_status}: {_snippet(text)}")
+        return ProbeResult(False, f"HTTP {status}, expected {expect_status}: {_snippet(text)}", answered)
     if expect_body is not None and expect_body not in text:
-        return ProbeResult(False, f"HTTP {status}, body lacks {expect_body!r}: {_snippet(text)}")
+        return ProbeResult(False, f"HTTP {status}, body lacks {expect_body!r}: {_snippet(text)}", answered)
     if expect_json:
         try:
             document = json.loads(text)
         except ValueError:
-            return ProbeResult(False, f"HTTP {status}, body is not JSON: {_snippet(text)}")
+            return ProbeResult(False, f"HTTP {status}, body is not JSON: {_snippet(text)}", answered)
         for path, expected in expect_json.items():
             try:
                 actual = json_field(document, path)
             except KeyError:
-                return ProbeResult(False, f"HTTP {status}, no field {path!r} in {_snippet(text)}")
+                return ProbeResult(False, f"HTTP {status}, no field {path!r} in {_snippet(text)}", answered)
             if actual != expected:
-                return ProbeResult(False, f"HTTP {status}, {path} is {actual!r}, expected {expected!r}")
+                return ProbeResult(False, f"HTTP {status}, {path} is {actual!r}, expected {expected!r}",
+                                   answered)
     return ProbeResult(True, f"HTTP {status}" + (", body matched" if expect_body or expect_json else ""))
 
 
-def tcp_probe(host: str, port: int, timeout: float = 5.0) -> ProbeResult:
+PROXY_CLOSE_WAIT = 0.25  # seconds a proxied connection is watched for the other end closing it
+
+
+def tcp_probe(host: str, port: int, timeout: float = 5.0, *, proxied: bool = False) -> ProbeResult:
+    """Connect to ``host:port``. ``proxied``: Docker's proxy stands before the port; it accepts
+    every connection and closes it at once when nothing listens in the container, so a
+    connection closed within ``PROXY_CLOSE_WAIT`` without a word is a failure."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            if proxied:
+                connection.settimeout(PROXY_CLOSE_WAIT)
+                try:
+                    if connection.recv(1, socket.MSG_PEEK) == b"":
+                        return ProbeResult(False, f"{host}:{port}: the connection was closed at once "
+                                                  "(Docker's proxy, with nothing listening in the container)")
+                except TimeoutError:
+                    pass  # open and quiet: the service waits for the client to speak first
             return ProbeResult(True, f"{host}:{port} accepts connections")
     except OSError as exc:
         return ProbeResult(False, f"{host}:{port}: {exc.strerror or exc}")

@@ -97,7 +97,9 @@ class Facts:
         return {service: images.get(service) for service in services}
 
     def database_services(self) -> list[str]:
-        return list(self.settings.phases.database_start.services)
+        """database-start's services: configured, or (not set) those running a known database image."""
+        configured = self.settings.phases.database_start.services
+        return list(configured) if configured is not None else self.model().database_services()
 
     def build_services(self) -> list[str]:
         configured = self.settings.phases.build.services

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 
+from surefoot.compose import compose_reason
 from surefoot.config import BackupSettings
 from surefoot.errors import PhaseFailed
 from surefoot.gates import run_probes
@@ -20,17 +21,29 @@ ONEOFF_LABEL = "io.surefoot.oneoff"
 
 def start(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.database_start
-    services = list(settings.services)
+    services = ctx.facts.database_services()
     if not services:
-        return skipped("no database services configured (phases.database-start.services)")
+        if settings.services is not None:
+            return skipped("no database services (phases.database-start.services is empty)")
+        return skipped("no database gate: no service runs a known database image "
+                       "(list yours in phases.database-start.services)")
+    if settings.services is None:
+        ctx.out(f"database services recognised by their images: {', '.join(services)}")
     # Ready means running and, where a healthcheck is defined, healthy. The engine says when
     # that changes (`docker events`), so the wait is woken by it rather than polling.
     ctx.compose.finish_interrupted_recreates(ctx.out)
     with EngineEvents(ctx.compose).following() as events:
-        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), ctx.out)
+        lines: list[str] = []
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+            ctx.out(line)
+
+        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), on_line)
         if code != 0:
-            raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})",
-                              exit_code=code)
+            reason = compose_reason(lines[1:])  # the first line is the command itself
+            raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})"
+                              + (f": {reason}" if reason else ""), exit_code=code)
         watch = ContainerWatch(ctx.compose, services, events=events)
         probes = [
             Probe(service, watch.probe(service), consecutive=1, interval=FALLBACK_POLL,

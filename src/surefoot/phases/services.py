@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from surefoot.errors import PhaseFailed
+from surefoot.compose import compose_reason
+from surefoot.errors import CommandTimeout, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.units import format_duration
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
     ctx.compose.finish_interrupted_recreates(ctx.out)
-    code = ctx.compose.stream(ctx.compose.argv("up", "--detach", "--remove-orphans"), ctx.out)
+    timeout = ctx.settings.phases.services_start.timeout
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        ctx.out(line)
+
+    try:
+        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", "--remove-orphans"), on_line,
+                                  timeout=timeout)
+    except CommandTimeout:
+        last = next((line.strip() for line in reversed(lines) if line.strip()), None)
+        raise PhaseFailed(f"docker compose up did not finish within {format_duration(timeout)} "
+                          "(phases.services-start.timeout)" + (f"; it was at: {last}" if last else "")) from None
     if code != 0:
-        raise PhaseFailed(f"docker compose up failed (exit {code})", exit_code=code)
+        reason = compose_reason(lines[1:])  # the first line is the command itself
+        raise PhaseFailed(f"docker compose up failed (exit {code})" + (f": {reason}" if reason else ""),
+                          exit_code=code)
     return done()

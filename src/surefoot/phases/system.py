@@ -241,7 +241,7 @@ def _project_checks(
     wanted: list[tuple[str, str]] = []
     if phases.build.services is not None:
         wanted += [("phases.build.services", s) for s in phases.build.services]
-    wanted += [("phases.database-start.services", s) for s in phases.database_start.services]
+    wanted += [("phases.database-start.services", s) for s in phases.database_start.services or []]
     if phases.database_migrate.service:
         wanted.append(("phases.database-migrate.service", phases.database_migrate.service))
     for key, service in wanted:

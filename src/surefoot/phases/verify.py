@@ -1,5 +1,6 @@
-"""verify: the configured URLs pass N times in a row, TLS certificates are not about to
-expire, and every service's containers run and are healthy. Ends with a summary table."""
+"""verify: every service's containers run and are healthy (a one-shot job ran to completion),
+the configured URLs pass N times in a row, and TLS certificates are not about to expire.
+Ends with a summary table."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import socket
 import ssl
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from surefoot.compose import ComposeModel, replicas
 from surefoot.config import ProbeSettings
 from surefoot.errors import PhaseFailed
 from surefoot.gates import build_probe
-from surefoot.health import run_gate, tls_context
+from surefoot.health import Probe, ProbeRun, run_gate, tls_context
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 from surefoot.units import format_duration
-from surefoot.watch import ContainerWatch
+from surefoot.watch import ContainerHealth, ContainerWatch
 
 
 @dataclass(frozen=True)
@@ -47,25 +49,126 @@ def run_checks(ctx: PhaseContext) -> list[Check]:
     settings = ctx.settings.phases.verify
     watch = ContainerWatch(ctx.compose)
     checks: list[Check] = []
+    if settings.containers:
+        checks += container_checks(ctx, watch, settings.containers_timeout)
     for probe_settings in settings.urls:
-        probe = build_probe(probe_settings, ctx, watch)
-        result = run_gate([probe], clock=ctx.clock, sleep=ctx.cancel.sleep,
-                          report=lambda run: ctx.out(run.describe()))
-        run = result.runs[0]
-        detail = run.last.detail if run.last else ""
-        if result.passed:
-            passes = f"{probe.consecutive}/{probe.consecutive} passes"
-            checks.append(Check(probe.name, "pass", f"{passes}: {detail}"))
+        probe = replace(build_probe(probe_settings, ctx, watch), stop_on_permanent=True)
+        # Once a check has failed the verdict is certain: a URL is tried once, not waited for.
+        if any(c.result == "fail" for c in checks):
+            once = probe.check()
+            note = "one try, not repeated: an earlier check failed"
+            checks.append(Check(probe.name, "pass" if once.ok else "fail", f"{once.detail} ({note})"))
         else:
-            checks.append(Check(probe.name, "fail", result.reason or detail))
+            checks.append(_url_check(ctx, probe, watch if settings.containers else None))
         url = probe_settings.url or ""
         if url.startswith("https://"):
             checks.append(_tls_check(url, probe_settings, settings.tls_warn_days))
-    if settings.containers:
-        for container in watch.snapshot(fresh=True):
-            state = container.status + (f", {container.health}" if container.health else "")
-            checks.append(Check(f"container {container.name}", "pass" if container.ready else "fail", state))
     return checks
+
+
+def _url_check(ctx: PhaseContext, probe: Probe, watch: ContainerWatch | None) -> Check:
+    shown: dict[str, tuple[bool, str, bool]] = {}
+
+    def report(run: ProbeRun) -> None:
+        # A line when the answer changes (and at the end); the streak itself is progress.
+        text = run.describe()
+        if run.last is not None:
+            key = (run.last.ok, run.last.detail, run.passed)
+            if shown.get(run.probe.name) != key:
+                shown[run.probe.name] = key
+                ctx.out(text)
+        ctx.progress(text)
+
+    result = run_gate([probe], clock=ctx.clock, sleep=ctx.cancel.sleep, report=report, watch=watch)
+    run = result.runs[0]
+    detail = run.last.detail if run.last else ""
+    if result.passed:
+        return Check(probe.name, "pass", f"{probe.consecutive}/{probe.consecutive} passes: {detail}")
+    reason = result.reason or detail
+    return Check(probe.name, "fail", reason.removeprefix(f"{probe.name}: "))
+
+
+# -- containers -----------------------------------------------------------------------
+
+CONTAINER_POLL = 0.5  # seconds between looks at containers still starting
+
+
+def one_shot_services(model: ComposeModel) -> set[str]:
+    """Services meant to run once and exit 0: another service waits for them to complete
+    (``condition: service_completed_successfully``), or their restart policy does not
+    restart a container that exits 0 (``restart: "no"`` or ``on-failure``, set explicitly)."""
+    found = set()
+    for name, spec in model.services.items():
+        depends = spec.get("depends_on") or {}
+        if isinstance(depends, dict):
+            found |= {dep for dep, how in depends.items()
+                      if isinstance(how, dict) and how.get("condition") == "service_completed_successfully"}
+        restart = str(spec.get("restart") or "")
+        policy = str((((spec.get("deploy") or {}).get("restart_policy")) or {}).get("condition") or "")
+        if restart == "no" or restart.startswith("on-failure") or policy in ("none", "on-failure"):
+            found.add(name)
+    return found
+
+
+def _judge(container: ContainerHealth, one_shot: bool) -> tuple[str, str]:
+    """(pass | wait | fail, what the container's state is)."""
+    state = container.status + (f", {container.health}" if container.health else "")
+    if container.oom_killed:
+        return "fail", f"{state}, killed for lack of memory (OOM)"
+    if container.status == "running":
+        if container.health == "starting":
+            return "wait", state
+        if container.health == "unhealthy":
+            return "fail", f"{state} (its healthcheck fails)"
+        return "pass", state
+    if container.status == "exited":
+        if container.exit_code == 0 and one_shot:
+            return "pass", "exited with code 0 (a one-shot service: it ran to completion)"
+        if container.exit_code == 0:
+            return "fail", ("exited with code 0 (a service meant to stop by itself needs restart: \"no\" "
+                            "or a dependant waiting with condition: service_completed_successfully)")
+        return "fail", f"exited with code {container.exit_code}"
+    if container.status == "created":
+        return "fail", "created, never started"
+    return "fail", state
+
+
+def container_checks(ctx: PhaseContext, watch: ContainerWatch, timeout: float) -> list[Check]:
+    """Every service of the compose model (those its active profiles enable, less those scaled
+    to 0) has its containers, and each runs and is healthy, or ran to completion when the
+    service is a one-shot job. Containers whose healthcheck still starts are waited for, up to
+    ``timeout``, unless another check has already failed."""
+    model = ctx.facts.model()
+    expected = {name: replicas(spec) for name, spec in model.services.items()}
+    expected = {name: count for name, count in expected.items() if count > 0}
+    one_shots = one_shot_services(model)
+    began = ctx.clock()
+    announced = False
+    while True:
+        containers = watch.snapshot(fresh=True)
+        checks: list[Check] = []
+        waiting: list[str] = []
+        for service, count in expected.items():
+            own = [c for c in containers if c.service == service]
+            if len(own) < count:
+                have = f"{len(own)} of {count} containers" if own else "no container"
+                checks.append(Check(f"service {service}", "fail", f"{have} (not created, or removed)"))
+            for container in own:
+                verdict, detail = _judge(container, service in one_shots)
+                if verdict == "wait":
+                    waiting.append(container.name)
+                    verdict, detail = "fail", f"{detail} (still starting after {format_duration(timeout)})"
+                checks.append(Check(f"container {container.name}", verdict, detail))
+        failed = len([c for c in checks if c.result == "fail"]) > len(waiting)
+        if not waiting or failed or ctx.clock() - began >= timeout:
+            return checks
+        text = f"containers: waiting for {', '.join(waiting)} (health: starting), " \
+               f"{format_duration(ctx.clock() - began)} of {format_duration(timeout)}"
+        if not announced:
+            ctx.out(text)
+            announced = True
+        ctx.progress(text)
+        ctx.cancel.sleep(min(CONTAINER_POLL, max(0.0, timeout - (ctx.clock() - began))))
 
 
 def _tls_check(url: str, probe: ProbeSettings, warn_days: int) -> Check:
