@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,6 +47,32 @@ def compose_args(target: Target, *args: str) -> list[str]:
     if target.env_file is not None:
         argv += ["--env-file", str(target.env_file)]
     return [*argv, *args]
+
+
+def env_file_keys(path: Path | None) -> frozenset[str]:
+    """The keys an env file defines (none when it is absent or unreadable)."""
+    from surefoot.secrets import parse_env_text
+
+    if path is None:
+        return frozenset()
+    try:
+        return frozenset(parse_env_text(path.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return frozenset()
+
+
+def shadowing(path: Path | None, environ: Mapping[str, str]) -> list[str]:
+    """Names of the variables ``environ`` sets to another value than the env file at ``path``
+    does: compose would let them win; surefoot leaves them out (see :meth:`Compose.environ_without`)."""
+    from surefoot.secrets import parse_env_text
+
+    if path is None:
+        return []
+    try:
+        values = parse_env_text(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return []
+    return sorted(key for key, value in values.items() if key in environ and environ[key] != value)
 
 
 def config_argv(target: Target) -> list[str]:
@@ -223,6 +249,12 @@ class Compose:
     def docker_argv(self, *args: str) -> list[str]:
         return [*self.target.docker, *args]
 
+    def environ_without(self) -> frozenset[str]:
+        """The variables left out of the environment of every compose and docker command: those
+        the env file defines. Compose lets the shell's variables win over ``--env-file``; the
+        env file (and the release's copy of it) must be the one source of what runs."""
+        return env_file_keys(self.target.env_file)
+
     def stream(
         self,
         args: Sequence[str],
@@ -233,14 +265,16 @@ class Compose:
     ) -> int:
         if echo:
             on_line("$ " + " ".join(args))
-        return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout)
+        return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout,
+                                  without=self.environ_without())
 
     def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
         if self.ahead is not None:
             answer = self.ahead.take(args, self.target.project_dir)
             if answer is not None:
                 return answer
-        return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout)
+        return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout,
+                                   without=self.environ_without())
 
     def check(self, args: Sequence[str], what: str, timeout: float | None = 60.0) -> str:
         """Capture, and fail the phase with compose's own message when the command fails."""
@@ -356,7 +390,8 @@ class Compose:
                 return
             except EngineUnavailable:
                 pass
-        self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False)
+        self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False,
+                            without=self.environ_without())
 
     def containers_with_label(self, label: str) -> list[str]:
         """Ids of the project's containers, one-off ones included, that carry ``label``."""

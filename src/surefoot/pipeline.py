@@ -32,6 +32,7 @@ InputName = Literal[
     "images:database",  # image ids of the database services
     "images:migrate",  # image id of the migration service
     "images:all",  # image ids of every service
+    "values",  # the --set values the env file does not hold yet
 ]
 
 # Folders never worth hashing in a build context.
@@ -66,6 +67,8 @@ class Facts:
         self._images: dict[str, str | None] | None = None
         self._lock = threading.RLock()
         self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
+        self.values: dict[str, str] = {}  # --set KEY=VALUE
+        self.project_checked = False  # preflight ran its project checks (compose config, ports) in this run
 
     def model(self) -> ComposeModel:
         with self._lock:
@@ -136,6 +139,14 @@ class Facts:
             return _digest_mapping(self.image_ids([service] if service else []))
         if name == "images:all":
             return _digest_mapping(self.image_ids(self.model().services))
+        if name == "values":
+            from surefoot.configure import read_env
+
+            current = read_env(self.settings.env_file)
+            pending: dict[str, str | None] = {
+                key: value for key, value in self.values.items() if current.get(key) != value
+            }
+            return _digest_mapping(pending) if pending else "none"
         raise AssertionError(name)
 
 
@@ -208,6 +219,8 @@ class PhaseSpec:
     rollback_on_failure: bool = False  # a failure here restores the previous release
     after: tuple[str, ...] | None = None
     announces: tuple[str, ...] = ()  # the milestones its function passes to ``ctx.reached``
+    # Its inputs are fingerprinted once it has run, not before: it writes them (the env file).
+    fingerprint_after: bool = False
 
 
 def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
@@ -236,7 +249,8 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
     pipeline = [
         PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
         PhaseSpec("prerequisites", system.prerequisites),
-        PhaseSpec("configuration", system.configuration, () if managed else ("env",)),
+        PhaseSpec("configuration", system.configuration, ("values",) if managed else ("env", "values"),
+                  fingerprint_after=True),
         # Pulls and builds touch different images (pull --ignore-buildable): side by side.
         PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),
                   announces=(images.DATABASE_IMAGES,)),

@@ -166,6 +166,7 @@ class Runner:
     # -- the deployment ---------------------------------------------------------
     def deploy(self, options: DeployOptions) -> DeployOutcome:
         self.options = options
+        self.facts.values = dict(options.values)
         if not options.interactive:
             return self._deploy(options)
         with TerminalPrompter.open() as terminal:
@@ -358,6 +359,8 @@ class Runner:
             if spec.name == "cleanup":
                 ctx.expired_tags = self._expired_tags(store, deployment_id)
             result = spec.run(ctx)
+            if spec.fingerprint_after:
+                fingerprint.update(self._fingerprint(spec))
             if hooks:
                 self._run_hooks(ctx, "after", hooks.after, run.attempt, log_path)
             return result
