@@ -165,3 +165,28 @@ def test_a_resume_with_a_new_set_value_runs_the_configuration_again(stack: Proje
     resumed = stack.run("deploy", "--set", "GREETING=second")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert greeting(stack) == "second"
+
+
+def test_several_env_files_are_read_in_order_and_the_last_is_written(projects: Projects) -> None:
+    project = projects.new({"compose.yaml": STACK_COMPOSE, ".env": "GREETING=base\n", ".env.production": "# prod\n"},
+                           env={"GREETING": "from-shell"})
+    project.configure(migrate_command("echo migrated"))
+    config = (project.path / "surefoot.toml").read_text()
+    project.write("surefoot.toml", config.replace('env_file = ".env"', 'env_file = [".env", ".env.production"]'))
+    first = project.run("deploy")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "--env-file" in first.stdout and f"{project.path}/.env.production" in first.stdout
+    assert greeting(project) == "base"  # from the first file; the shell's value is not passed on
+
+    second = project.run("deploy", "--set", "GREETING=prod")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (project.path / ".env").read_text() == "GREETING=base\n"  # the last file is the one written
+    assert parse_env_text((project.path / ".env.production").read_text())["GREETING"] == "prod"
+    assert greeting(project) == "prod"  # a later file wins
+    release = project.path / ".surefoot" / "releases" / "2"
+    assert (release / "env-0").read_text() == "GREETING=base\n"
+    assert parse_env_text((release / "env").read_text())["GREETING"] == "prod"
+
+    back = project.run("rollback", "1", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert greeting(project) == "base"

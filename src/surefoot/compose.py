@@ -36,6 +36,11 @@ class Target:
     compose_files: tuple[Path, ...]
     env_file: Path | None = None
     docker: tuple[str, ...] = ("docker",)  # e.g. ("docker", "--context", "prod") one day
+    earlier_env_files: tuple[Path, ...] = ()  # passed before env_file (which wins over them)
+
+    @property
+    def env_files(self) -> tuple[Path, ...]:
+        return (*self.earlier_env_files, *((self.env_file,) if self.env_file is not None else ()))
 
 
 def compose_args(target: Target, *args: str) -> list[str]:
@@ -44,34 +49,34 @@ def compose_args(target: Target, *args: str) -> list[str]:
     argv += ["--project-name", target.project_name, "--project-directory", str(target.project_dir)]
     for file in target.compose_files:
         argv += ["--file", str(file)]
-    if target.env_file is not None:
-        argv += ["--env-file", str(target.env_file)]
+    for env_file in target.env_files:
+        argv += ["--env-file", str(env_file)]
     return [*argv, *args]
 
 
-def env_file_keys(path: Path | None) -> frozenset[str]:
-    """The keys an env file defines (none when it is absent or unreadable)."""
+def env_values(paths: Path | Sequence[Path] | None) -> dict[str, str]:
+    """The values env files define, as compose reads them in order (a later file wins); an
+    absent or unreadable file defines none."""
     from surefoot.secrets import parse_env_text
 
-    if path is None:
-        return frozenset()
-    try:
-        return frozenset(parse_env_text(path.read_text(encoding="utf-8", errors="replace")))
-    except OSError:
-        return frozenset()
+    values: dict[str, str] = {}
+    for path in [paths] if isinstance(paths, Path) else paths or []:
+        try:
+            values.update(parse_env_text(path.read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            continue
+    return values
 
 
-def shadowing(path: Path | None, environ: Mapping[str, str]) -> list[str]:
-    """Names of the variables ``environ`` sets to another value than the env file at ``path``
-    does: compose would let them win; surefoot leaves them out (see :meth:`Compose.environ_without`)."""
-    from surefoot.secrets import parse_env_text
+def env_file_keys(paths: Path | Sequence[Path] | None) -> frozenset[str]:
+    """The keys env files define (none when absent or unreadable)."""
+    return frozenset(env_values(paths))
 
-    if path is None:
-        return []
-    try:
-        values = parse_env_text(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        return []
+
+def shadowing(paths: Path | Sequence[Path] | None, environ: Mapping[str, str]) -> list[str]:
+    """Names of the variables ``environ`` sets to another value than the env files do: compose
+    would let them win; surefoot leaves them out (see :meth:`Compose.environ_without`)."""
+    values = env_values(paths)
     return sorted(key for key, value in values.items() if key in environ and environ[key] != value)
 
 
@@ -253,7 +258,7 @@ class Compose:
         """The variables left out of the environment of every compose and docker command: those
         the env file defines. Compose lets the shell's variables win over ``--env-file``; the
         env file (and the release's copy of it) must be the one source of what runs."""
-        return env_file_keys(self.target.env_file)
+        return env_file_keys(self.target.env_files)
 
     def stream(
         self,

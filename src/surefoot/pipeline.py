@@ -107,13 +107,13 @@ class Facts:
         return list(configured) if configured is not None else self.model().build_services()
 
     def env_digest(self) -> str:
-        env = self.settings.env_file
-        if env is None:
+        """The env file's digest; with several, one digest of each's, in order."""
+        digests = [_file_digest(env) for env in self.settings.env_files]
+        if not digests:
             return "none"
-        try:
-            return hashlib.sha256(env.read_bytes()).hexdigest()
-        except OSError:
-            return "missing"
+        if len(digests) == 1:
+            return digests[0]
+        return hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
     def build_context_digest(self) -> str:
         model = self.model()
@@ -140,14 +140,21 @@ class Facts:
         if name == "images:all":
             return _digest_mapping(self.image_ids(self.model().services))
         if name == "values":
-            from surefoot.configure import read_env
+            from surefoot.compose import env_values
 
-            current = read_env(self.settings.env_file)
+            current = env_values(self.settings.env_files)
             pending: dict[str, str | None] = {
                 key: value for key, value in self.values.items() if current.get(key) != value
             }
             return _digest_mapping(pending) if pending else "none"
         raise AssertionError(name)
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
 
 
 def _digest_mapping(mapping: dict[str, str | None]) -> str:

@@ -135,12 +135,13 @@ class Runner:
     ahead: AskedAhead | None = None  # the first commands, started before the settings were loaded
 
     def __post_init__(self) -> None:
-        self.redact = Redactor.from_env_file(self.settings.env_file)
+        self.redact = Redactor.from_env_file(self.settings.env_files)
         target = Target(
             project_name=self.settings.project_name,
             project_dir=self.settings.project_dir,
             compose_files=self.settings.compose_files,
             env_file=self.settings.env_file,
+            earlier_env_files=self.settings.earlier_env_files,
         )
         self.processes = ProcessRunner(self.cancel)
         self.compose = Compose(target, self.processes, ahead=self.ahead)

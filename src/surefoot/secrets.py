@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 
 SECRET_KEY = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|SALT)", re.IGNORECASE)
@@ -63,14 +64,16 @@ class Redactor:
             self.add(secret)
 
     @classmethod
-    def from_env_file(cls, path: Path | None) -> Redactor:
-        if path is None:
-            return cls(set())
-        try:
-            values = parse_env_text(path.read_text(errors="replace"))
-        except OSError:
-            return cls(set())
-        return cls({value for key, value in values.items() if SECRET_KEY.search(key)})
+    def from_env_file(cls, paths: Path | Sequence[Path] | None) -> Redactor:
+        """The secrets of an env file (or of several)."""
+        found: set[str] = set()
+        for path in [paths] if isinstance(paths, Path) else paths or []:
+            try:
+                values = parse_env_text(path.read_text(errors="replace"))
+            except OSError:
+                continue
+            found |= {value for key, value in values.items() if SECRET_KEY.search(key)}
+        return cls(found)
 
     def add(self, secret: str) -> None:
         if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._raw:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from surefoot import checks, prereqs
 from surefoot.checks import CheckResult
-from surefoot.compose import ContainerState, shadowing
+from surefoot.compose import ContainerState, env_values, shadowing
 from surefoot.config import PromptSettings
 from surefoot.configure import (
     Plan,
@@ -24,7 +24,6 @@ from surefoot.configure import (
     check_value,
     derive,
     generate_secret,
-    read_env,
     render_env,
     write_env_file,
 )
@@ -130,17 +129,17 @@ def _require_docker(ctx: PhaseContext) -> DockerReport:
 
 
 def _check_env_file(ctx: PhaseContext) -> str | None:
-    env = ctx.settings.env_file
-    if env is None:
+    if not ctx.settings.env_files:
         return None
-    if not env.is_file():
-        raise PhaseFailed(
-            f"env file {env} not found (project.env_file in surefoot.toml): create it, "
-            "or remove the setting"
-        )
-    if not os.access(env, os.R_OK):
-        raise PhaseFailed(f"env file {env} is not readable by this user")
-    return str(env)
+    for env in ctx.settings.env_files:
+        if not env.is_file():
+            raise PhaseFailed(
+                f"env file {env} not found (project.env_file in surefoot.toml): create it, "
+                "or remove the setting"
+            )
+        if not os.access(env, os.R_OK):
+            raise PhaseFailed(f"env file {env} is not readable by this user")
+    return ", ".join(str(env) for env in ctx.settings.env_files)
 
 
 def preflight(ctx: PhaseContext) -> PhaseResult:
@@ -181,7 +180,7 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         ctx.facts.project_checked = True
     domain = settings.domain
     if settings.domain_key:
-        domain = read_env(env).get(settings.domain_key) or domain
+        domain = env_values(ctx.settings.env_files).get(settings.domain_key) or domain
     if domain:
         record(checks.judge_dns(domain, checks.resolve(domain), checks.public_address(settings.public_ip_url)))
     warned = _judge(ctx, results)
@@ -446,7 +445,8 @@ def configuration(ctx: PhaseContext) -> PhaseResult:
             raise ConfigError(f"--set {key}: {key} is derived (phases.configuration.derived: "
                               f"{settings.derived[key]!r}); set the values it is computed from instead")
     existing_text = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
-    existing = parse_env_text(existing_text)
+    # What compose will read: the env files before the last one, then the last one (written here).
+    existing = {**env_values(ctx.settings.earlier_env_files), **parse_env_text(existing_text)}
     prompter = ctx.prompter
     kept: dict[str, str] = {}
     asked: dict[str, str] = {}
@@ -538,9 +538,10 @@ def configuration(ctx: PhaseContext) -> PhaseResult:
 def _warn_shadowed(ctx: PhaseContext) -> None:
     """Name (never show) the shell's variables that differ from the env file: compose would let
     them win; surefoot does not pass them on (the env file is what runs)."""
-    names = shadowing(ctx.settings.env_file, os.environ)
+    names = shadowing(ctx.settings.env_files, os.environ)
     if names:
-        ctx.warn(f"the environment sets {', '.join(names)} to another value than {ctx.settings.env_file}: "
+        files = ", ".join(str(path) for path in ctx.settings.env_files)
+        ctx.warn(f"the environment sets {', '.join(names)} to another value than {files}: "
                  "the env file's value is used (surefoot does not pass these variables to compose); "
                  "to change one, use --set KEY=VALUE or edit the env file")
 
