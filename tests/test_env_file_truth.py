@@ -14,6 +14,10 @@ import pytest
 from test_configuration import COMPOSE, CONFIG
 
 from conftest import STACK_COMPOSE, Project, Projects, migrate_command
+from surefoot.ahead import AskedAhead
+from surefoot.compose import Target, config_argv
+from surefoot.config import load_settings
+from surefoot.proc import CancelToken, ProcessRunner
 from surefoot.secrets import parse_env_text
 
 pytestmark = pytest.mark.docker
@@ -41,6 +45,17 @@ def test_the_shell_cannot_override_the_env_file(stack: Project) -> None:
     back = stack.run("rollback", "1", "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
     assert greeting(stack) == "hello"
+
+
+def test_compose_config_asked_ahead_reads_the_env_file_not_the_shell(stack: Project,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREETING", "from-shell")
+    settings = load_settings(stack.path)
+    ahead = AskedAhead.start(ProcessRunner(CancelToken()), stack.path, None)
+    target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file)
+    answer = ahead.take(config_argv(target), settings.project_dir)
+    assert answer is not None and answer.returncode == 0, answer
+    assert json.loads(answer.stdout)["services"]["web"]["environment"]["GREETING"] == "hello"
 
 
 def test_a_secret_given_in_the_environment_is_the_one_written_and_used(projects: Projects) -> None:
