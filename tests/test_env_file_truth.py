@@ -205,3 +205,17 @@ def test_several_env_files_are_read_in_order_and_the_last_is_written(projects: P
     back = project.run("rollback", "1", "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
     assert greeting(project) == "base"
+
+
+def test_set_is_refused_where_nothing_would_write_it(stack: Project) -> None:
+    config = (stack.path / "surefoot.toml").read_text()
+    stack.write("surefoot.toml", config + "\n[phases.configuration]\nenabled = false\n")
+    disabled = stack.run("deploy", "--set", "GREETING=changed")
+    assert disabled.returncode == 2
+    assert "--set cannot be applied: the configuration phase is disabled" in disabled.stderr
+    stack.write("surefoot.toml", config.replace('env_file = ".env"', ""))
+    no_env_file = stack.run("deploy", "--set", "GREETING=changed")
+    assert no_env_file.returncode == 2
+    assert "--set cannot be applied: no env file is configured (project.env_file)" in no_env_file.stderr
+    assert "Traceback" not in disabled.stderr + no_env_file.stderr
+    assert stack.containers() == []

@@ -168,6 +168,11 @@ class Runner:
     def deploy(self, options: DeployOptions) -> DeployOutcome:
         self.options = options
         self.facts.values = dict(options.values)
+        if options.values and (self.settings.env_file is None or not self.settings.phases.configuration.enabled):
+            # --set is written by the configuration phase, to the env file: never dropped silently.
+            why = ("no env file is configured (project.env_file)" if self.settings.env_file is None
+                   else "the configuration phase is disabled (phases.configuration.enabled)")
+            raise ConfigError(f"--set cannot be applied: {why}")
         if not options.interactive:
             return self._deploy(options)
         with TerminalPrompter.open() as terminal:
