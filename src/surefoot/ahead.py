@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from surefoot.compose import Target, config_argv
+from surefoot.compose import Target, config_argv, env_file_keys
 from surefoot.proc import Captured, ProcessRunner
 from surefoot.project import guess_compose_project
 
@@ -38,15 +38,18 @@ class AskedAhead:
         ahead.ask(COMPOSE_VERSION, folder, 30)
         guess = guess_compose_project(folder, config_path)
         if guess is not None:
-            ahead.ask(config_argv(Target(guess[0], folder, guess[1], guess[2])), folder, 60)
+            # As Compose runs it: without the variables the env file defines (the file wins).
+            ahead.ask(config_argv(Target(guess[0], folder, guess[1], guess[2])), folder, 60,
+                      env_file_keys(guess[2]))
         return ahead
 
-    def ask(self, argv: Sequence[str], cwd: Path | None, timeout: float) -> None:
+    def ask(self, argv: Sequence[str], cwd: Path | None, timeout: float,
+            without: frozenset[str] = frozenset()) -> None:
         answer: Future[Captured] = Future()
 
         def run() -> None:
             try:
-                answer.set_result(self._runner.capture(argv, cwd=cwd, timeout=timeout))
+                answer.set_result(self._runner.capture(argv, cwd=cwd, timeout=timeout, without=without))
             except BaseException as error:  # handed to whoever takes the answer
                 answer.set_exception(error)
 

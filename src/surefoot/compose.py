@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +38,11 @@ class Target:
     compose_files: tuple[Path, ...]
     env_file: Path | None = None
     docker: tuple[str, ...] = ("docker",)  # e.g. ("docker", "--context", "prod") one day
+    earlier_env_files: tuple[Path, ...] = ()  # passed before env_file (which wins over them)
+
+    @property
+    def env_files(self) -> tuple[Path, ...]:
+        return (*self.earlier_env_files, *((self.env_file,) if self.env_file is not None else ()))
 
 
 def compose_args(target: Target, *args: str) -> list[str]:
@@ -46,9 +51,35 @@ def compose_args(target: Target, *args: str) -> list[str]:
     argv += ["--project-name", target.project_name, "--project-directory", str(target.project_dir)]
     for file in target.compose_files:
         argv += ["--file", str(file)]
-    if target.env_file is not None:
-        argv += ["--env-file", str(target.env_file)]
+    for env_file in target.env_files:
+        argv += ["--env-file", str(env_file)]
     return [*argv, *args]
+
+
+def env_values(paths: Path | Sequence[Path] | None) -> dict[str, str]:
+    """The values env files define, as compose reads them in order (a later file wins); an
+    absent or unreadable file defines none."""
+    from surefoot.secrets import parse_env_text
+
+    values: dict[str, str] = {}
+    for path in [paths] if isinstance(paths, Path) else paths or []:
+        try:
+            values.update(parse_env_text(path.read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            continue
+    return values
+
+
+def env_file_keys(paths: Path | Sequence[Path] | None) -> frozenset[str]:
+    """The keys env files define (none when absent or unreadable)."""
+    return frozenset(env_values(paths))
+
+
+def shadowing(paths: Path | Sequence[Path] | None, environ: Mapping[str, str]) -> list[str]:
+    """Names of the variables ``environ`` sets to another value than the env files do: compose
+    would let them win; surefoot leaves them out (see :meth:`Compose.environ_without`)."""
+    values = env_values(paths)
+    return sorted(key for key, value in values.items() if key in environ and environ[key] != value)
 
 
 def config_argv(target: Target) -> list[str]:
@@ -293,6 +324,12 @@ class Compose:
     def docker_argv(self, *args: str) -> list[str]:
         return [*self.target.docker, *args]
 
+    def environ_without(self) -> frozenset[str]:
+        """The variables left out of the environment of every compose and docker command: those
+        the env file defines. Compose lets the shell's variables win over ``--env-file``; the
+        env file (and the release's copy of it) must be the one source of what runs."""
+        return env_file_keys(self.target.env_files)
+
     def stream(
         self,
         args: Sequence[str],
@@ -303,14 +340,16 @@ class Compose:
     ) -> int:
         if echo:
             on_line("$ " + " ".join(args))
-        return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout)
+        return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout,
+                                  without=self.environ_without())
 
     def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
         if self.ahead is not None:
             answer = self.ahead.take(args, self.target.project_dir)
             if answer is not None:
                 return answer
-        return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout)
+        return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout,
+                                   without=self.environ_without())
 
     def check(self, args: Sequence[str], what: str, timeout: float | None = 60.0) -> str:
         """Capture, and fail the phase with compose's own message when the command fails."""
@@ -426,7 +465,8 @@ class Compose:
                 return
             except EngineUnavailable:
                 pass
-        self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False)
+        self.runner.capture(self.docker_argv("rm", "--force", *names), cancellable=False,
+                            without=self.environ_without())
 
     def rename_container(self, container: str, name: str) -> None:
         def cli() -> None:

@@ -37,7 +37,9 @@ class _Strict(BaseModel):
 class ProjectSection(_Strict):
     name: str | None = None
     compose_files: list[str] | None = Field(default=None, min_length=1)
-    env_file: str | None = None
+    # One env file, or a list: compose gets each in order (a later one wins); the
+    # configuration phase writes to the last.
+    env_file: str | Annotated[list[str], Field(min_length=1)] | None = None
 
 
 class PhaseSettings(_Strict):
@@ -307,11 +309,17 @@ class Settings:
     config_path: Path | None  # None when the project has no surefoot.toml
     project_name: str
     compose_files: tuple[Path, ...]
-    env_file: Path | None
+    env_file: Path | None  # the env file the configuration phase writes: the last of env_files
     phases: PhasesSection
     rollback: RollbackSection = field(default_factory=RollbackSection)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     hooks: dict[str, HookSettings] = field(default_factory=dict)
+    env_files: tuple[Path, ...] = ()  # every env file, in order (env_file is the last); () when none
+
+    @property
+    def earlier_env_files(self) -> tuple[Path, ...]:
+        """The env files before ``env_file`` (compose reads them first; ``env_file`` wins)."""
+        return self.env_files[:-1]
 
 
 def _describe(error: Any) -> str:
@@ -380,7 +388,9 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
                 " set project.compose_files in surefoot.toml"
             )
 
-    env_file = project_dir / parsed.project.env_file if parsed.project.env_file else None
+    named = parsed.project.env_file
+    env_files = [project_dir / name for name in ([named] if isinstance(named, str) else named or [])]
+    env_file = env_files[-1] if env_files else None
     if parsed.phases.configuration.declared and env_file is None:
         raise ConfigError(f"{where}: project.env_file: required when phases.configuration declares "
                           "prompts, secrets or derived values (they are written there)")
@@ -401,4 +411,5 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
         rollback=parsed.rollback,
         notifications=parsed.notifications,
         hooks=parsed.hooks,
+        env_files=tuple(file.resolve() for file in env_files),
     )

@@ -16,8 +16,8 @@ import secrets as random_source
 import string
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
@@ -185,6 +185,10 @@ class Prompter(Protocol):
 
     def show(self, text: str) -> None: ...
 
+    def session(self) -> AbstractContextManager[None]:
+        """Holds the terminal for several questions in a row (the review and its question)."""
+        ...
+
 
 class PausingPrompter:
     """Suspends a live view while the operator is asked something."""
@@ -204,6 +208,9 @@ class PausingPrompter:
     def show(self, text: str) -> None:
         with self.pause():
             self.inner.show(text)
+
+    def session(self) -> AbstractContextManager[None]:
+        return self.pause()
 
 
 class TerminalPrompter:
@@ -232,6 +239,9 @@ class TerminalPrompter:
     def show(self, text: str) -> None:
         self.writer.write(text + "\n")
         self.writer.flush()
+
+    def session(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def ask(self, question: str, *, secret: bool) -> str:
         if not secret:
@@ -270,6 +280,7 @@ class Plan:
     generated: dict[str, str]
     derived: dict[str, str]
     secret_keys: frozenset[str]
+    sources: dict[str, str] = field(default_factory=dict)  # where a new value came from ("set", ...)
 
     @property
     def updates(self) -> dict[str, str]:
@@ -285,6 +296,7 @@ class Plan:
                 shown = f"[hidden, {len(value)} characters]"
             else:
                 shown = value if len(value) <= 60 else value[:57] + "..."
-            origin = "kept" if key in self.kept else "derived" if key in self.derived else "new"
+            origin = ("kept" if key in self.kept else "derived" if key in self.derived
+                      else self.sources.get(key, "new"))
             lines.append(f"  {key:<{width}}  {shown}  ({origin})")
         return lines

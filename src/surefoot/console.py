@@ -92,6 +92,8 @@ class LiveRenderer:
         self._output: dict[str, deque[str]] = {}  # the latest lines of each running phase
         self._progress: dict[str, str] = {}
         self._title = "surefoot"
+        self._pauses = 0  # paused() may nest: a question inside the configuration's session
+        self._pause_lock = threading.Lock()
         self._live = Live(self, console=self.console, refresh_per_second=8, transient=False)
         self._live.start()
 
@@ -171,11 +173,27 @@ class LiveRenderer:
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        self._live.stop()
+        """Step aside while the operator is asked something: the table is erased (not left
+        behind), and drawn again below what was asked and answered once the last pause ends.
+        A new Live each time: a restarted one would move up over the lines written meanwhile
+        (it remembers the height of its last drawing) and draw over them."""
+        from rich.live import Live
+
+        with self._pause_lock:
+            self._pauses += 1
+            first = self._pauses == 1
+        if first:
+            self._live.transient = True
+            self._live.stop()
         try:
             yield
         finally:
-            self._live.start()
+            with self._pause_lock:
+                self._pauses -= 1
+                last = self._pauses == 0
+            if last:
+                self._live = Live(self, console=self.console, refresh_per_second=8, transient=False)
+                self._live.start()
 
     def close(self) -> None:
         self._live.refresh()

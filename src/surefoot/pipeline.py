@@ -33,6 +33,7 @@ InputName = Literal[
     "images:database",  # image ids of the database services
     "images:migrate",  # image id of the migration service
     "images:all",  # image ids of every service
+    "values",  # the --set values the env file does not hold yet
 ]
 
 
@@ -66,6 +67,8 @@ class Facts:
         self._images: dict[str, str | None] | None = None
         self._lock = threading.RLock()
         self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
+        self.values: dict[str, str] = {}  # --set KEY=VALUE
+        self.project_checked = False  # preflight ran its project checks (compose config, ports) in this run
 
     def model(self) -> ComposeModel:
         with self._lock:
@@ -106,13 +109,13 @@ class Facts:
         return list(configured) if configured is not None else self.model().build_services()
 
     def env_digest(self) -> str:
-        env = self.settings.env_file
-        if env is None:
+        """The env file's digest; with several, one digest of each's, in order."""
+        digests = [_file_digest(env) for env in self.settings.env_files]
+        if not digests:
             return "none"
-        try:
-            return hashlib.sha256(env.read_bytes()).hexdigest()
-        except OSError:
-            return "missing"
+        if len(digests) == 1:
+            return digests[0]
+        return hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
     def build_context_digest(self) -> str:
         """A stamp of what each build receives: its context's files less those its
@@ -144,7 +147,22 @@ class Facts:
             return _digest_mapping(self.image_ids([service] if service else []))
         if name == "images:all":
             return _digest_mapping(self.image_ids(self.model().services))
+        if name == "values":
+            from surefoot.compose import env_values
+
+            current = env_values(self.settings.env_files)
+            pending: dict[str, str | None] = {
+                key: value for key, value in self.values.items() if current.get(key) != value
+            }
+            return _digest_mapping(pending) if pending else "none"
         raise AssertionError(name)
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
 
 
 def _digest_mapping(mapping: dict[str, str | None]) -> str:
@@ -219,6 +237,8 @@ class PhaseSpec:
     rollback_on_failure: bool = False  # a failure here restores the previous release
     after: tuple[str, ...] | None = None
     announces: tuple[str, ...] = ()  # the milestones its function passes to ``ctx.reached``
+    # Its inputs are fingerprinted once it has run, not before: it writes them (the env file).
+    fingerprint_after: bool = False
 
 
 def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
@@ -247,7 +267,8 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
     pipeline = [
         PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
         PhaseSpec("prerequisites", system.prerequisites),
-        PhaseSpec("configuration", system.configuration, () if managed else ("env",)),
+        PhaseSpec("configuration", system.configuration, ("values",) if managed else ("env", "values"),
+                  fingerprint_after=True),
         # Pulls and builds touch different images (pull --ignore-buildable): side by side.
         PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),
                   announces=(images.DATABASE_IMAGES,)),

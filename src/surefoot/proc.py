@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,16 +136,19 @@ class ProcessRunner:
 
     def _popen(
         self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int, cancellable: bool,
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, without: Collection[str] = (),
     ) -> subprocess.Popen[bytes]:
         if cancellable:
             self.cancel.check()
         trace(" ".join(argv))
+        environ = {**os.environ, **env} if env else self.env
+        if without:
+            environ = {key: value for key, value in (environ or os.environ).items() if key not in without}
         try:
             return subprocess.Popen(
                 list(argv),
                 cwd=cwd,
-                env={**os.environ, **env} if env else self.env,
+                env=environ,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -164,10 +167,12 @@ class ProcessRunner:
         timeout: float | None = None,
         cancellable: bool = True,
         env: dict[str, str] | None = None,
+        without: Collection[str] = (),
     ) -> int:
         """Run to completion, handing each output line (stdout and stderr merged) to ``on_line``.
-        ``env`` adds variables to the inherited environment."""
-        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT, cancellable, env)
+        ``env`` adds variables to the inherited environment; ``without`` names variables left out
+        of it (those an env file defines, so that compose reads them from the file)."""
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.STDOUT, cancellable, env, without)
         timed_out = threading.Event()
         timer = None
         if timeout is not None:
@@ -225,12 +230,13 @@ class ProcessRunner:
             reader.join(timeout=_KILL_GRACE)
 
     def to_file(
-        self, argv: Sequence[str], path: Path, *, cwd: Path | None = None, timeout: float | None = None
+        self, argv: Sequence[str], path: Path, *, cwd: Path | None = None, timeout: float | None = None,
+        without: Collection[str] = (),
     ) -> Captured:
         """Run with standard output written to ``path`` (created 0600); stderr is returned."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            child = self._popen(argv, cwd, fd, subprocess.PIPE, True)
+            child = self._popen(argv, cwd, fd, subprocess.PIPE, True, without=without)
         finally:
             os.close(fd)
         return self._communicate(child, argv, timeout, True)
@@ -242,9 +248,11 @@ class ProcessRunner:
         cwd: Path | None = None,
         timeout: float | None = 60.0,
         cancellable: bool = True,
+        without: Collection[str] = (),
     ) -> Captured:
-        """Run to completion and return its output (stdout and stderr kept apart)."""
-        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE, cancellable)
+        """Run to completion and return its output (stdout and stderr kept apart); ``without``
+        as for :meth:`stream`."""
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE, cancellable, without=without)
         return self._communicate(child, argv, timeout, cancellable)
 
     def _communicate(

@@ -93,6 +93,9 @@ class ReleaseKeeper:
             _write_private(folder / f"{index}-{file.name}", file.read_bytes())
         if self.settings.env_file is not None and self.settings.env_file.exists():
             _write_private(folder / "env", self.settings.env_file.read_bytes())
+        for index, earlier in enumerate(self.settings.earlier_env_files):  # env_file: a list
+            if earlier.exists():
+                _write_private(folder / f"env-{index}", earlier.read_bytes())
         _write_private(folder / "pins.yaml", pins_yaml(tags).encode())
         backup = self.backup_path(release_id)
         return Release(
@@ -122,6 +125,7 @@ class ReleaseKeeper:
             compose_files=(*files, folder / "pins.yaml"),
             env_file=env if env.exists() else None,
             docker=self.compose.target.docker,
+            earlier_env_files=tuple(sorted(folder.glob("env-[0-9]*"), key=lambda p: int(p.name[4:]))),
         )
 
     def missing_images(self, release: Release) -> list[str]:

@@ -137,12 +137,13 @@ class Runner:
     ahead: AskedAhead | None = None  # the first commands, started before the settings were loaded
 
     def __post_init__(self) -> None:
-        self.redact = Redactor.from_env_file(self.settings.env_file)
+        self.redact = Redactor.from_env_file(self.settings.env_files)
         target = Target(
             project_name=self.settings.project_name,
             project_dir=self.settings.project_dir,
             compose_files=self.settings.compose_files,
             env_file=self.settings.env_file,
+            earlier_env_files=self.settings.earlier_env_files,
         )
         self.processes = ProcessRunner(self.cancel)
         self.compose = Compose(target, self.processes, ahead=self.ahead)
@@ -168,6 +169,12 @@ class Runner:
     # -- the deployment ---------------------------------------------------------
     def deploy(self, options: DeployOptions) -> DeployOutcome:
         self.options = options
+        self.facts.values = dict(options.values)
+        if options.values and (self.settings.env_file is None or not self.settings.phases.configuration.enabled):
+            # --set is written by the configuration phase, to the env file: never dropped silently.
+            why = ("no env file is configured (project.env_file)" if self.settings.env_file is None
+                   else "the configuration phase is disabled (phases.configuration.enabled)")
+            raise ConfigError(f"--set cannot be applied: {why}")
         if not options.interactive:
             return self._deploy(options)
         with TerminalPrompter.open() as terminal:
@@ -360,6 +367,8 @@ class Runner:
             if spec.name == "cleanup":
                 ctx.expired_tags = self._expired_tags(store, deployment_id)
             result = spec.run(ctx)
+            if spec.fingerprint_after:
+                fingerprint.update(self._fingerprint(spec))
             if hooks:
                 self._run_hooks(ctx, "after", hooks.after, run.attempt, log_path)
             return result

@@ -1,12 +1,18 @@
 """Keeping secrets out of logs, output and the state store.
 
 Values of env-file keys that name a secret (PASSWORD, SECRET, TOKEN, KEY, ...)
-are replaced by ``********`` in every line surefoot writes or prints.
+are replaced by ``********`` in every line surefoot writes or prints, in every form
+a secret takes in output: raw, quoted as in the env file, shell-escaped, JSON-escaped
+and URL-encoded.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 
 SECRET_KEY = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|SALT)", re.IGNORECASE)
@@ -35,24 +41,45 @@ def parse_env_text(text: str) -> dict[str, str]:
     return values
 
 
+def forms(secret: str) -> set[str]:
+    """Every way ``secret`` is written out by the tools around it: raw; in the env file
+    (single-quoted, or double-quoted with \\ " $ and newlines escaped); shell-escaped
+    (``shlex.quote``, and with backslashes); JSON-escaped (ASCII-only or not); URL-encoded."""
+    found = {secret}
+    found.add(secret.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n"))
+    found.add(shlex.quote(secret))
+    found.add(re.sub(r"([^A-Za-z0-9_./:@%+=,-])", r"\\\1", secret))  # sh with backslashes (printf %q)
+    for ascii_only in (True, False):
+        found.add(json.dumps(secret, ensure_ascii=ascii_only)[1:-1])
+    found.add(urllib.parse.quote(secret, safe=""))
+    found.add(urllib.parse.quote_plus(secret))
+    return {form for form in found if len(form) >= _MIN_SECRET_LENGTH}
+
+
 class Redactor:
     def __init__(self, secrets: set[str]):
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted((s for s in secrets if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+        self._raw: set[str] = set()
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add(secret)
 
     @classmethod
-    def from_env_file(cls, path: Path | None) -> Redactor:
-        if path is None:
-            return cls(set())
-        try:
-            values = parse_env_text(path.read_text(errors="replace"))
-        except OSError:
-            return cls(set())
-        return cls({value for key, value in values.items() if SECRET_KEY.search(key)})
+    def from_env_file(cls, paths: Path | Sequence[Path] | None) -> Redactor:
+        """The secrets of an env file (or of several)."""
+        found: set[str] = set()
+        for path in [paths] if isinstance(paths, Path) else paths or []:
+            try:
+                values = parse_env_text(path.read_text(errors="replace"))
+            except OSError:
+                continue
+            found |= {value for key, value in values.items() if SECRET_KEY.search(key)}
+        return cls(found)
 
     def add(self, secret: str) -> None:
-        if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+        if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._raw:
+            self._raw.add(secret)
+            # Longest first, so a form that contains another (or another secret) is masked whole.
+            self._secrets = sorted({*self._secrets, *forms(secret)}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

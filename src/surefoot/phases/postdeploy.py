@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shlex
 
-from surefoot.configure import mask, read_env
+from surefoot.compose import env_values
+from surefoot.configure import mask
 from surefoot.errors import PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 
@@ -25,7 +26,7 @@ def post_deploy(ctx: PhaseContext) -> PhaseResult:
             raise PhaseFailed(f"post-deploy command {shlex.join(command.command)} exited with code {code}",
                               exit_code=code)
 
-    values = read_env(ctx.settings.env_file)
+    values = env_values(ctx.settings.env_files)
     for line in summary(ctx, values):
         ctx.out(line)
     if settings.credentials:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from surefoot import checks, prereqs
 from surefoot.checks import CheckResult
-from surefoot.compose import ComposeModel, ContainerState
+from surefoot.compose import ComposeModel, ContainerState, env_values, shadowing
 from surefoot.config import PromptSettings
 from surefoot.configure import (
     Plan,
@@ -24,14 +24,13 @@ from surefoot.configure import (
     check_value,
     derive,
     generate_secret,
-    read_env,
     render_env,
     write_env_file,
 )
 from surefoot.errors import CommandNotFound, ConfigError, PhaseFailed
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 from surefoot.proc import Captured
-from surefoot.secrets import parse_env_text
+from surefoot.secrets import SECRET_KEY, parse_env_text
 
 T = TypeVar("T")
 
@@ -130,31 +129,23 @@ def _require_docker(ctx: PhaseContext) -> DockerReport:
 
 
 def _check_env_file(ctx: PhaseContext) -> str | None:
-    env = ctx.settings.env_file
-    if env is None:
+    if not ctx.settings.env_files:
         return None
-    if not env.is_file():
-        raise PhaseFailed(
-            f"env file {env} not found (project.env_file in surefoot.toml): create it, "
-            "or remove the setting"
-        )
-    if not os.access(env, os.R_OK):
-        raise PhaseFailed(f"env file {env} is not readable by this user")
-    return str(env)
+    for env in ctx.settings.env_files:
+        if not env.is_file():
+            raise PhaseFailed(
+                f"env file {env} not found (project.env_file in surefoot.toml): create it, "
+                "or remove the setting"
+            )
+        if not os.access(env, os.R_OK):
+            raise PhaseFailed(f"env file {env} is not readable by this user")
+    return ", ".join(str(env) for env in ctx.settings.env_files)
 
 
 def preflight(ctx: PhaseContext) -> PhaseResult:
     """Every check, each reported with its measured value and threshold; then fail if any failed."""
     settings = ctx.settings.phases.preflight
-    skip = set(settings.skip) | set(ctx.skip_checks)
-    results: list[CheckResult] = []
-
-    def record(result: CheckResult) -> None:
-        if result.name in skip:
-            ctx.out(f"{result.name}: skipped (--skip-check)")
-            return
-        results.append(result)
-        ctx.out(result.line())
+    results, record = _recorder(ctx)
 
     with ThreadPoolExecutor(2, thread_name_prefix="preflight") as pool:
         # Questions to the engine that do not depend on each other, asked at once.
@@ -186,11 +177,33 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         ctx.out("env-file, config, ports: checked after the configuration phase writes the env file")
     elif docker.compose_version:
         _project_checks(ctx, record, containers.result())
+        ctx.facts.project_checked = True
     domain = settings.domain
     if settings.domain_key:
-        domain = read_env(env).get(settings.domain_key) or domain
+        domain = env_values(ctx.settings.env_files).get(settings.domain_key) or domain
     if domain:
         record(checks.judge_dns(domain, checks.resolve(domain), checks.public_address(settings.public_ip_url)))
+    warned = _judge(ctx, results)
+    return done(f"{len(results)} checks, {warned} warning(s)" + (" (compose config deferred)" if deferred else ""))
+
+
+def _recorder(ctx: PhaseContext) -> tuple[list[CheckResult], Callable[[CheckResult], None]]:
+    """The results of the checks, and the function that records one (a skipped one is only said)."""
+    skip = set(ctx.settings.phases.preflight.skip) | set(ctx.skip_checks)
+    results: list[CheckResult] = []
+
+    def record(result: CheckResult) -> None:
+        if result.name in skip:
+            ctx.out(f"{result.name}: skipped (--skip-check)")
+            return
+        results.append(result)
+        ctx.out(result.line())
+
+    return results, record
+
+
+def _judge(ctx: PhaseContext, results: list[CheckResult]) -> int:
+    """Warn of each warning; fail the phase when a check failed. Returns the number of warnings."""
     failed = [r for r in results if r.result == "fail"]
     warned = [r for r in results if r.result == "warn"]
     for result in warned:
@@ -200,7 +213,7 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
             f"{len(failed)} check(s) failed: " + "; ".join(f"{r.name}: {r.measured}" for r in failed)
             + " (--skip-check NAME to go on anyway)"
         )
-    return done(f"{len(results)} checks, {len(warned)} warning(s)" + (" (compose config deferred)" if deferred else ""))
+    return len(warned)
 
 
 def _engine_clock(ctx: PhaseContext) -> datetime | None:
@@ -524,31 +537,50 @@ def _start_dockerd(ctx: PhaseContext, wait: float = 60.0) -> None:
 
 def configuration(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.configuration
-    if not settings.declared:
-        env = _check_env_file(ctx)
-        return done(f"env file {env}" if env else "no env file configured")
     env_path = ctx.settings.env_file
-    assert env_path is not None  # the configuration loader requires it
+    if not settings.declared and not ctx.values:
+        env = _check_env_file(ctx)
+        _warn_shadowed(ctx)
+        return done(f"env file {env}" if env else "no env file configured")
+    if env_path is None:
+        raise ConfigError("--set KEY=VALUE writes to the env file, and none is configured: "
+                          "set project.env_file in surefoot.toml")
+    if not settings.declared:
+        _check_env_file(ctx)  # without prompts the env file must exist; --set changes it
+    for key in ctx.values:
+        if key in settings.derived:
+            raise ConfigError(f"--set {key}: {key} is derived (phases.configuration.derived: "
+                              f"{settings.derived[key]!r}); set the values it is computed from instead")
     existing_text = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
-    existing = parse_env_text(existing_text)
+    # What compose will read: the env files before the last one, then the last one (written here).
+    existing = {**env_values(ctx.settings.earlier_env_files), **parse_env_text(existing_text)}
     prompter = ctx.prompter
     kept: dict[str, str] = {}
     asked: dict[str, str] = {}
+    sources: dict[str, str] = {}
     missing: list[str] = []
+
+    def take(key: str, value: str, source: str) -> None:
+        """A value given for ``key``: kept when the env file already says the same."""
+        if existing.get(key) == value:
+            kept[key] = value
+        else:
+            asked[key] = value
+            sources[key] = source
+
     for prompt in settings.prompts:
         key = prompt.key
-        if key in existing:
-            kept[key] = existing[key]
-            continue
-        value = ctx.values.get(key)
-        if value is None and prompter is None:
-            value = os.environ.get(key)
-        if value is not None:
+        if key in ctx.values or (key not in existing and prompter is None and key in os.environ):
+            given = key in ctx.values
+            value = ctx.values[key] if given else os.environ[key]
             problem = check_value(prompt, value)
             if problem:
                 shown = "the value given" if prompt.secret else repr(value)
-                raise ConfigError(f"{key}: {shown} is not valid: {problem}")
-            asked[key] = value
+                where = "--set" if given else "the environment"
+                raise ConfigError(f"{key}: {shown} ({where}) is not valid: {problem}")
+            take(key, value, "set" if given else "from the environment")
+        elif key in existing:
+            kept[key] = existing[key]
         elif prompter is not None:
             asked[key] = _ask(prompter, prompt)
         elif prompt.default is not None:
@@ -562,36 +594,77 @@ def configuration(ctx: PhaseContext) -> PhaseResult:
         )
     generated: dict[str, str] = {}
     for secret in settings.secrets:
-        if secret.key in existing:
+        if secret.key in ctx.values:
+            take(secret.key, ctx.values[secret.key], "set")
+        elif secret.key in existing:
             kept[secret.key] = existing[secret.key]
-        elif secret.key in ctx.values:
-            asked[secret.key] = ctx.values[secret.key]
+        elif os.environ.get(secret.key):
+            # Given in the environment: used (and written), never replaced by a generated one.
+            take(secret.key, os.environ[secret.key], "from the environment")
         else:
             generated[secret.key] = generate_secret(secret)
+    declared = {p.key for p in settings.prompts} | {s.key for s in settings.secrets}
+    for key, value in ctx.values.items():
+        if key not in declared:  # no prompt declares it: --set sets it all the same
+            take(key, value, "set")
     try:
         derived = derive(settings.derived, {**existing, **asked, **generated})
     except ValueError as exc:
         raise ConfigError(f"phases.configuration.derived: {exc}") from None
-    secret_keys = frozenset({p.key for p in settings.prompts if p.secret} | {s.key for s in settings.secrets})
+    secret_keys = frozenset({p.key for p in settings.prompts if p.secret} | {s.key for s in settings.secrets}
+                            | {key for key in ctx.values if SECRET_KEY.search(key)})
     plan = Plan(kept, asked, generated, {k: v for k, v in derived.items() if existing.get(k) != v},
-                secret_keys)
+                secret_keys, sources)
     for key in secret_keys:
-        value = {**existing, **plan.updates}.get(key)
-        if value:
-            ctx.add_secret(value)
+        secret_value = {**existing, **plan.updates}.get(key)
+        if secret_value:
+            ctx.add_secret(secret_value)
     if not plan.updates:
+        _deferred_checks(ctx, wrote=False)
+        _warn_shadowed(ctx)
         return done(f"{env_path.name}: every value present, nothing to write")
     review = [f"values for {env_path}:", *plan.review()]
     if prompter is not None:
-        prompter.show("\n".join(review))
-        if not ctx.assume_yes and not prompter.confirm(f"Write these values to {env_path}?"):
-            raise PhaseFailed("configuration not confirmed: nothing was written")
-    for line in review:
-        ctx.out(line)
+        with prompter.session():  # one pause of the live view for the review and the question
+            prompter.show("\n".join(review))
+            if not ctx.assume_yes and not prompter.confirm(f"Write these values to {env_path}?"):
+                raise PhaseFailed("configuration not confirmed: nothing was written")
+        # Shown once, on the terminal: the output and the log name the keys only.
+        ctx.out(f"reviewed on the terminal: {', '.join(plan.updates)}")
+    else:
+        for line in review:
+            ctx.out(line)
     backup = write_env_file(env_path, render_env(existing_text, plan.updates))
     ctx.facts.env_changed()
     ctx.out(f"wrote {env_path} (mode 0600)" + (f"; the previous one is kept as {backup}" if backup else ""))
+    _deferred_checks(ctx, wrote=True)
+    _warn_shadowed(ctx)
     return done(f"{len(plan.updates)} value(s) written to {env_path.name}")
+
+
+def _warn_shadowed(ctx: PhaseContext) -> None:
+    """Name (never show) the shell's variables that differ from the env file: compose would let
+    them win; surefoot does not pass them on (the env file is what runs)."""
+    names = shadowing(ctx.settings.env_files, os.environ)
+    if names:
+        files = ", ".join(str(path) for path in ctx.settings.env_files)
+        ctx.warn(f"the environment sets {', '.join(names)} to another value than {files}: "
+                 "the env file's value is used (surefoot does not pass these variables to compose); "
+                 "to change one, use --set KEY=VALUE or edit the env file")
+
+
+def _deferred_checks(ctx: PhaseContext, wrote: bool) -> None:
+    """Preflight's project checks (env-file, config, service names, ports, registry), run again
+    now that the env file is complete: before anything is built or started. Not when preflight
+    ran them in this process and the env file has not changed since."""
+    if not ctx.settings.phases.preflight.enabled or (ctx.facts.project_checked and not wrote):
+        return
+    if inspect_docker(ctx).compose_version is None:
+        return  # prerequisites says what is missing
+    ctx.out("preflight's project checks, now that the env file is complete:")
+    results, record = _recorder(ctx)
+    _project_checks(ctx, record, None)
+    _judge(ctx, results)
 
 
 def _ask(prompter: Prompter, prompt: PromptSettings) -> str:
