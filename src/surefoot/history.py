@@ -47,6 +47,7 @@ def collect_history(state_dir: Path, project: str) -> dict[str, Any]:
                 "env_digest": release.env_digest,
                 "git_commit": release.git_commit,
                 "backup": release.backup_path,
+                "not_kept": list(release.not_kept),
             })
         for rollback in store.rollbacks(project):
             result["rollbacks"].append({
@@ -79,6 +80,8 @@ def render_history(data: dict[str, Any]) -> str:
         if rel["phases"]:
             slow = sorted(rel["phases"].items(), key=lambda item: -item[1])[:4]
             lines.append("           " + ", ".join(f"{name} {format_duration(s)}" for name, s in slow))
+        for item in rel.get("not_kept") or []:
+            lines.append(f"           not kept (a rollback cannot restore it): {item}")
     if data["rollbacks"]:
         lines += ["", "rollbacks:"]
         for rb in data["rollbacks"]:

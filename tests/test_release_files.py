@@ -1,0 +1,209 @@
+"""What a release keeps and what a rollback restores, on real-world-shaped projects (tests/realworld.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+from realworld import Shop, new_shop
+
+from conftest import Projects
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def shop(projects: Projects) -> Shop:
+    return new_shop(projects)
+
+
+def test_a_rollback_leaves_unchanged_services_running(shop: Shop) -> None:
+    config = shop.path / "surefoot.toml"
+    config.write_text(config.read_text().replace("[project]\n", '[project]\nenv_file = ".env"\n'))
+    shop.deploy()
+    db = shop.container("db")
+    worker = shop.container("worker")
+    # Release 2 changes only the web service's environment.
+    shop.write(".env", "GREETING=changed\n")
+    shop.deploy()
+    assert shop.info()["greeting"] == "changed"
+    assert shop.container("db") == db
+
+    manual = shop.run("rollback", "--yes")
+    assert manual.returncode == 0, manual.stdout + manual.stderr
+    assert shop.info()["greeting"] == "hello"
+    assert shop.container("db") == db, "the manual rollback recreated the database"
+    assert shop.container("worker") == worker
+    assert "db-1  Recreate" not in manual.stdout
+
+    # The deploy after it recreates only what differs (web's environment again).
+    shop.deploy()
+    assert shop.info()["greeting"] == "changed"
+    assert shop.container("db") == db, "the deploy after a rollback recreated the database"
+    assert shop.container("worker") == worker
+
+    # An automatic rollback after a failing gate: the database keeps running too.
+    shop.write(".env", "GREETING=third\n")
+    shop.write("site/health", json.dumps({"status": "degraded"}))
+    result = shop.deploy(4)
+    assert "release 3 is running again" in result.stderr
+    assert shop.info()["greeting"] == "changed"
+    assert shop.container("db") == db, "the automatic rollback recreated the database"
+    assert shop.container("worker") == worker
+
+    shop.write("site/health", json.dumps({"status": "healthy"}))
+    shop.deploy()
+    assert shop.info()["greeting"] == "third"
+    assert shop.container("db") == db
+    assert shop.container("worker") == worker
+
+
+def test_a_rollback_runs_from_the_release_copies_of_every_file_compose_reads(shop: Shop) -> None:
+    shop.deploy()
+    r1 = {"conf": "conf-r1", "token": "token-r1", "base": "base-r1", "greeting": "hello", "outside": "outside-r1"}
+    assert shop.info() == r1
+    history = json.loads(shop.run("history", "--json").stdout)
+    (not_kept,) = history["releases"][0]["not_kept"]
+    assert str(shop.outside) in not_kept and "outside the project" in not_kept
+    assert "not kept" in shop.run("history").stdout
+
+    # Release 2 changes the code (a read-only folder mount), the config file, the secret,
+    # the extended file, the included service's config; its code is broken.
+    shop.release("r2", healthy=False, greeting="r2")  # compose's own .env changes too
+    result = shop.deploy(4)
+    assert "release 1 is running again" in result.stderr
+    assert shop.health()["site"] == "r1"
+    assert shop.info() == {**r1, "outside": "outside-r2"}  # outside the project: not kept, as it is now
+    assert shop.exec("worker", "cat", "/etc/worker.conf") == "worker-r1"
+    assert "outside the project" in result.stderr  # the rollback names what it could not restore
+    # The operator's working files are left as they are.
+    assert (shop.path / "web.conf").read_text() == "conf-r2"
+    assert json.loads((shop.path / "site" / "health").read_text())["status"] == "degraded"
+
+    # Fixed, release 3 goes through; then its secret file is deleted and release 1
+    # is restored by hand from its own copies.
+    shop.release("r3")
+    shop.deploy()
+    assert shop.info()["token"] == "token-r3"
+    assert shop.exec("worker", "cat", "/etc/worker.conf") == "worker-r3"
+    (shop.path / "secrets" / "token.txt").unlink()
+    (shop.path / "common.yaml").write_text((shop.path / "common.yaml").read_text().replace("base-r3", "base-x"))
+    manual = shop.run("rollback", "1", "--yes")
+    assert manual.returncode == 0, manual.stdout + manual.stderr
+    assert "not restored" in manual.stdout and str(shop.outside) in manual.stdout
+    assert shop.health()["site"] == "r1"
+    assert shop.info() == {**r1, "outside": "outside-r3"}
+    assert shop.exec("worker", "cat", "/etc/worker.conf") == "worker-r1"
+    assert not (shop.path / "secrets" / "token.txt").exists()
+    # The read-write data folder is data: mounted from where it is, never copied.
+    assert not list((shop.path / ".surefoot" / "releases").glob("*/files/project/data"))
+
+
+def test_a_secret_file_that_alone_changed_is_restored(shop: Shop) -> None:
+    shop.deploy()
+    db = shop.container("db")
+    shop.write("secrets/token.txt", "token-r2")  # compose sees no change: web keeps running, reads it
+    shop.deploy()
+    assert shop.info()["token"] == "token-r2"
+    result = shop.run("rollback", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert shop.info()["token"] == "token-r1"
+    assert shop.container("db") == db
+    assert (shop.path / "secrets" / "token.txt").read_text() == "token-r2"
+
+
+def test_a_release_not_healthy_is_refused_with_the_true_reason(shop: Shop) -> None:
+    shop.deploy()
+    shop.release("r2", healthy=False)
+    shop.deploy(4)
+    shop.release("r3")
+    shop.deploy()  # its cleanup removes release 2's files: it was never healthy
+    result = shop.run("rollback", "2", "--yes")
+    assert result.returncode == 2
+    assert "release 2 cannot be restored: it failed its deployment and was rolled back" in result.stderr
+    assert "past keeping" not in result.stderr
+
+
+class Hooks(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    received: ClassVar[list[dict[str, object]]] = []
+    handler = type("Handler", (Hooks,), {"received": received})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_manual_rollback_sends_the_webhook(shop: Shop, webhook: tuple[str, list[dict[str, object]]]) -> None:
+    url, received = webhook
+    config = shop.path / "surefoot.toml"
+    config.write_text(config.read_text() + f'\n[notifications]\nwebhook = "{url}"\nenvironment = "test"\n')
+    shop.deploy()
+    shop.write(".env", "GREETING=changed\n")
+    shop.deploy()
+    received.clear()
+    result = shop.run("rollback", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = [(body["event"], body.get("release"), body.get("trigger")) for body in received]
+    assert events == [("rolled-back", 1, "manual")]
+    assert "rolled back by hand to release 1" in str(received[0]["text"])
+
+
+def test_the_release_records_a_dirty_work_tree(shop: Shop) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(shop.path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (shop.path / ".gitignore").write_text("data/\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "r1")
+    shop.deploy()  # the state folder (untracked) does not count as a change
+    shop.write("web.conf", "edited")
+    shop.deploy()
+    commits = [r["git_commit"] for r in json.loads(shop.run("history", "--json").stdout)["releases"]]
+    head = subprocess.run(["git", "-C", str(shop.path), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    assert commits == [f"{head}-dirty", head]
+
+
+def test_the_rollback_question_names_the_release(shop: Shop) -> None:
+    import os
+    import pty
+    import subprocess
+
+    shop.deploy()
+    shop.write(".env", "GREETING=changed\n")
+    shop.deploy()
+    master, slave = pty.openpty()
+    process = subprocess.Popen(shop.command("rollback"), stdin=slave, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    os.close(slave)
+    os.write(master, b"n\n")
+    output, _ = process.communicate(timeout=60)
+    os.close(master)
+    created = json.loads(shop.run("history", "--json").stdout)["releases"][1]["created_at"]
+    assert f"Restore release 1 ({created.replace('T', ' ')[:16]} UTC)?" in output, output
+    assert shop.info()["greeting"] == "changed"  # declined: nothing restored
