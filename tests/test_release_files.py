@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -13,14 +14,13 @@ from realworld import Shop, new_shop
 
 from conftest import Projects
 
-pytestmark = pytest.mark.docker
-
 
 @pytest.fixture
 def shop(projects: Projects) -> Shop:
     return new_shop(projects)
 
 
+@pytest.mark.docker
 def test_a_rollback_leaves_unchanged_services_running(shop: Shop) -> None:
     config = shop.path / "surefoot.toml"
     config.write_text(config.read_text().replace("[project]\n", '[project]\nenv_file = ".env"\n'))
@@ -62,6 +62,7 @@ def test_a_rollback_leaves_unchanged_services_running(shop: Shop) -> None:
     assert shop.container("worker") == worker
 
 
+@pytest.mark.docker
 def test_a_rollback_runs_from_the_release_copies_of_every_file_compose_reads(shop: Shop) -> None:
     shop.deploy()
     r1 = {"conf": "conf-r1", "token": "token-r1", "base": "base-r1", "greeting": "hello", "outside": "outside-r1"}
@@ -103,6 +104,7 @@ def test_a_rollback_runs_from_the_release_copies_of_every_file_compose_reads(sho
     assert not list((shop.path / ".surefoot" / "releases").glob("*/files/project/data"))
 
 
+@pytest.mark.docker
 def test_a_secret_file_that_alone_changed_is_restored(shop: Shop) -> None:
     shop.deploy()
     db = shop.container("db")
@@ -116,6 +118,7 @@ def test_a_secret_file_that_alone_changed_is_restored(shop: Shop) -> None:
     assert (shop.path / "secrets" / "token.txt").read_text() == "token-r2"
 
 
+@pytest.mark.docker
 def test_a_release_not_healthy_is_refused_with_the_true_reason(shop: Shop) -> None:
     shop.deploy()
     shop.release("r2", healthy=False)
@@ -155,6 +158,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
         server.server_close()
 
 
+@pytest.mark.docker
 def test_a_manual_rollback_sends_the_webhook(shop: Shop, webhook: tuple[str, list[dict[str, object]]]) -> None:
     url, received = webhook
     config = shop.path / "surefoot.toml"
@@ -170,6 +174,7 @@ def test_a_manual_rollback_sends_the_webhook(shop: Shop, webhook: tuple[str, lis
     assert "rolled back by hand to release 1" in str(received[0]["text"])
 
 
+@pytest.mark.docker
 def test_the_release_records_a_dirty_work_tree(shop: Shop) -> None:
     import subprocess
 
@@ -189,6 +194,7 @@ def test_the_release_records_a_dirty_work_tree(shop: Shop) -> None:
     assert commits == [f"{head}-dirty", head]
 
 
+@pytest.mark.docker
 def test_the_rollback_question_names_the_release(shop: Shop) -> None:
     import os
     import pty
@@ -207,3 +213,20 @@ def test_the_rollback_question_names_the_release(shop: Shop) -> None:
     created = json.loads(shop.run("history", "--json").stdout)["releases"][1]["created_at"]
     assert f"Restore release 1 ({created.replace('T', ' ')[:16]} UTC)?" in output, output
     assert shop.info()["greeting"] == "changed"  # declined: nothing restored
+
+
+def test_content_digest_sees_content_and_modes_not_the_state_folder(tmp_path: Path) -> None:
+    from surefoot.releases import content_digest
+
+    site = tmp_path / "site"
+    (site / ".surefoot").mkdir(parents=True)
+    (site / "index.html").write_text("one")
+    before = content_digest(site, site / ".surefoot")
+    (site / ".surefoot" / "log").write_text("written by a deploy")
+    assert content_digest(site, site / ".surefoot") == before
+    (site / "index.html").write_text("two")
+    changed = content_digest(site, site / ".surefoot")
+    assert changed != before
+    (site / "index.html").chmod(0o700)
+    assert content_digest(site, site / ".surefoot") != changed
+    assert content_digest(tmp_path / "gone") is None

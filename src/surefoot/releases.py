@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from surefoot.compose import Compose, Target
+from surefoot.compose import Compose, Target, normalize_image
 from surefoot.config import Settings
 from surefoot.errors import PhaseFailed
 from surefoot.pipeline import Facts
@@ -94,10 +94,12 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def content_digest(path: Path) -> str | None:
-    """A digest of a file's or folder's content and modes (None when it is gone)."""
+def content_digest(path: Path, skip: Path | None = None) -> str | None:
+    """A digest of a file's or folder's content and modes (None when it is gone); ``skip``:
+    a folder inside it that does not count (the state folder)."""
     digest = hashlib.sha256()
     try:
+        path = path.resolve()
         if path.is_file():
             digest.update(f"{stat.S_IMODE(path.stat().st_mode):o}\n".encode())
             digest.update(path.read_bytes())
@@ -105,7 +107,7 @@ def content_digest(path: Path) -> str | None:
         if not path.is_dir():
             return None
         for folder, dirs, files in os.walk(path):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if skip is None or Path(folder, d) != skip)
             for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
                 item = os.path.join(folder, name)
                 rel = os.path.relpath(item, path)
@@ -121,10 +123,11 @@ def content_digest(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _folder_size(path: Path, limit: int) -> int:
-    """The size of a folder's files, counting stops past ``limit``."""
+def _folder_size(path: Path, limit: int, skip: Path | None = None) -> int:
+    """The size of a folder's files (``skip``'s left out), counting stops past ``limit``."""
     total = 0
-    for folder, _dirs, files in os.walk(path):
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if skip is None or Path(folder, d) != skip]
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size
@@ -238,7 +241,8 @@ class ReleaseKeeper:
                 destination = folder / relative
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 if real.is_dir():
-                    shutil.copytree(real, destination, symlinks=True)
+                    shutil.copytree(real, destination, symlinks=True, ignore=lambda folder, names: [
+                        n for n in names if Path(folder, n) == state])
                 else:
                     shutil.copy2(real, destination)
                     if private:
@@ -258,12 +262,12 @@ class ReleaseKeeper:
                 if source.is_dir() and not volume.get("read_only"):
                     continue  # a read-write folder holds data, not release content
                 real = source.resolve()
-                if _within(real, state) or _within(state, real):
+                if _within(real, state):
                     continue
                 if not _within(real, project):
                     kept.not_kept.append(f"{where}: outside the project folder")
                     continue
-                if real.is_dir() and _folder_size(real, FOLDER_LIMIT) > FOLDER_LIMIT:
+                if real.is_dir() and _folder_size(real, FOLDER_LIMIT, state) > FOLDER_LIMIT:
                     kept.not_kept.append(f"{where}: larger than {FOLDER_LIMIT // (1024 * 1024)} MiB")
                     continue
                 copy(source, "bind", service, index)
@@ -308,7 +312,7 @@ class ReleaseKeeper:
                 else:
                     services[owner]["env_file"][index] = copy
                 continue
-            if content_digest(Path(item["source"])) == item["digest"]:
+            if content_digest(Path(item["source"]), self.state_dir.resolve()) == item["digest"]:
                 continue
             out(f"{item['source']} differs from release {release.id}'s copy: the copy is used")
             if kind == "bind":
@@ -328,7 +332,7 @@ class ReleaseKeeper:
                 continue
             if services[service].get("build") and "@" not in name:
                 out(f"{name}: tagged back to release {release.id}'s image")
-                self.compose.tag(image_id, name)
+                self.compose.tag(image_id, normalize_image(name))
             elif service in release.tags:
                 services[service]["image"] = release.tags[service]
                 services[service]["pull_policy"] = "never"
