@@ -153,3 +153,35 @@ def new_shop(projects: Projects, timeout: str = "20s") -> Shop:
     shop.write("data/.keep", "")
     shop.release("r1")
     return shop
+
+
+# A built web service beside a "database": a new release is a new image under the same
+# name (PROJECT-web:latest), the common case.
+BUILT_COMPOSE = """
+services:
+  db:
+    image: {image}
+    command: ["sh", "-c", "touch /tmp/ready; exec sleep 3600"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+  web:
+    build: ./web
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:{port}:8000"]
+"""
+
+BUILT_DOCKERFILE = """
+FROM {image}
+COPY health /www/health
+CMD ["httpd", "-f", "-p", "8000", "-h", "/www"]
+"""
+
+
+def new_built(projects: Projects) -> Shop:
+    """``db`` and a built ``web`` whose /health comes from its build context (``web/health``)."""
+    project = projects.new({"compose.yaml": BUILT_COMPOSE, "web/Dockerfile": BUILT_DOCKERFILE,
+                            "surefoot.toml": SHOP_CONFIG}, cls=Shop, timeout="20s")
+    assert isinstance(project, Shop)
+    return project

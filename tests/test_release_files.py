@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from realworld import Shop, new_shop
+from realworld import Shop, new_built, new_shop
 
 from conftest import Projects
 
@@ -60,6 +60,27 @@ def test_a_rollback_leaves_unchanged_services_running(shop: Shop) -> None:
     assert shop.info()["greeting"] == "third"
     assert shop.container("db") == db
     assert shop.container("worker") == worker
+
+
+@pytest.mark.docker
+def test_a_rollback_of_a_built_image_leaves_the_database_and_the_next_deploy_alike(projects: Projects) -> None:
+    built = new_built(projects)
+    built.write("web/health", json.dumps({"status": "healthy", "site": "r1"}))
+    built.deploy()
+    db = built.container("db")
+    built.write("web/health", json.dumps({"status": "healthy", "site": "r2"}))
+    built.deploy()
+    assert built.health()["site"] == "r2"
+    result = built.run("rollback", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert built.health()["site"] == "r1"
+    assert built.container("db") == db
+    web = built.container("web")
+    # Back to release 1's code: the rebuilt image is release 1's, nothing is recreated.
+    built.write("web/health", json.dumps({"status": "healthy", "site": "r1"}))
+    built.deploy()
+    assert built.container("db") == db
+    assert built.container("web") == web
 
 
 @pytest.mark.docker
