@@ -187,7 +187,10 @@ class ReleaseKeeper:
 
         # One tag per service, several at a time (a 30-service stack would wait 30 round trips).
         with ThreadPoolExecutor(TAG_WORKERS, thread_name_prefix="pin") as pool:
+            asked = pool.submit(self.compose.raw_model)  # beside the tags: a compose process
+            commit = pool.submit(git_commit, self.settings.project_dir, self.state_dir)
             list(pool.map(pin, tags))
+            raw = asked.result()
         folder = self.folder(release_id)
         if folder.exists():  # a resumed deployment captures its release again, afresh
             shutil.rmtree(folder)
@@ -199,7 +202,6 @@ class ReleaseKeeper:
         if env.is_file():
             _write_private(folder / "env", env.read_bytes())
         _write_private(folder / "pins.yaml", pins_yaml(tags).encode())
-        raw = self.compose.raw_model()
         _write_private(folder / MODEL_FILE, json.dumps(raw, indent=1).encode())
         kept = self._keep_files(folder, model.data, raw)
         kept.images = {service: model.image_name(service) for service in model.services}
@@ -216,7 +218,7 @@ class ReleaseKeeper:
             tags=tags,
             compose_digest=model.digest,
             env_digest=facts.env_digest(),
-            git_commit=git_commit(self.settings.project_dir, ignore=self.state_dir),
+            git_commit=commit.result(),
             files_dir=str(folder),
             backup_path=str(backup) if backup.exists() else None,
             not_kept=tuple(kept.not_kept),
