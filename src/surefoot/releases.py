@@ -232,7 +232,7 @@ class ReleaseKeeper:
         kept = KeptFiles()
         taken: set[str] = set()
 
-        def copy(source: Path, kind: str, owner: str, index: int, private: bool = False) -> None:
+        def copy(source: Path, kind: str, owner: str, index: int, private: bool = False, target: str = "") -> None:
             real = source.resolve()
             if _within(real, project):
                 name = str(real.relative_to(project)) or "project"
@@ -250,7 +250,7 @@ class ReleaseKeeper:
                     if private:
                         os.chmod(destination, 0o600)
                 taken.add(relative)
-            kept.files.append({"kind": kind, "owner": owner, "index": index, "source": str(source),
+            kept.files.append({"kind": kind, "owner": owner, "index": index, "target": target, "source": str(source),
                                "copy": relative, "digest": content_digest(folder / relative)})
 
         for service, spec in sorted((model.get("services") or {}).items()):
@@ -272,7 +272,7 @@ class ReleaseKeeper:
                 if real.is_dir() and _folder_size(real, FOLDER_LIMIT, state) > FOLDER_LIMIT:
                     kept.not_kept.append(f"{where}: larger than {FOLDER_LIMIT // (1024 * 1024)} MiB")
                     continue
-                copy(source, "bind", service, index)
+                copy(source, "bind", service, index, target=str(volume.get("target") or ""))
             raw_files = ((raw.get("services") or {}).get(service) or {}).get("env_file") or []
             for index, item in enumerate(raw_files):
                 path = item.get("path") if isinstance(item, dict) else item
@@ -307,20 +307,24 @@ class ReleaseKeeper:
         for item in manifest.get("files") or []:
             kind, owner, index = item["kind"], item["owner"], int(item["index"])
             copy = str(folder / item["copy"]).replace("$", "$$")
+            spec = services.get(owner) or {}
             if kind == "env_file":  # read into the environment: only its content counts
-                entry = services[owner]["env_file"][index]
-                if isinstance(entry, dict):
-                    entry["path"] = copy
-                else:
-                    services[owner]["env_file"][index] = copy
+                entries = spec.get("env_file") or []
+                if index < len(entries) and isinstance(entries[index], dict):
+                    entries[index]["path"] = copy
+                elif index < len(entries):
+                    entries[index] = copy
                 continue
             if content_digest(Path(item["source"]), self.state_dir.resolve()) == item["digest"]:
                 continue
             out(f"{item['source']} differs from release {release.id}'s copy: the copy is used")
             if kind == "bind":
-                services[owner]["volumes"][index]["source"] = copy
-                changed.add(owner)
-            else:
+                for volume in spec.get("volumes") or []:
+                    if isinstance(volume, dict) and volume.get("type") == "bind" \
+                            and str(volume.get("target")) == item.get("target"):
+                        volume["source"] = copy
+                        changed.add(owner)
+            elif owner in (raw.get(kind) or {}):
                 raw[kind][owner]["file"] = copy
                 # compose does not see a secret's or config's file change: recreate its users
                 force |= {name for name, spec in services.items()
