@@ -5,7 +5,7 @@ data folder; a web service that ``extends:`` a service of another file, serves i
 code from a read-only bind-mounted folder (live, as PHP or a dev server would),
 reads a single bind-mounted config file, a ``secrets:`` file and a read-only file
 outside the project; a worker from an ``include:``d file with its own read-only
-config file. ``/health`` comes from the mounted code; ``/cgi-bin/info`` prints what
+config file; and a ``configs:`` file. ``/health`` comes from the mounted code; ``/cgi-bin/info`` prints what
 the web container reads (config, secret, the extended environment, GREETING).
 """
 
@@ -41,12 +41,17 @@ services:
       - ./web.conf:/etc/web.conf
       - {outside}:/etc/outside.conf:ro
     secrets: [token]
+    configs:
+      - {{source: motd, target: /etc/motd}}
     ports: ["127.0.0.1:{port}:8000"]
     depends_on:
       db: {{condition: service_healthy}}
 secrets:
   token:
     file: ./secrets/token.txt
+configs:
+  motd:
+    file: ./motd.txt
 """
 
 SHOP_COMMON = """
@@ -75,6 +80,7 @@ echo ""
 echo "conf=$(cat /etc/web.conf)"
 echo "token=$(cat /run/secrets/token)"
 echo "outside=$(cat /etc/outside.conf)"
+echo "motd=$(cat /etc/motd)"
 grep -E '^(BASE|GREETING)=' /tmp/env | sort | tr 'A-Z' 'a-z'
 """
 
@@ -109,6 +115,7 @@ class Shop(Project):
         self.write("web.conf", f"conf-{tag}")
         self.write("secrets/token.txt", f"token-{tag}")
         self.write("worker.conf", f"worker-{tag}")
+        self.write("motd.txt", f"motd-{tag}")
         self.write("db/conf/db.conf", "db-config")
         self.write("common.yaml", SHOP_COMMON.format(image=self.image, base=f"base-{tag}"))
         self.write(".env", f"GREETING={greeting}\n")

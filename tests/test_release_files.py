@@ -86,7 +86,8 @@ def test_a_rollback_of_a_built_image_leaves_the_database_and_the_next_deploy_ali
 @pytest.mark.docker
 def test_a_rollback_runs_from_the_release_copies_of_every_file_compose_reads(shop: Shop) -> None:
     shop.deploy()
-    r1 = {"conf": "conf-r1", "token": "token-r1", "base": "base-r1", "greeting": "hello", "outside": "outside-r1"}
+    r1 = {"conf": "conf-r1", "token": "token-r1", "base": "base-r1", "greeting": "hello", "outside": "outside-r1",
+          "motd": "motd-r1"}
     assert shop.info() == r1
     history = json.loads(shop.run("history", "--json").stdout)
     (not_kept,) = history["releases"][0]["not_kept"]

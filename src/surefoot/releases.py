@@ -317,6 +317,9 @@ class ReleaseKeeper:
                 continue
             if content_digest(Path(item["source"]), self.state_dir.resolve()) == item["digest"]:
                 continue
+            if not (folder / item["copy"]).exists():
+                out(f"release {release.id}'s copy of {item['source']} is gone: it is used as it is now")
+                continue
             out(f"{item['source']} differs from release {release.id}'s copy: the copy is used")
             if kind == "bind":
                 for volume in spec.get("volumes") or []:
