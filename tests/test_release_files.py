@@ -252,3 +252,33 @@ def test_content_digest_sees_content_and_modes_not_the_state_folder(tmp_path: Pa
     (site / "index.html").chmod(0o700)
     assert content_digest(site, site / ".surefoot") != changed
     assert content_digest(tmp_path / "gone") is None
+
+
+def test_choose_release_gives_the_true_reason(tmp_path: Path) -> None:
+    from surefoot.runner import NoRelease, choose_release, describe_release
+    from surefoot.state import Release, StateStore
+
+    with StateStore.open(tmp_path / "state.db") as store:
+        for number, outcome, kept in ((1, "healthy", False), (2, "healthy", False), (3, "healthy", True),
+                                      (4, "rolled-back", False), (5, "healthy", True)):
+            folder = tmp_path / "releases" / str(number)
+            if kept:
+                folder.mkdir(parents=True)
+            store.save_release(Release(number, "shop", "2026-05-01T10:00:00.000Z", outcome, None, {}, {}, "",
+                                       "", "0123456789abcdef-dirty", str(folder), None))
+            if outcome == "healthy":
+                store.set_release_outcome(number, "healthy")
+
+        def reason(number: int | None, keep: int = 2) -> str:
+            with pytest.raises(NoRelease) as caught:
+                choose_release(store, "shop", number, keep)
+            return str(caught.value)
+
+        assert "release 4 cannot be restored: it failed its deployment and was rolled back; its images and files " \
+               "were removed" in reason(4)
+        assert "release 1 is past keeping: only the last 2 healthy releases" in reason(1)
+        assert "release 2 cannot be restored: its files are gone" in reason(2, keep=5)
+        assert "there is no release 9" in reason(9)
+        assert choose_release(store, "shop", None, 2).id == 3
+        assert describe_release(choose_release(store, "shop", 3, 2)) == \
+            "release 3 (2026-05-01 10:00 UTC, git 0123456789-dirty)"
