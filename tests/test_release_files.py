@@ -27,6 +27,11 @@ def test_a_rollback_leaves_unchanged_services_running(shop: Shop) -> None:
     shop.deploy()
     db = shop.container("db")
     worker = shop.container("worker")
+    web = shop.container("web")
+    # Restoring what runs changes nothing: the release's model is what compose runs.
+    same = shop.run("rollback", "1", "--yes")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert (shop.container("db"), shop.container("worker"), shop.container("web")) == (db, worker, web)
     # Release 2 changes only the web service's environment.
     shop.write(".env", "GREETING=changed\n")
     shop.deploy()
