@@ -287,3 +287,55 @@ def test_choose_release_gives_the_true_reason(tmp_path: Path) -> None:
         assert choose_release(store, "shop", None, 2).id == 3
         assert describe_release(choose_release(store, "shop", 3, 2)) == \
             "release 3 (2026-05-01 10:00 UTC, git 0123456789-dirty)"
+
+
+def test_what_a_release_keeps_and_what_it_says_it_could_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from surefoot import releases
+
+    project = tmp_path / "app"
+    state = project / ".surefoot"
+    (project / "big").mkdir(parents=True)
+    (project / "big" / "blob").write_bytes(b"x" * 4096)
+    (project / "conf").mkdir()
+    (project / "conf" / "app.conf").write_text("conf")
+    (project / "data").mkdir()
+    (project / "one.conf").write_text("one")
+    (state / "logs").mkdir(parents=True)
+    (state / "logs" / "a.log").write_text("log")
+    outside = tmp_path / "outside.conf"
+    outside.write_text("outside")
+    monkeypatch.setattr(releases, "FOLDER_LIMIT", 1024)
+
+    def bind(source: Path, target: str, read_only: bool = False) -> dict[str, object]:
+        return {"type": "bind", "source": str(source), "target": target, "read_only": read_only}
+
+    model = {
+        "services": {"web": {"volumes": [
+            bind(project / "big", "/big", True), bind(project / "conf", "/conf", True),
+            bind(project / "data", "/data"), bind(project / "one.conf", "/one.conf"),
+            bind(outside, "/outside.conf", True), bind(project, "/src", True),
+        ]}},
+        "secrets": {"gone": {"file": str(project / "missing.txt")}},
+    }
+    keeper = releases.ReleaseKeeper(SimpleNamespace(project_dir=project), state, None)  # type: ignore[arg-type]
+    folder = state / "releases" / "1"
+    folder.mkdir(parents=True)
+    kept = keeper._keep_files(folder, model, {"services": {"web": {}}})
+    assert sorted(f["target"] for f in kept.files) == ["/conf", "/one.conf"]  # the project: bigger than 1 KiB
+    assert (folder / "files" / "project" / "conf" / "app.conf").read_text() == "conf"
+    assert len(kept.not_kept) == 4
+    assert any("/big" in item and "larger than" in item for item in kept.not_kept)
+    assert any(str(outside) in item and "outside the project" in item for item in kept.not_kept)
+    assert any("secret gone" in item and "missing" in item for item in kept.not_kept)
+    assert not (folder / "files" / "project" / "data").exists()
+    # Under the limit, the project folder mounted read-only is kept, without the state folder.
+    monkeypatch.setattr(releases, "FOLDER_LIMIT", 1 << 20)
+    folder = state / "releases" / "2"
+    folder.mkdir(parents=True)
+    kept = keeper._keep_files(folder, {"services": {"web": {"volumes": [bind(project, "/src", True)]}}}, {})
+    assert [f["target"] for f in kept.files] == ["/src"]
+    assert (folder / "files" / "project-folder" / "one.conf").read_text() == "one"
+    assert not (folder / "files" / "project-folder" / ".surefoot").exists()
+    assert releases.content_digest(project, state) == kept.files[0]["digest"]

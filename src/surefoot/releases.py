@@ -234,9 +234,10 @@ class ReleaseKeeper:
 
         def copy(source: Path, kind: str, owner: str, index: int, private: bool = False, target: str = "") -> None:
             real = source.resolve()
-            if _within(real, project):
-                name = str(real.relative_to(project)) or "project"
-                relative = f"files/project/{name}"
+            if real == project:
+                relative = "files/project-folder"
+            elif _within(real, project):
+                relative = f"files/project/{real.relative_to(project)}"
             else:
                 relative = f"files/outside/{len(kept.files)}-{real.name}"
             if relative not in taken:
