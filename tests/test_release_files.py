@@ -269,10 +269,9 @@ def test_choose_release_gives_the_true_reason(tmp_path: Path) -> None:
             folder = tmp_path / "releases" / str(number)
             if kept:
                 folder.mkdir(parents=True)
-            store.save_release(Release(number, "shop", "2026-05-01T10:00:00.000Z", outcome, None, {}, {}, "",
-                                       "", "0123456789abcdef-dirty", str(folder), None))
-            if outcome == "healthy":
-                store.set_release_outcome(number, "healthy")
+            healthy_at = f"2026-05-01T10:0{number}:00.000Z" if outcome == "healthy" else None
+            store.save_release(Release(number, "shop", "2026-05-01T10:00:00.000Z", outcome, healthy_at, {}, {},
+                                       "", "", "0123456789abcdef-dirty", str(folder), None))
 
         def reason(number: int | None, keep: int = 2) -> str:
             with pytest.raises(NoRelease) as caught:
