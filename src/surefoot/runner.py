@@ -652,7 +652,11 @@ class Runner:
 
     def rollback_choice(self, release_id: int | None) -> Release:
         """The release ``rollback`` would restore (for its question), without taking the lock."""
-        with StateStore.open(self.state_dir / STATE_DB) as store:
+        try:
+            opened = StateStore.open(self.state_dir / STATE_DB, create=False)
+        except FileNotFoundError:
+            raise NoRelease("no releases yet: nothing to roll back to") from None
+        with opened as store:
             return choose_release(store, self.settings.project_name, release_id,
                                   self.settings.rollback.keep_releases)
 
