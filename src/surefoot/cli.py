@@ -221,9 +221,21 @@ def rollback(opts: GlobalOptions, release: int | None, yes: bool) -> int:
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("rollback changes the running stack: confirm with --yes")
-        which = f"release {release}" if release else "the previous release"
-        click.confirm(f"Restore {which}? Database changes are not undone.", abort=True)
+        release = _confirm_rollback(opts, release)
     return _with_runner(opts, lambda runner: runner.rollback(release))
+
+
+def _confirm_rollback(opts: GlobalOptions, release: int | None) -> int:
+    """Ask before a rollback, naming the release it will restore; returns that release's number."""
+    from surefoot.config import load_settings
+    from surefoot.events import NullReporter
+    from surefoot.runner import Runner, describe_release
+
+    settings = load_settings(opts.project_dir, opts.config)
+    state_dir = (opts.state_dir or settings.project_dir / DEFAULT_STATE_DIR).absolute()
+    target = Runner(settings, state_dir, NullReporter()).rollback_choice(release)
+    click.confirm(f"Restore {describe_release(target)}? Database changes are not undone.", abort=True)
+    return target.id
 
 
 @cli.command()

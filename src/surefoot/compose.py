@@ -167,7 +167,7 @@ class ComposeModel:
     project_name: str
     services: dict[str, dict[str, Any]]
     digest: str = field(compare=False)
-    secrets: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)  # the top-level ones
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the whole model
 
     @classmethod
     def from_json(cls, project_name: str, text: str) -> ComposeModel:
@@ -177,8 +177,13 @@ class ComposeModel:
             project_name=project_name,
             services=dict(data.get("services") or {}),
             digest=hashlib.sha256(canonical.encode()).hexdigest(),
-            secrets=dict(data.get("secrets") or {}),
+            data=data,
         )
+
+    @property
+    def secrets(self) -> dict[str, dict[str, Any]]:
+        """The top-level ``secrets:``."""
+        return dict(self.data.get("secrets") or {})
 
     def build_services(self) -> list[str]:
         return [name for name, spec in self.services.items() if spec.get("build")]
@@ -367,6 +372,13 @@ class Compose:
     def model(self) -> ComposeModel:
         text = self.check(config_argv(self.target), "docker compose config")
         return ComposeModel.from_json(self.target.project_name, text)
+
+    def raw_model(self) -> dict[str, Any]:
+        """The compose model with extends and include resolved and paths made absolute, but
+        ``${VAR}`` left as written (so it holds no value of the env file)."""
+        text = self.check(self.argv("config", "--no-interpolate", "--format", "json"),
+                          "docker compose config --no-interpolate")
+        return dict(json.loads(text))
 
     def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:
         """The project's containers (of ``services``, or all), one-off ones left out, as ``compose ps``."""

@@ -53,6 +53,7 @@ def collect_history(state_dir: Path, project: str) -> dict[str, Any]:
                 "env_digest": release.env_digest,
                 "git_commit": release.git_commit,
                 "backup": release.backup_path,
+                "not_kept": list(release.not_kept),
             })
         for rollback in store.rollbacks(project):
             result["rollbacks"].append({
@@ -89,6 +90,8 @@ def render_history(data: dict[str, Any]) -> str:
             lines.append("           " + ", ".join(
                 f"{name} {format_duration(rel['phases'][name])}" + (" (failed)" if name in failed else "")
                 for name in shown))
+        for item in rel.get("not_kept") or []:
+            lines.append(f"           not kept (a rollback cannot restore it): {item}")
     if data["rollbacks"]:
         lines += ["", "rollbacks:"]
         for rb in data["rollbacks"]:

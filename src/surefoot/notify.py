@@ -31,8 +31,9 @@ class Notifier:
     project: str
     warn: Callable[[str], None]
 
-    def payload(self, event: str, deployment_id: int, message: str, phase: str | None) -> dict[str, object]:
-        word = EVENT_WORDS.get(event, event)
+    def payload(self, event: str, deployment_id: int, message: str, phase: str | None,
+                words: str | None = None, extra: dict[str, object] | None = None) -> dict[str, object]:
+        word = words or EVENT_WORDS.get(event, event)
         text = f"[{self.project}/{self.settings.environment}] deployment #{deployment_id} {word}"
         if message:
             text += f": {message}"
@@ -48,13 +49,16 @@ class Notifier:
             "host": socket.gethostname(),
             "at": now_iso(),
             "text": text,
+            **(extra or {}),
         }
 
-    def send(self, event: str, deployment_id: int, message: str = "", phase: str | None = None) -> None:
+    def send(self, event: str, deployment_id: int, message: str = "", phase: str | None = None, *,
+             words: str | None = None, extra: dict[str, object] | None = None) -> None:
+        """Post one event. ``words`` replaces the event's wording in ``text``; ``extra`` adds keys."""
         url = self.settings.webhook
         if not url:
             return
-        body = json.dumps(self.payload(event, deployment_id, message, phase)).encode()
+        body = json.dumps(self.payload(event, deployment_id, message, phase, words, extra)).encode()
         request = urllib.request.Request(
             url, data=body, method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "surefoot"},

@@ -2,24 +2,35 @@
 
 A release is recorded when a deployment reaches ``services-start``: the image id
 of every service, each pinned by a tag of ours (``surefoot.local/PROJECT/SERVICE:rN``)
-so that a later rebuild of ``PROJECT-SERVICE:latest`` cannot take it away; copies
-of the compose files and the env file (0600) in ``STATE_DIR/releases/N/``; and a
-``pins.yaml`` override that points each service at its pinned image. Restoring
-a release is ``compose up`` with those copies and pins, with no build and no pull.
+so that a later rebuild of ``PROJECT-SERVICE:latest`` cannot take it away; and in
+``STATE_DIR/releases/N/``: the compose model as compose resolved it (``extends:``
+and ``include:`` merged, paths absolute, ``${VAR}`` left as written:
+``compose.json``), the env file compose read (0600), and copies of the files
+compose hands to the containers (``files/``, listed in ``files.json``): ``secrets:``
+and ``configs:`` files, services' ``env_file:`` files, and bind mounts of the
+project's own files and folders that are read-only or single files. What cannot
+be kept (a bind mount outside the project, a folder past the size limit) is
+recorded. Restoring a release is ``compose up`` of that model, with no build and
+no pull, presented so that a service that does not differ from what runs is left
+running (:meth:`ReleaseKeeper.restore`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
+import stat
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from surefoot.compose import Compose, Target
+from surefoot.compose import Compose, Target, normalize_image
 from surefoot.config import Settings
 from surefoot.errors import PhaseFailed
 from surefoot.pipeline import Facts
@@ -27,6 +38,10 @@ from surefoot.state import Release, now_iso
 
 TAG_REGISTRY = "surefoot.local"
 TAG_WORKERS = 8
+FOLDER_LIMIT = 100 * 1024 * 1024  # a bind-mounted folder larger than this is not copied into a release
+MODEL_FILE = "compose.json"
+FILES_MANIFEST = "files.json"
+RESTORE_FILE = "restore.json"
 
 
 def pin_tag(project: str, service: str, release_id: int) -> str:
@@ -42,14 +57,99 @@ def pins_yaml(tags: dict[str, str]) -> str:
     return json.dumps({"services": services}, indent=2) + "\n"
 
 
-def git_commit(folder: Path) -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
+def git_commit(folder: Path, ignore: Path | None = None) -> str | None:
+    """HEAD's commit, with ``-dirty`` when the work tree has changes (tracked or new files;
+    ``ignore``, the state folder, does not count)."""
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    head = git("rev-parse", "HEAD")
+    if head is None or head.returncode != 0:
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    commit = head.stdout.strip()
+    top = git("rev-parse", "--show-toplevel")
+    changes = git("status", "--porcelain=v1", "-z", "--untracked-files=normal")
+    if top is None or top.returncode != 0 or changes is None or changes.returncode != 0:
+        return commit
+    root = Path(top.stdout.strip())
+    entries = changes.stdout.split("\0")
+    paths, skip = [], False
+    for entry in entries:
+        if skip:  # the source name of a rename
+            skip = False
+            continue
+        if len(entry) > 3:
+            paths.append(root / entry[3:])
+            skip = entry[0] in "RC"
+    if ignore is not None:
+        ignored = ignore.resolve()
+        paths = [p for p in paths if not _within(p.resolve(), ignored)]
+    return f"{commit}-dirty" if paths else commit
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def content_digest(path: Path, skip: Path | None = None) -> str | None:
+    """A digest of a file's or folder's content and modes (None when it is gone); ``skip``:
+    a folder inside it that does not count (the state folder)."""
+    digest = hashlib.sha256()
+    try:
+        path = path.resolve()
+        if path.is_file():
+            digest.update(f"{stat.S_IMODE(path.stat().st_mode):o}\n".encode())
+            digest.update(path.read_bytes())
+            return digest.hexdigest()
+        if not path.is_dir():
+            return None
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if skip is None or Path(folder, d) != skip)
+            for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+                item = os.path.join(folder, name)
+                rel = os.path.relpath(item, path)
+                if os.path.islink(item):
+                    digest.update(f"L {rel}\0{os.readlink(item)}\n".encode())
+                elif os.path.isfile(item):
+                    digest.update(f"F {rel}\0{stat.S_IMODE(os.stat(item).st_mode):o}\n".encode())
+                    with open(item, "rb") as handle:
+                        for block in iter(lambda: handle.read(1 << 20), b""):
+                            digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _folder_size(path: Path, limit: int, skip: Path | None = None) -> int:
+    """The size of a folder's files (``skip``'s left out), counting stops past ``limit``."""
+    total = 0
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if skip is None or Path(folder, d) != skip]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+            if total > limit:
+                return total
+    return total
+
+
+@dataclass
+class KeptFiles:
+    """The files a release keeps (``files.json``) and what it could not keep."""
+
+    files: list[dict[str, Any]] = field(default_factory=list)
+    not_kept: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # service -> the image name it runs under
+
+
+def _earlier_env_copies(folder: Path) -> tuple[Path, ...]:
+    """A release's copies of the env files before the last (``env_file`` given as a list), in order."""
+    return tuple(sorted(folder.glob("env-[0-9]*"), key=lambda p: int(p.name[4:])))
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -57,6 +157,13 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.chmod(path, 0o600)
+
+
+@dataclass(frozen=True)
+class Restore:
+    target: Target
+    force: tuple[str, ...] = ()  # services to recreate although compose sees no change
+    not_kept: tuple[str, ...] = ()  # what the release could not keep, so cannot restore
 
 
 @dataclass
@@ -85,18 +192,29 @@ class ReleaseKeeper:
 
         # One tag per service, several at a time (a 30-service stack would wait 30 round trips).
         with ThreadPoolExecutor(TAG_WORKERS, thread_name_prefix="pin") as pool:
+            asked = pool.submit(self.compose.raw_model)  # beside the tags: a compose process
+            commit = pool.submit(git_commit, self.settings.project_dir, self.state_dir)
             list(pool.map(pin, tags))
+            raw = asked.result()
         folder = self.folder(release_id)
+        if folder.exists():  # a resumed deployment captures its release again, afresh
+            shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
         for index, file in enumerate(self.settings.compose_files):
             _write_private(folder / f"{index}-{file.name}", file.read_bytes())
-        if self.settings.env_file is not None and self.settings.env_file.exists():
-            _write_private(folder / "env", self.settings.env_file.read_bytes())
+        env = self.settings.env_file or self.settings.project_dir / ".env"  # compose's own .env without one
+        if env.is_file():
+            _write_private(folder / "env", env.read_bytes())
         for index, earlier in enumerate(self.settings.earlier_env_files):  # env_file: a list
             if earlier.exists():
                 _write_private(folder / f"env-{index}", earlier.read_bytes())
         _write_private(folder / "pins.yaml", pins_yaml(tags).encode())
+        _write_private(folder / MODEL_FILE, json.dumps(raw, indent=1).encode())
+        kept = self._keep_files(folder, model.data, raw)
+        kept.images = {service: model.image_name(service) for service in model.services}
+        _write_private(folder / FILES_MANIFEST, json.dumps(
+            {"files": kept.files, "not_kept": kept.not_kept, "images": kept.images}, indent=1).encode())
         backup = self.backup_path(release_id)
         return Release(
             id=release_id,
@@ -108,10 +226,147 @@ class ReleaseKeeper:
             tags=tags,
             compose_digest=model.digest,
             env_digest=facts.env_digest(),
-            git_commit=git_commit(self.settings.project_dir),
+            git_commit=commit.result(),
             files_dir=str(folder),
             backup_path=str(backup) if backup.exists() else None,
+            not_kept=tuple(kept.not_kept),
         )
+
+    def _keep_files(self, folder: Path, model: dict[str, Any], raw: dict[str, Any]) -> KeptFiles:
+        """Copy into ``folder/files`` what compose hands to the containers. ``model``: the
+        interpolated model (its paths are the real ones); ``raw``: the same, uninterpolated."""
+        project = self.settings.project_dir.resolve()
+        state = self.state_dir.resolve()
+        kept = KeptFiles()
+        taken: set[str] = set()
+
+        def copy(source: Path, kind: str, owner: str, index: int, private: bool = False, target: str = "") -> None:
+            real = source.resolve()
+            if real == project:
+                relative = "files/project-folder"
+            elif _within(real, project):
+                relative = f"files/project/{real.relative_to(project)}"
+            else:
+                relative = f"files/outside/{len(kept.files)}-{real.name}"
+            if relative not in taken:
+                destination = folder / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if real.is_dir():
+                    shutil.copytree(real, destination, symlinks=True, ignore=lambda folder, names: [
+                        n for n in names if Path(folder, n) == state])
+                else:
+                    shutil.copy2(real, destination)
+                    if private:
+                        os.chmod(destination, 0o600)
+                taken.add(relative)
+            kept.files.append({"kind": kind, "owner": owner, "index": index, "target": target, "source": str(source),
+                               "copy": relative, "digest": content_digest(folder / relative)})
+
+        for service, spec in sorted((model.get("services") or {}).items()):
+            for index, volume in enumerate(spec.get("volumes") or []):
+                if not isinstance(volume, dict) or volume.get("type") != "bind" or not volume.get("source"):
+                    continue
+                source = Path(str(volume["source"]))
+                where = f"{service}: bind mount {source} -> {volume.get('target')}"
+                if not (source.is_file() or source.is_dir()):
+                    continue  # a socket, a device, or nothing yet (compose creates a folder)
+                if source.is_dir() and not volume.get("read_only"):
+                    continue  # a read-write folder holds data, not release content
+                real = source.resolve()
+                if _within(real, state):
+                    continue
+                if not _within(real, project):
+                    kept.not_kept.append(f"{where}: outside the project folder")
+                    continue
+                if real.is_dir() and _folder_size(real, FOLDER_LIMIT, state) > FOLDER_LIMIT:
+                    kept.not_kept.append(f"{where}: larger than {FOLDER_LIMIT // (1024 * 1024)} MiB")
+                    continue
+                copy(source, "bind", service, index, target=str(volume.get("target") or ""))
+            raw_files = ((raw.get("services") or {}).get(service) or {}).get("env_file") or []
+            for index, item in enumerate(raw_files):
+                path = item.get("path") if isinstance(item, dict) else item
+                if path and "$" not in str(path) and Path(str(path)).is_file():
+                    copy(Path(str(path)), "env_file", service, index, private=True)
+        for kind in ("secrets", "configs"):
+            for name, spec in sorted((model.get(kind) or {}).items()):
+                if not isinstance(spec, dict) or not spec.get("file"):
+                    continue
+                source = Path(str(spec["file"]))
+                if source.is_file() or source.is_dir():
+                    copy(source, kind, name, 0)
+                else:
+                    kept.not_kept.append(f"{kind[:-1]} {name}: its file {source} is missing")
+        return kept
+
+    def restore(self, release: Release, out: Callable[[str], None]) -> Restore:
+        """How to bring ``release`` back: the compose file to ``up`` and the services to recreate
+        by force. A service is presented as it runs now wherever it does not differ, so that
+        compose leaves it running: the image name it runs under (moved back to the release's
+        image when the service is built here, else the release's pin), and the working file
+        of a bind mount, secret or config whose content is the release's (else the release's
+        copy)."""
+        folder = Path(release.files_dir)
+        if not (folder / MODEL_FILE).is_file() or not (folder / FILES_MANIFEST).is_file():
+            return Restore(self.target(release))  # a release recorded before releases kept their files
+        raw = json.loads((folder / MODEL_FILE).read_text())
+        manifest = json.loads((folder / FILES_MANIFEST).read_text())
+        services: dict[str, Any] = raw.get("services") or {}
+        force: set[str] = set()
+        changed: set[str] = set()  # services compose will recreate anyway (a mount's path or the image)
+        for item in manifest.get("files") or []:
+            kind, owner, index = item["kind"], item["owner"], int(item["index"])
+            copy = str(folder / item["copy"]).replace("$", "$$")
+            spec = services.get(owner) or {}
+            if kind == "env_file":  # read into the environment: only its content counts
+                entries = spec.get("env_file") or []
+                if index < len(entries) and isinstance(entries[index], dict):
+                    entries[index]["path"] = copy
+                elif index < len(entries):
+                    entries[index] = copy
+                continue
+            if content_digest(Path(item["source"]), self.state_dir.resolve()) == item["digest"]:
+                continue
+            if not (folder / item["copy"]).exists():
+                out(f"release {release.id}'s copy of {item['source']} is gone: it is used as it is now")
+                continue
+            out(f"{item['source']} differs from release {release.id}'s copy: the copy is used")
+            if kind == "bind":
+                for volume in spec.get("volumes") or []:
+                    if isinstance(volume, dict) and volume.get("type") == "bind" \
+                            and str(volume.get("target")) == item.get("target"):
+                        volume["source"] = copy
+                        changed.add(owner)
+            elif owner in (raw.get(kind) or {}):
+                raw[kind][owner]["file"] = copy
+                # compose does not see a secret's or config's file change: recreate its users
+                force |= {name for name, spec in services.items()
+                          if any((ref.get("source") if isinstance(ref, dict) else ref) == owner
+                                 for ref in spec.get(kind) or [])}
+        names: dict[str, str] = manifest.get("images") or {}
+        current = self.compose.image_ids(sorted(set(names.values())))
+        for service, image_id in release.images.items():
+            name = names.get(service)
+            if image_id is None or service not in services or name is None or current.get(name) == image_id:
+                continue
+            if services[service].get("build") and "@" not in name:
+                out(f"{name}: tagged back to release {release.id}'s image")
+                self.compose.tag(image_id, normalize_image(name))
+            elif service in release.tags:
+                services[service]["image"] = release.tags[service]
+                services[service]["pull_policy"] = "never"
+                changed.add(service)
+        restore = folder / RESTORE_FILE
+        _write_private(restore, json.dumps(raw, indent=1).encode())
+        env = folder / "env"
+        target = Target(
+            project_name=self.settings.project_name,
+            project_dir=self.settings.project_dir,
+            compose_files=(restore,),
+            env_file=env if env.exists() else None,
+            docker=self.compose.target.docker,
+            earlier_env_files=_earlier_env_copies(folder),
+        )
+        return Restore(target, tuple(sorted(force - changed)), tuple(manifest.get("not_kept") or ()))
 
     def target(self, release: Release) -> Target:
         folder = Path(release.files_dir)
@@ -125,7 +380,7 @@ class ReleaseKeeper:
             compose_files=(*files, folder / "pins.yaml"),
             env_file=env if env.exists() else None,
             docker=self.compose.target.docker,
-            earlier_env_files=tuple(sorted(folder.glob("env-[0-9]*"), key=lambda p: int(p.name[4:]))),
+            earlier_env_files=_earlier_env_copies(folder),
         )
 
     def missing_images(self, release: Release) -> list[str]:

@@ -126,6 +126,50 @@ def settings_digest(model: PhaseSettings) -> str:
     return hashlib.sha256(model.model_dump_json(exclude_unset=True).encode()).hexdigest()
 
 
+def choose_release(store: StateStore, project: str, release_id: int | None, keep: int) -> Release:
+    """The release a rollback restores: ``release_id``, or the newest healthy one before the
+    current release. Raises NoRelease with the true reason when it cannot be restored."""
+    releases = store.releases(project)
+    current = store.current_release(project)
+    if release_id is None:
+        candidates = [r for r in releases
+                      if r.outcome == "healthy" and r.id != current and (current is None or r.id < current)]
+        if not candidates:
+            raise NoRelease("no earlier healthy release to roll back to (see `surefoot history`)")
+        target = candidates[0]
+    else:
+        found = next((r for r in releases if r.id == release_id), None)
+        if found is None:
+            known = ", ".join(str(r.id) for r in releases) or "none"
+            raise NoRelease(f"there is no release {release_id} (releases: {known})")
+        target = found
+    why_not = {
+        "rolled-back": "it failed its deployment and was rolled back",
+        "failed": "its deployment failed",
+        "pending": "it never passed its health gate",
+    }.get(target.outcome)
+    if why_not is not None:
+        gone = "" if Path(target.files_dir).is_dir() else "; its images and files were removed"
+        raise NoRelease(f"release {target.id} cannot be restored: {why_not}{gone} "
+                        "(only a release that was healthy can be; see `surefoot history`)")
+    if not Path(target.files_dir).is_dir():
+        newer = [r.id for r in releases if r.outcome == "healthy" and r.id > target.id]
+        if len(newer) >= keep:
+            raise NoRelease(f"release {target.id} is past keeping: only the last {keep} healthy releases "
+                            "keep their images and files (rollback.keep_releases)")
+        raise NoRelease(f"release {target.id} cannot be restored: its files are gone from "
+                        f"{target.files_dir} (removed outside surefoot)")
+    return target
+
+
+def describe_release(release: Release) -> str:
+    """``release 6 (2026-05-01 10:00 UTC, git abc1234def)`` for the rollback question."""
+    when = release.created_at.replace("T", " ")[:16] + " UTC"
+    commit = f", git {release.git_commit[:10]}{'-dirty' if release.git_commit.endswith('-dirty') else ''}" \
+        if release.git_commit else ""
+    return f"release {release.id} ({when}{commit})"
+
+
 @dataclass
 class Runner:
     settings: Settings
@@ -557,35 +601,26 @@ class Runner:
         with self._locked_store() as store:
             latest = store.latest_deployment(project)
             current = store.current_release(project)
-            if release_id is None:
-                candidates = [
-                    r for r in store.releases(project)
-                    if r.outcome == "healthy" and r.id != current and (current is None or r.id < current)
-                ]
-                if not candidates:
-                    raise NoRelease("no earlier healthy release to roll back to (see `surefoot history`)")
-                target = candidates[0]
-            else:
-                found = store.release(project, release_id)
-                if found is None:
-                    known = ", ".join(str(r.id) for r in store.releases(project)) or "none"
-                    raise NoRelease(f"there is no release {release_id} (releases: {known})")
-                target = found
-            if not Path(target.files_dir).is_dir():
-                raise NoRelease(f"release {target.id} is past keeping (rollback.keep_releases): "
-                                "its images and files were removed")
+            target = choose_release(store, project, release_id, self.settings.rollback.keep_releases)
             dep = latest.id if latest else 0
             started = self.clock()
             self.reporter.emit(events.DeploymentStarted(dep, project, f"rollback to release {target.id}",
                                                         ("rollback",)))
+            by = f"{_who()}@{socket.gethostname()}"
+            origin = f" from release {current}" if current is not None else ""
+            extra: dict[str, object] = {"release": target.id, "from_release": current, "trigger": "manual"}
             try:
                 notes = self._rollback(store, target, "manual", current, dep)
             except _Failed as failed:
                 self.reporter.emit(events.DeploymentFinished(dep, "failed", self.clock() - started))
+                self.notifier.send("failed", dep, f"{failed.outcome.error} ({by})", "rollback",
+                                   words=f"could not be rolled back to release {target.id}", extra=extra)
                 return failed.outcome
             except Interrupted as exc:
                 return DeployOutcome("interrupted", dep, signum=exc.signum)
             self.reporter.emit(events.DeploymentFinished(dep, "restored", self.clock() - started))
+            self.notifier.send("rolled-back", dep, f"manual rollback{origin} by {by}", "rollback",
+                               words=f"rolled back by hand to release {target.id}", extra=extra)
             return DeployOutcome("restored", dep, restored_release=target.id, notes=notes)
 
     def _rollback(
@@ -598,7 +633,9 @@ class Runner:
                                            socket.gethostname(), str(log_path))
         compose = Compose(self.keeper.target(release), self.processes)
         facts = Facts(self.settings, compose)
-        notes = self._data_notes(store, release)
+        notes = self._data_notes(store, release) + tuple(
+            f"not restored (release {release.id} could not keep it; as it is now): {item}"
+            for item in release.not_kept)
         self.reporter.emit(events.PhaseStarted("rollback", 1, f"restoring release {release.id}"))
 
         def body(ctx: PhaseContext) -> PhaseResult:
@@ -606,8 +643,12 @@ class Runner:
             if missing:
                 raise PhaseFailed(f"release {release.id} cannot be restored: its images are gone "
                                   f"({', '.join(missing)})")
-            code = compose.stream(compose.argv("up", "--detach", "--no-build", "--pull", "never",
-                                               "--remove-orphans"), ctx.out)
+            restore = self.keeper.restore(release, ctx.out)
+            compose.target = restore.target
+            up = ("up", "--detach", "--no-build", "--pull", "never")
+            code = compose.stream(compose.argv(*up, "--remove-orphans"), ctx.out)
+            if code == 0 and restore.force:  # their secret or config files differ: compose cannot tell
+                code = compose.stream(compose.argv(*up, "--no-deps", "--force-recreate", *restore.force), ctx.out)
             if code != 0:
                 raise PhaseFailed(f"docker compose up of release {release.id} failed (exit {code})")
             self._gate_release(ctx, release)
@@ -623,6 +664,16 @@ class Runner:
         self._bracket("rollback", f"restoring release {release.id} ({trigger})", log_path, deployment_id,
                       compose, facts, body, record)
         return notes
+
+    def rollback_choice(self, release_id: int | None) -> Release:
+        """The release ``rollback`` would restore (for its question), without taking the lock."""
+        try:
+            opened = StateStore.open(self.state_dir / STATE_DB, create=False)
+        except FileNotFoundError:
+            raise NoRelease("no releases yet: nothing to roll back to") from None
+        with opened as store:
+            return choose_release(store, self.settings.project_name, release_id,
+                                  self.settings.rollback.keep_releases)
 
     def _gate_release(self, ctx: PhaseContext, release: Release) -> None:
         from surefoot.gates import build_probe, run_probes

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from surefoot.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migration N brings a store from version N-1 to version N.
 MIGRATIONS: dict[int, str] = {
@@ -91,6 +91,10 @@ MIGRATIONS: dict[int, str] = {
         log_path     TEXT
     );
     """,
+    3: """
+    -- JSON list: the files compose reads that the release could not keep, and why
+    ALTER TABLE releases ADD COLUMN not_kept TEXT NOT NULL DEFAULT '[]'
+    """,
 }
 
 UNFINISHED = ("running", "failed", "interrupted")
@@ -144,6 +148,7 @@ class Release:
     git_commit: str | None
     files_dir: str
     backup_path: str | None
+    not_kept: tuple[str, ...] = ()  # files compose reads that the release could not keep, and why
 
 
 @dataclass(frozen=True)
@@ -361,12 +366,12 @@ class StateStore:
         with self._transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO releases (id, project, created_at, outcome, healthy_at, images,"
-                " tags, compose_digest, env_digest, git_commit, files_dir, backup_path)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " tags, compose_digest, env_digest, git_commit, files_dir, backup_path, not_kept)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (release.id, release.project, release.created_at, release.outcome, release.healthy_at,
                  json.dumps(release.images, sort_keys=True), json.dumps(release.tags, sort_keys=True),
                  release.compose_digest, release.env_digest, release.git_commit, release.files_dir,
-                 release.backup_path),
+                 release.backup_path, json.dumps(list(release.not_kept))),
             )
 
     def set_release_outcome(self, release_id: int, outcome: str) -> None:
@@ -385,6 +390,7 @@ class StateStore:
             data = dict(row)
             data["images"] = json.loads(data["images"])
             data["tags"] = json.loads(data["tags"])
+            data["not_kept"] = tuple(json.loads(data["not_kept"] or "[]"))
             result.append(Release(**data))
         return result
 
