@@ -152,6 +152,8 @@ def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
     resume_cmd = shlex.join([*opts.argv_prefix, "deploy"])
     if outcome.state == "completed":
         click.echo(f"deployment #{outcome.deployment_id} completed.")
+        for note in outcome.notes:  # said last, so that it is seen
+            click.echo(f"WARNING: {note}", err=True)
         return ExitCode.OK
     if outcome.state == "done":
         click.echo(outcome.notes[0] if outcome.notes else "done.")
@@ -254,6 +256,58 @@ def verify(opts: GlobalOptions) -> int:
 def prerequisites(opts: GlobalOptions, dry_run: bool) -> int:
     """Install and start what is missing (Docker, compose v2, the daemon, firewall)."""
     return _with_runner(opts, lambda runner: runner.prerequisites(dry_run))
+
+
+def _run_compose(opts: GlobalOptions, args: tuple[str, ...]) -> int:
+    """Become ``docker compose`` for this project (its name, files and env file, as every
+    deployment phase gives them): the terminal, stdin, signals and exit code are compose's."""
+    from surefoot.compose import Target, compose_args
+    from surefoot.config import load_settings
+
+    settings = load_settings(opts.project_dir, opts.config)
+    target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file)
+    argv = compose_args(target, *args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)  # no shell: the arguments reach compose as they are
+    except OSError as exc:
+        raise SurefootError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    return ExitCode.OK  # not reached
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                               "help_option_names": ["--surefoot-help"]})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def compose(opts: GlobalOptions, args: tuple[str, ...]) -> int:
+    """Run docker compose ARGS with the project's name, compose files and env file.
+
+    \b
+    Everything after `compose` goes to docker compose untouched, e.g.
+      surefoot compose ps --format json
+      surefoot compose logs -f api
+      surefoot compose exec db psql -U shop
+    The exit code is compose's.
+    """
+    return _run_compose(opts, args)
+
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep following the output.")
+@click.option("--tail", metavar="N", help="Only the last N lines of each container.")
+@click.pass_obj
+def logs(opts: GlobalOptions, service: str | None, follow: bool, tail: str | None) -> int:
+    """Show the logs of the project's containers (or of SERVICE): `compose logs`."""
+    args = ["logs"]
+    if follow:
+        args.append("--follow")
+    if tail is not None:
+        args += ["--tail", tail]
+    if service:
+        args += ["--", service]
+    return _run_compose(opts, tuple(args))
 
 
 def main(argv: list[str] | None = None) -> int:
