@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import Project, Projects
+from conftest import Project, Projects, migrate_command
 
 pytestmark = pytest.mark.docker
 
@@ -70,3 +70,54 @@ def test_compose_names_the_missing_compose_file(projects: Projects) -> None:
     assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+
+
+def json_events(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+
+
+def test_progress_json_is_one_typed_event_a_line_covering_every_phase(stack: Project) -> None:
+    stack.write(".env", "GREETING=hello\nAPI_TOKEN=s3cr3t-t0ken-value\n")
+    stack.configure(migrate_command('echo "migrating with $$API_TOKEN"; echo s3cr3t-t0ken-value'))
+    stack.write("surefoot.toml", (stack.path / "surefoot.toml").read_text() + (
+        f'\n[phases.verify]\nurls = [{{ url = "http://127.0.0.1:{stack.port}/health", consecutive = 1 }}]\n'))
+    result = stack.run("deploy", "--progress", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json_events(result.stdout)
+    assert "s3cr3t-t0ken-value" not in result.stdout
+    assert found[0]["type"] == "deployment-started" and found[-1]["type"] == "deployment-finished"
+    assert found[-1]["state"] == "completed"
+    phases = found[0]["phases"]
+    assert isinstance(phases, list) and "verify" in phases and len(phases) == 11
+    for phase in phases:
+        finished = [e for e in found if e["type"] in ("phase-finished", "phase-skipped") and e["phase"] == phase]
+        assert finished, f"no end for {phase}"
+        if finished[-1]["type"] == "phase-finished":
+            assert any(e["type"] == "phase-started" and e["phase"] == phase for e in found)
+            assert isinstance(finished[-1]["duration"], float | int)
+        assert finished[-1]["status"] in ("completed", "skipped")
+    assert all(isinstance(e["time"], str) for e in found)
+    outputs = [e for e in found if e["type"] == "output"]
+    assert {"phase", "line"} <= set(outputs[0])
+    assert any(e["phase"] == "database-migrate" and e["line"] == "********" for e in outputs)
+    checks = [e for e in found if e["type"] == "check"]
+    assert {"memory", "disk", "docker"} <= {e["name"] for e in checks if e["phase"] == "preflight"}
+    assert any(e["phase"] == "verify" for e in checks)
+    probes = [e for e in found if e["type"] == "probe" and e["phase"] == "health-wait"]
+    assert probes and probes[-1]["result"] == "pass" and probes[-1]["probe"] == "health"
+    # The words go to stderr; SUREFOOT_PROGRESS=json keeps working; verify and rollback take it too.
+    assert "completed." in result.stderr
+    stack.env["SUREFOOT_PROGRESS"] = "json"
+    verify = stack.run("verify")
+    assert verify.returncode == 0, verify.stderr
+    assert json_events(verify.stdout)[-1]["type"] == "deployment-finished"
+    del stack.env["SUREFOOT_PROGRESS"]
+    plain = stack.run("verify", "--progress", "plain")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert not plain.stdout.startswith("{")
+    again = stack.run("deploy", "--progress", "json")
+    assert again.returncode == 0, again.stderr
+    rollback = stack.run("rollback", "--yes", "--progress", "json")
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    events = json_events(rollback.stdout)
+    assert events[-1]["type"] == "deployment-finished" and events[-1]["state"] == "restored"

@@ -80,6 +80,14 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
     ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix))
 
 
+def progress_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--progress", type=click.Choice(("auto", "live", "plain", "json")), default=None,
+        help="How to show progress: the live view, plain lines, or one JSON event a line on stdout "
+             "(default: SUREFOOT_PROGRESS, else live on a terminal).",
+    )(function)
+
+
 @cli.command()
 @click.option("--fresh", is_flag=True, help="Start a new deployment even if one is unfinished.")
 @click.option("--resume", is_flag=True, help="Only resume an unfinished deployment.")
@@ -90,10 +98,11 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
               help="A configuration value for the env file (repeatable).")
 @click.option("--skip-check", "skip_checks", multiple=True, metavar="NAME",
               type=click.Choice(CHECK_NAMES), help="Skip one preflight check (repeatable).")
+@progress_option
 @click.pass_obj
 def deploy(
     opts: GlobalOptions, fresh: bool, resume: bool, yes: bool, non_interactive: bool,
-    assignments: tuple[str, ...], skip_checks: tuple[str, ...],
+    assignments: tuple[str, ...], skip_checks: tuple[str, ...], progress: str | None = None,
 ) -> int:
     """Deploy: resume the unfinished deployment, or start a new one (an update)."""
     if fresh and resume:
@@ -109,7 +118,7 @@ def deploy(
 
     options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
                             interactive=not non_interactive, values=values, skip_checks=skip_checks)
-    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead)
+    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead, progress=progress)
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -122,14 +131,16 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
-                 cancel: CancelToken | None = None, ahead: AskedAhead | None = None) -> int:
+                 cancel: CancelToken | None = None, ahead: AskedAhead | None = None,
+                 progress: str | None = None) -> int:
     """Load the settings, wire signals to a cancel token, run ``action``, report its outcome.
-    ``ahead``: the answers of commands started already, with ``cancel`` (their token)."""
+    ``ahead``: the answers of commands started already, with ``cancel`` (their token).
+    ``progress``: the renderer (--progress); with json, stdout holds only the events."""
     from surefoot.proc import CancelToken
 
     cancel = cancel or CancelToken()
     from surefoot.config import load_settings
-    from surefoot.console import make_reporter
+    from surefoot.console import JsonRenderer, reporter_for
     from surefoot.runner import Runner
 
     settings = load_settings(opts.project_dir, opts.config)
@@ -138,34 +149,35 @@ def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
-    reporter = make_reporter()
+    reporter = reporter_for(progress)
     try:
         outcome = action(Runner(settings, state_dir, reporter, cancel=cancel, ahead=ahead))
     finally:
         reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return _report_outcome(outcome, opts)
+    return _report_outcome(outcome, opts, quiet_stdout=isinstance(reporter, JsonRenderer))
 
 
-def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
+def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions, quiet_stdout: bool = False) -> int:
+    """``quiet_stdout``: stdout carries JSON events; the words go to stderr."""
     resume_cmd = shlex.join([*opts.argv_prefix, "deploy"])
     if outcome.state == "completed":
-        click.echo(f"deployment #{outcome.deployment_id} completed.")
+        click.echo(f"deployment #{outcome.deployment_id} completed.", err=quiet_stdout)
         for note in outcome.notes:  # said last, so that it is seen
             click.echo(f"WARNING: {note}", err=True)
         return ExitCode.OK
     if outcome.state == "done":
-        click.echo(outcome.notes[0] if outcome.notes else "done.")
+        click.echo(outcome.notes[0] if outcome.notes else "done.", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "restored":
-        click.echo(f"release {outcome.restored_release} restored and healthy.")
+        click.echo(f"release {outcome.restored_release} restored and healthy.", err=quiet_stdout)
         for note in outcome.notes:
-            click.echo(f"note: {note}")
+            click.echo(f"note: {note}", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "nothing-to-resume":
         click.echo("nothing to resume: the last deployment completed. "
-                   f"Run `{resume_cmd}` to deploy an update.")
+                   f"Run `{resume_cmd}` to deploy an update.", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "interrupted":
         what = f"deployment #{outcome.deployment_id}" if outcome.deployment_id else "surefoot"
@@ -217,15 +229,16 @@ def status(opts: GlobalOptions, as_json: bool) -> int:
 @cli.command()
 @click.argument("release", required=False, type=int)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@progress_option
 @click.pass_obj
-def rollback(opts: GlobalOptions, release: int | None, yes: bool) -> int:
+def rollback(opts: GlobalOptions, release: int | None, yes: bool, progress: str | None = None) -> int:
     """Restore RELEASE (default: the one before the current release), then gate it."""
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("rollback changes the running stack: confirm with --yes")
         which = f"release {release}" if release else "the previous release"
         click.confirm(f"Restore {which}? Database changes are not undone.", abort=True)
-    return _with_runner(opts, lambda runner: runner.rollback(release))
+    return _with_runner(opts, lambda runner: runner.rollback(release), progress=progress)
 
 
 @cli.command()
@@ -243,11 +256,12 @@ def history(opts: GlobalOptions, as_json: bool) -> int:
 
 
 @cli.command()
+@progress_option
 @click.pass_obj
-def verify(opts: GlobalOptions) -> int:
+def verify(opts: GlobalOptions, progress: str | None = None) -> int:
     """Check the running stack: the configured URLs, TLS certificates, container states."""
 
-    return _with_runner(opts, lambda runner: runner.verify())
+    return _with_runner(opts, lambda runner: runner.verify(), progress=progress)
 
 
 @cli.command()
