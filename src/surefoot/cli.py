@@ -243,13 +243,27 @@ def rollback(opts: GlobalOptions, release: int | None, yes: bool, progress: str 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained HTML page: timelines of the latest deployments' phases "
+                   "and each phase's duration across the last ones.")
 @click.pass_obj
-def history(opts: GlobalOptions, as_json: bool) -> int:
+def history(opts: GlobalOptions, as_json: bool, html_file: Path | None = None) -> int:
     """List the releases, newest first: outcome, phase durations, who and where."""
     from surefoot.history import collect_history, render_history
     from surefoot.project import read_project_name
 
     project = read_project_name(opts.project_dir, opts.config)
+    if html_file is not None:
+        from surefoot.timeline import collect_timeline, render_html
+
+        page = render_html(collect_timeline(opts.resolved_state_dir(), project))
+        try:
+            html_file.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{html_file}: cannot write: {exc.strerror}") from None
+        click.echo(f"wrote {html_file}", err=as_json)
+        if not as_json:
+            return ExitCode.OK
     data = collect_history(opts.resolved_state_dir(), project)
     click.echo(json.dumps(data, indent=2) if as_json else render_history(data))
     return ExitCode.OK
