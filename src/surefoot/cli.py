@@ -226,8 +226,34 @@ def status(opts: GlobalOptions, as_json: bool) -> int:
     return ExitCode.OK
 
 
+def complete_release(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a release number: the project's releases, newest first, read
+    from the state store (no lock, no configuration validation)."""
+    import sqlite3
+
+    from click.shell_completion import CompletionItem
+
+    from surefoot.project import read_project_name
+    from surefoot.state import StateStore
+
+    params = ctx.find_root().params
+    project_dir = Path(params.get("project_dir") or ".").absolute()
+    config = params.get("config")
+    if config is not None and not Path(config).is_absolute():
+        config = project_dir / config
+    state_dir = Path(params.get("state_dir") or project_dir / DEFAULT_STATE_DIR)
+    try:
+        project = read_project_name(project_dir, config)
+        with StateStore.open(state_dir.absolute() / "state.db", create=False) as store:
+            releases = store.releases(project)
+    except (SurefootError, OSError, sqlite3.Error):
+        return []
+    return [CompletionItem(str(r.id), help=f"{r.outcome}, {r.created_at.replace('T', ' ')[:16]}")
+            for r in releases if str(r.id).startswith(incomplete)]
+
+
 @cli.command()
-@click.argument("release", required=False, type=int)
+@click.argument("release", required=False, type=int, shell_complete=complete_release)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @progress_option
 @click.pass_obj
