@@ -58,7 +58,7 @@ def test_timeline_cuts_idle_stretches_and_names_the_resume_point() -> None:
     second = bars[-1]
     assert second["attempt"] == 2 and 13 < second["start"] < 20 and second["duration"] == 10
     assert timeline["breaks"] == [{"at": 13.0, "seconds": 7187.0}]
-    page = render_html({"project": "p</script><b>", "generated_at": "now", "deployments": [timeline],
+    page = render_html({"project": "p</script><b>", "generated_at": "now", "gap_shown": 3, "deployments": [timeline],
                         "trend": {"labels": [], "outcomes": [], "phases": {}}})
     assert "p</script><b>" not in page.split("<script>")[0]  # escaped in the text, and in the JSON
     assert page.count("</script>") == 3

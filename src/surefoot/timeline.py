@@ -104,7 +104,8 @@ def collect_timeline(state_dir: Path, project: str, shown: int = 5, trend: int =
     ``trend`` deployments (oldest first)."""
     db = state_dir / "state.db"
     result: dict[str, Any] = {"project": project, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "deployments": [], "trend": {"labels": [], "outcomes": [], "phases": {}}}
+                              "gap_shown": GAP_SHOWN, "deployments": [],
+                              "trend": {"labels": [], "outcomes": [], "phases": {}}}
     if not db.exists():
         return result
     now = datetime.now(UTC)
@@ -154,9 +155,25 @@ PAGE_SCRIPT = """
   const data = JSON.parse(document.getElementById('surefoot-data').textContent);
   const colors = {completed: '#2da44e', skipped: '#afb8c1', failed: '#cf222e', interrupted: '#bf8700',
                   running: '#0969da'};
-  const palette = ['#0969da', '#cf222e', '#2da44e', '#8250df', '#bf8700', '#1b7c83', '#e16f24', '#6e7781',
-                   '#d1242f', '#4d2d8f', '#116329'];
+  const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7',
+                   '#9c755f', '#bab0ac', '#1f2328'];
   const seconds = function (v) { return v < 90 ? v.toFixed(1) + 's' : (v / 60).toFixed(1) + 'min'; };
+  // A dashed line where an idle stretch (a resume long after a failure) was cut short.
+  const cutLines = {
+    id: 'surefootCuts',
+    afterDatasetsDraw: function (chart, _args, options) {
+      const cuts = (options && options.cuts) || [];
+      const x = chart.scales.x, area = chart.chartArea, g = chart.ctx;
+      g.save();
+      g.strokeStyle = '#6e7781'; g.fillStyle = '#59636e'; g.setLineDash([4, 3]); g.font = '11px sans-serif';
+      cuts.forEach(function (cut) {
+        const px = x.getPixelForValue(cut.at + data.gap_shown / 2);
+        g.beginPath(); g.moveTo(px, area.top); g.lineTo(px, area.bottom); g.stroke();
+        g.fillText('idle ' + seconds(cut.seconds), px + 4, area.bottom - 4);
+      });
+      g.restore();
+    }
+  };
   let drawn = 0;
   data.deployments.forEach(function (dep) {
     const canvas = document.getElementById('timeline-' + dep.id);
@@ -172,6 +189,7 @@ PAGE_SCRIPT = """
     }).filter(function (set) { return set.data.length > 0; });
     new Chart(canvas, {
       type: 'bar',
+      plugins: [cutLines],
       data: {labels: dep.phases.map(label), datasets: datasets},
       options: {
         indexAxis: 'y', animation: false, responsive: true, maintainAspectRatio: false,
@@ -179,6 +197,7 @@ PAGE_SCRIPT = """
                  y: {ticks: {color: function (c) {
                    return dep.phases[c.index] === dep.resume_at ? '#9a6700' : '#1f2328'; }}}},
         plugins: {
+          surefootCuts: {cuts: dep.breaks},
           legend: {position: 'bottom'},
           tooltip: {callbacks: {label: function (c) {
             const b = c.raw.bar;
@@ -254,18 +273,24 @@ def render_html(data: dict[str, Any]) -> str:
                      f'aria-label="timeline of deployment #{dep["id"]}" role="img"></canvas></div>')
         if dep is data["deployments"][0]:
             parts.append(_phase_table(dep))
-    trend = data["trend"]
-    if trend["labels"]:
-        parts.append(f"<h2>phase durations across the last {len(trend['labels'])} deployment(s)</h2>")
-        parts.append('<p class="meta">seconds of each completed phase, oldest first: '
-                     "a slowing build or migration stands out</p>")
-        parts.append('<div class="chart" style="height:320px"><canvas id="trend" role="img" '
-                     'aria-label="phase durations across deployments"></canvas></div>')
+            parts.append(_trend(data["trend"]))  # between the latest and the older ones
     parts.append(f'<script type="application/json" id="surefoot-data">{_script_json(data)}</script>')
     parts.append(f"<script>{_chart_js()}</script>")
     parts.append(f"<script>{PAGE_SCRIPT}</script>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _trend(trend: dict[str, Any]) -> str:
+    if not trend["labels"]:
+        return ""
+    return "\n".join([
+        f"<h2>phase durations across the last {len(trend['labels'])} deployment(s)</h2>",
+        '<p class="meta">seconds of each completed phase, oldest first: a slowing build or migration '
+        "stands out</p>",
+        '<div class="chart" style="height:300px"><canvas id="trend" role="img" '
+        'aria-label="phase durations across deployments"></canvas></div>',
+    ])
 
 
 def _phase_table(dep: dict[str, Any]) -> str:
