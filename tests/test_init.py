@@ -257,3 +257,43 @@ def test_init_on_the_example_infers_its_hand_written_configuration(docker: None,
         assert phases["database-migrate"][key] == expected["database-migrate"][key]
     assert phases["health-wait"]["url"] == expected["health-wait"]["url"]
     load_settings(folder)
+
+
+@pytest.mark.docker
+def test_init_on_a_terminal_asks_for_the_health_path(projects: Projects) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    project = projects.new({"compose.yaml": APP_COMPOSE, "compose.prod.yml": APP_PRODUCTION,
+                            ".env.prod": "WEB_PORT={port}\n"})
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(project.command("init"), stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"healthy [/health]:" in seen:
+            os.write(main, b"/ready\r")
+            answered = True
+        if process.poll() is not None and not ready:
+            break
+    process.wait(timeout=30)
+    os.close(main)
+    assert process.returncode == 0, seen.decode(errors="replace")
+    config = tomllib.loads((project.path / "surefoot.toml").read_text())
+    assert config["project"]["compose_files"] == ["compose.yaml", "compose.prod.yml"]
+    assert config["project"]["env_file"] == ".env.prod"
+    assert config["phases"]["health-wait"]["url"] == f"http://127.0.0.1:{project.port}/ready"
