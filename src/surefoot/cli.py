@@ -80,6 +80,14 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
     ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix))
 
 
+def progress_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--progress", type=click.Choice(("auto", "live", "plain", "json")), default=None,
+        help="How to show progress: the live view, plain lines, or one JSON event a line on stdout "
+             "(default: SUREFOOT_PROGRESS, else live on a terminal).",
+    )(function)
+
+
 @cli.command()
 @click.option("--fresh", is_flag=True, help="Start a new deployment even if one is unfinished.")
 @click.option("--resume", is_flag=True, help="Only resume an unfinished deployment.")
@@ -90,10 +98,11 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
               help="A configuration value for the env file (repeatable).")
 @click.option("--skip-check", "skip_checks", multiple=True, metavar="NAME",
               type=click.Choice(CHECK_NAMES), help="Skip one preflight check (repeatable).")
+@progress_option
 @click.pass_obj
 def deploy(
     opts: GlobalOptions, fresh: bool, resume: bool, yes: bool, non_interactive: bool,
-    assignments: tuple[str, ...], skip_checks: tuple[str, ...],
+    assignments: tuple[str, ...], skip_checks: tuple[str, ...], progress: str | None = None,
 ) -> int:
     """Deploy: resume the unfinished deployment, or start a new one (an update)."""
     if fresh and resume:
@@ -109,7 +118,7 @@ def deploy(
 
     options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
                             interactive=not non_interactive, values=values, skip_checks=skip_checks)
-    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead)
+    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead, progress=progress)
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -122,14 +131,16 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
-                 cancel: CancelToken | None = None, ahead: AskedAhead | None = None) -> int:
+                 cancel: CancelToken | None = None, ahead: AskedAhead | None = None,
+                 progress: str | None = None) -> int:
     """Load the settings, wire signals to a cancel token, run ``action``, report its outcome.
-    ``ahead``: the answers of commands started already, with ``cancel`` (their token)."""
+    ``ahead``: the answers of commands started already, with ``cancel`` (their token).
+    ``progress``: the renderer (--progress); with json, stdout holds only the events."""
     from surefoot.proc import CancelToken
 
     cancel = cancel or CancelToken()
     from surefoot.config import load_settings
-    from surefoot.console import make_reporter
+    from surefoot.console import JsonRenderer, reporter_for
     from surefoot.runner import Runner
 
     settings = load_settings(opts.project_dir, opts.config)
@@ -138,32 +149,35 @@ def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
-    reporter = make_reporter()
+    reporter = reporter_for(progress)
     try:
         outcome = action(Runner(settings, state_dir, reporter, cancel=cancel, ahead=ahead))
     finally:
         reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return _report_outcome(outcome, opts)
+    return _report_outcome(outcome, opts, quiet_stdout=isinstance(reporter, JsonRenderer))
 
 
-def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions) -> int:
+def _report_outcome(outcome: DeployOutcome, opts: GlobalOptions, quiet_stdout: bool = False) -> int:
+    """``quiet_stdout``: stdout carries JSON events; the words go to stderr."""
     resume_cmd = shlex.join([*opts.argv_prefix, "deploy"])
     if outcome.state == "completed":
-        click.echo(f"deployment #{outcome.deployment_id} completed.")
+        click.echo(f"deployment #{outcome.deployment_id} completed.", err=quiet_stdout)
+        for note in outcome.notes:  # said last, so that it is seen
+            click.echo(f"WARNING: {note}", err=True)
         return ExitCode.OK
     if outcome.state == "done":
-        click.echo(outcome.notes[0] if outcome.notes else "done.")
+        click.echo(outcome.notes[0] if outcome.notes else "done.", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "restored":
-        click.echo(f"release {outcome.restored_release} restored and healthy.")
+        click.echo(f"release {outcome.restored_release} restored and healthy.", err=quiet_stdout)
         for note in outcome.notes:
-            click.echo(f"note: {note}")
+            click.echo(f"note: {note}", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "nothing-to-resume":
         click.echo("nothing to resume: the last deployment completed. "
-                   f"Run `{resume_cmd}` to deploy an update.")
+                   f"Run `{resume_cmd}` to deploy an update.", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "interrupted":
         what = f"deployment #{outcome.deployment_id}" if outcome.deployment_id else "surefoot"
@@ -212,17 +226,44 @@ def status(opts: GlobalOptions, as_json: bool) -> int:
     return ExitCode.OK
 
 
+def complete_release(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a release number: the project's releases, newest first, read
+    from the state store (no lock, no configuration validation)."""
+    import sqlite3
+
+    from click.shell_completion import CompletionItem
+
+    from surefoot.project import read_project_name
+    from surefoot.state import StateStore
+
+    params = ctx.find_root().params
+    project_dir = Path(params.get("project_dir") or ".").absolute()
+    config = params.get("config")
+    if config is not None and not Path(config).is_absolute():
+        config = project_dir / config
+    state_dir = Path(params.get("state_dir") or project_dir / DEFAULT_STATE_DIR)
+    try:
+        project = read_project_name(project_dir, config)
+        with StateStore.open(state_dir.absolute() / "state.db", create=False) as store:
+            releases = store.releases(project)
+    except (SurefootError, OSError, sqlite3.Error):
+        return []
+    return [CompletionItem(str(r.id), help=f"{r.outcome}, {r.created_at.replace('T', ' ')[:16]}")
+            for r in releases if str(r.id).startswith(incomplete)]
+
+
 @cli.command()
-@click.argument("release", required=False, type=int)
+@click.argument("release", required=False, type=int, shell_complete=complete_release)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@progress_option
 @click.pass_obj
-def rollback(opts: GlobalOptions, release: int | None, yes: bool) -> int:
+def rollback(opts: GlobalOptions, release: int | None, yes: bool, progress: str | None = None) -> int:
     """Restore RELEASE (default: the one before the current release), then gate it."""
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("rollback changes the running stack: confirm with --yes")
         release = _confirm_rollback(opts, release)
-    return _with_runner(opts, lambda runner: runner.rollback(release))
+    return _with_runner(opts, lambda runner: runner.rollback(release), progress=progress)
 
 
 def _confirm_rollback(opts: GlobalOptions, release: int | None) -> int:
@@ -240,24 +281,39 @@ def _confirm_rollback(opts: GlobalOptions, release: int | None) -> int:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained HTML page: timelines of the latest deployments' phases "
+                   "and each phase's duration across the last ones.")
 @click.pass_obj
-def history(opts: GlobalOptions, as_json: bool) -> int:
+def history(opts: GlobalOptions, as_json: bool, html_file: Path | None = None) -> int:
     """List the releases, newest first: outcome, phase durations, who and where."""
     from surefoot.history import collect_history, render_history
     from surefoot.project import read_project_name
 
     project = read_project_name(opts.project_dir, opts.config)
+    if html_file is not None:
+        from surefoot.timeline import collect_timeline, render_html
+
+        page = render_html(collect_timeline(opts.resolved_state_dir(), project))
+        try:
+            html_file.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{html_file}: cannot write: {exc.strerror}") from None
+        click.echo(f"wrote {html_file}", err=as_json)
+        if not as_json:
+            return ExitCode.OK
     data = collect_history(opts.resolved_state_dir(), project)
     click.echo(json.dumps(data, indent=2) if as_json else render_history(data))
     return ExitCode.OK
 
 
 @cli.command()
+@progress_option
 @click.pass_obj
-def verify(opts: GlobalOptions) -> int:
+def verify(opts: GlobalOptions, progress: str | None = None) -> int:
     """Check the running stack: the configured URLs, TLS certificates, container states."""
 
-    return _with_runner(opts, lambda runner: runner.verify())
+    return _with_runner(opts, lambda runner: runner.verify(), progress=progress)
 
 
 @cli.command()
@@ -266,6 +322,139 @@ def verify(opts: GlobalOptions) -> int:
 def prerequisites(opts: GlobalOptions, dry_run: bool) -> int:
     """Install and start what is missing (Docker, compose v2, the daemon, firewall)."""
     return _with_runner(opts, lambda runner: runner.prerequisites(dry_run))
+
+
+@cli.command()
+@click.option("--non-interactive", is_flag=True, help="Write what was inferred without asking.")
+@click.pass_obj
+def init(opts: GlobalOptions, non_interactive: bool) -> int:
+    """Write a commented surefoot.toml inferred from the compose files here."""
+    from surefoot import init as scaffold
+    from surefoot.compose import Target, compose_args
+    from surefoot.project import COMPOSE_CANDIDATES, CONFIG_NAME, default_project_name
+
+    folder = opts.project_dir
+    path = opts.config or folder / CONFIG_NAME
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: project folder not found")
+    if path.exists():
+        raise ConfigError(f"{path}: already exists; surefoot init never overwrites it (remove it first)")
+    names = sorted(entry.name for entry in folder.iterdir() if entry.is_file())
+    files = scaffold.choose_compose_files(names)
+    if not files:
+        raise ConfigError(f"{folder}: no compose file here (looked for {', '.join(COMPOSE_CANDIDATES)})")
+    name = default_project_name(folder)
+    argv = compose_args(Target(name, folder, tuple(folder / f for f in files)),
+                        "config", "--no-interpolate", "--format", "json")
+    import subprocess
+
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"cannot read the compose files with `docker compose config`: {exc}") from None
+    if done.returncode != 0:
+        raise ConfigError(f"{', '.join(files)}: docker compose cannot read them: {done.stderr.strip()}")
+    env_name = scaffold.choose_env_file(names)
+    env_text = ""
+    if env_name:
+        try:
+            env_text = (folder / env_name).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{folder / env_name}: cannot read: {exc}") from None
+    model = json.loads(done.stdout)
+    services = model.get("services") or {}
+    apps = {key: value for key, value in services.items() if scaffold.database_kind(value) is None}
+    inference = scaffold.infer(name, names, model, env_text, scaffold.build_contexts(apps))
+    health = inference.health
+    interactive = not non_interactive and sys.stdin.isatty()
+    migration = inference.migration
+    if interactive and migration is not None:
+        command = shlex.join(migration.command)
+        click.echo(f"migration: {migration.why}")
+        if not click.confirm(f"Run `{command}` in {migration.service} before each release?", default=True):
+            inference = scaffold.replace(inference, migration=None)
+    if interactive and health is not None and health.url is not None:
+        click.echo(f"health probe: {health.why}")
+        answer = click.prompt("Path that answers 200 when the application is healthy", default=health.path)
+        inference = scaffold.replace(inference, health=health.with_path(answer))
+    text = scaffold.render(inference)
+    try:
+        with path.open("x") as handle:  # never overwrites, even when racing another init
+            handle.write(text)
+    except FileExistsError:
+        raise ConfigError(f"{path}: already exists; surefoot init never overwrites it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+    click.echo(f"wrote {path}")
+    click.echo(f"  project {inference.project_name}; compose files {', '.join(inference.compose_files)}; "
+               f"env file {inference.env_file or 'none'}")
+    click.echo(f"  database-start: {', '.join(inference.databases) or 'none recognised'}")
+    probe = inference.health
+    click.echo(f"  health probe: {(probe.url or f'the state of {probe.service}') if probe else 'none found'}")
+    migration = inference.migration
+    planned = f"{shlex.join(migration.command)} in {migration.service}" if migration else None
+    click.echo(f"  database-migrate: {planned or 'left commented; pick the command in the file'}")
+    ignore = folder / ".gitignore"
+    try:
+        updated = scaffold.gitignore_with_state(ignore.read_text() if ignore.exists() else None)
+        if updated is not None:
+            ignore.write_text(updated)
+            click.echo(f"added .surefoot/ to {ignore}")
+    except OSError as exc:
+        click.echo(f"warning: {ignore}: cannot add .surefoot/ ({exc.strerror})", err=True)
+    return ExitCode.OK
+
+
+def _run_compose(opts: GlobalOptions, args: tuple[str, ...]) -> int:
+    """Become ``docker compose`` for this project (its name, files and env file, as every
+    deployment phase gives them): the terminal, stdin, signals and exit code are compose's."""
+    from surefoot.compose import Target, compose_args
+    from surefoot.config import load_settings
+
+    settings = load_settings(opts.project_dir, opts.config)
+    target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file)
+    argv = compose_args(target, *args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)  # no shell: the arguments reach compose as they are
+    except OSError as exc:
+        raise SurefootError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    return ExitCode.OK  # not reached
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                               "help_option_names": ["--surefoot-help"]})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def compose(opts: GlobalOptions, args: tuple[str, ...]) -> int:
+    """Run docker compose ARGS with the project's name, compose files and env file.
+
+    \b
+    Everything after `compose` goes to docker compose untouched, e.g.
+      surefoot compose ps --format json
+      surefoot compose logs -f api
+      surefoot compose exec db psql -U shop
+    The exit code is compose's.
+    """
+    return _run_compose(opts, args)
+
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep following the output.")
+@click.option("--tail", metavar="N", help="Only the last N lines of each container.")
+@click.pass_obj
+def logs(opts: GlobalOptions, service: str | None, follow: bool, tail: str | None) -> int:
+    """Show the logs of the project's containers (or of SERVICE): `compose logs`."""
+    args = ["logs"]
+    if follow:
+        args.append("--follow")
+    if tail is not None:
+        args += ["--tail", tail]
+    if service:
+        args += ["--", service]
+    return _run_compose(opts, tuple(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,16 @@ deployment. Rich is imported only by the live view.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from surefoot import events
@@ -198,6 +200,90 @@ class LiveRenderer:
     def close(self) -> None:
         self._live.refresh()
         self._live.stop()
+
+
+class JsonRenderer:
+    """One JSON object per line, for CI and scripts: every event typed (``type``), with its
+    UTC ``time``. The lines carry what the other renderers show, secrets already masked by
+    the runner. The results of preflight and verify checks and of gate probes, which the
+    phases write as output lines, are also given as ``check`` and ``probe`` objects."""
+
+    _CHECK = re.compile(r"^(?P<name>[a-z][a-z-]*): (?P<result>pass|warn|fail) \((?P<detail>.*)\)"
+                        r"(?: - (?P<advice>.*))?$")
+    _VERIFY = re.compile(r"^(?P<name>\S+)\s+(?P<result>pass|warn|fail)\s+(?P<detail>.*)$")
+    _PROBE = re.compile(r"^(?P<probe>.+?): (?P<passes>\d+)/(?P<needed>\d+) passes, (?P<elapsed>\S+) of "
+                        r"(?P<timeout>\S+)(?: \((?P<result>pass|fail): (?P<detail>.*)\))?$")
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def _write(self, event_type: str, **fields: object) -> None:
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        line = json.dumps({"type": event_type, "time": stamp, **fields}, ensure_ascii=False)
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def emit(self, event: events.Event) -> None:
+        match event:
+            case events.DeploymentStarted(deployment_id=dep, project=project, kind=kind, phases=phases):
+                self._write("deployment-started", deployment=dep or None, project=project, kind=kind,
+                            phases=list(phases))
+            case events.PhaseSkipped(phase=phase, reason=reason, status=status):
+                self._write("phase-skipped", phase=phase, status=status, reason=reason)
+            case events.PhaseStarted(phase=phase, attempt=attempt, reason=reason):
+                self._write("phase-started", phase=phase, attempt=attempt, reason=reason)
+            case events.PhaseOutput(phase=phase, line=line):
+                self._write("output", phase=phase, line=line)
+                self._results(phase, line)
+            case events.PhaseProgress(phase=phase, text=text):
+                self._write("progress", phase=phase, text=text)
+            case events.PhaseWarning(phase=phase, text=text):
+                self._write("warning", phase=phase, text=text)
+            case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
+                self._write("phase-finished", phase=phase, status=status, duration=round(elapsed, 3), note=note)
+            case events.DeploymentFinished(deployment_id=dep, state=state, elapsed=elapsed):
+                self._write("deployment-finished", deployment=dep or None, state=state,
+                            duration=round(elapsed, 3))
+
+    def _results(self, phase: str, line: str) -> None:
+        """A check's or a probe's result, read from the line the phase wrote."""
+        probe = self._PROBE.match(line)
+        if probe:
+            self._write("probe", phase=phase, probe=probe["probe"], passes=int(probe["passes"]),
+                        needed=int(probe["needed"]), result=probe["result"], detail=probe["detail"])
+            return
+        if phase == "preflight":
+            check = self._CHECK.match(line)
+            if check:
+                self._write("check", phase=phase, name=check["name"], result=check["result"],
+                            detail=check["detail"], advice=check["advice"])
+        elif phase == "verify":
+            row = self._VERIFY.match(line)
+            if row and row["name"] != "check":
+                self._write("check", phase=phase, name=row["name"], result=row["result"],
+                            detail=row["detail"], advice=None)
+
+    def paused(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def close(self) -> None:
+        pass
+
+
+PROGRESS_CHOICES = ("auto", "live", "plain", "json")
+
+
+def reporter_for(progress: str | None, stream: TextIO | None = None) -> events.Reporter:
+    """The renderer ``--progress`` names; without it SUREFOOT_PROGRESS (live, plain, json),
+    else the live view on a terminal and plain lines elsewhere."""
+    choice = progress or os.environ.get("SUREFOOT_PROGRESS", "") or "auto"
+    if choice == "json":
+        return JsonRenderer(stream)
+    if choice in ("live", "plain"):
+        return make_reporter(stream, live=choice == "live")
+    return make_reporter(stream, live=None if progress is None else (stream or sys.stdout).isatty())
 
 
 def make_reporter(stream: TextIO | None = None, live: bool | None = None) -> events.Reporter:

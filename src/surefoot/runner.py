@@ -68,6 +68,10 @@ class DeployOutcome:
     usage_error: bool = False  # a configuration problem found while running (exit 2)
 
 
+NO_HEALTH_PROBE = ("no health probe configured: nothing checked that the application answers "
+                   "(set phases.health-wait.url or probes in surefoot.toml)")
+
+
 class _Failed(Exception):
     def __init__(self, outcome: DeployOutcome):
         self.outcome = outcome
@@ -270,7 +274,11 @@ class Runner:
                 if store.release(project, deployment_id) is not None:
                     store.set_release_outcome(deployment_id, "healthy")
                 store.add_event(deployment_id, "completed", "deployment completed")
-                outcome = DeployOutcome("completed", deployment_id)
+                warnings = self._unchecked_warnings()
+                for text in warnings:
+                    store.add_event(deployment_id, "warning", text)
+                    self.reporter.emit(events.PhaseWarning(None, text))
+                outcome = DeployOutcome("completed", deployment_id, notes=warnings)
             self.reporter.emit(
                 events.DeploymentFinished(deployment_id, outcome.state, self.clock() - started)
             )
@@ -279,6 +287,17 @@ class Runner:
                 message += f"; release {outcome.restored_release} restored"
             self.notifier.send(outcome.state, deployment_id, message, outcome.failed_phase)
             return outcome
+
+    def _unchecked_warnings(self) -> tuple[str, ...]:
+        """What the operator must hear at the end of a successful deployment: no health
+        probe at all (health-wait without probes or turned off, no verify URL) means that
+        nothing checked that the application answers."""
+        phases = self.settings.phases
+        probed = phases.health_wait.enabled and bool(phases.health_wait.all_probes())
+        verified = phases.verify.enabled and bool(phases.verify.urls)
+        if probed or verified:
+            return ()
+        return (NO_HEALTH_PROBE,)
 
     def _run_pipeline(
         self,

@@ -441,6 +441,13 @@ class StateStore:
                 (deployment_id, now_iso(), kind, phase, message),
             )
 
+    def event_messages(self, deployment_id: int, kind: str) -> list[str]:
+        """The messages of one kind of event of a deployment, oldest first, each once."""
+        rows = self._query(
+            "SELECT message FROM events WHERE deployment_id = ? AND kind = ? ORDER BY id", (deployment_id, kind)
+        )
+        return list(dict.fromkeys(str(row["message"]) for row in rows))
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:

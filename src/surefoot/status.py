@@ -26,6 +26,7 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
     deployment = None
     current_release = None
     runs: dict[str, Any] = {}
+    warnings: list[str] = []
     if db.exists():
         try:
             with StateStore.open(db, create=False) as store:
@@ -34,6 +35,7 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
                 if deployment is not None:
                     all_runs = store.phase_runs(deployment.id)
                     runs = {run.phase: run for run in all_runs}
+                    warnings = store.event_messages(deployment.id, "warning")
         except (FileNotFoundError, sqlite3.Error):
             deployment = None
     if deployment is None:
@@ -46,6 +48,7 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
                        for name in PHASE_NAMES + tuple(n for n in OPTIONAL_PHASES if n in optional)],
             "lock": lock,
             "current_release": current_release,
+            "warnings": [],
         }
     state = deployment.state
     holder_alive = holder is not None
@@ -77,6 +80,7 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
         "phases": phases,
         "lock": lock,
         "current_release": current_release,
+        "warnings": warnings,
     }
 
 
@@ -131,6 +135,9 @@ def render_status(status: dict[str, Any]) -> str:
         )
         if phase["error"] and phase["status"] in ("failed", "interrupted"):
             lines.append(f"  {'':<{width}}  {phase['error']}")
+    if status.get("warnings"):
+        lines.append("")
+        lines += [f"WARNING: {warning}" for warning in status["warnings"]]
     if next_phase and status["state"] in ("failed", "interrupted"):
         lines.append("")
         lines.append(f"`surefoot deploy` resumes at {next_phase}.")
