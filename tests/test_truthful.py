@@ -121,57 +121,35 @@ def test_the_pull_summary_counts_interrupted_pulls_as_failed() -> None:
     assert failed_pull(" db Pulling ") is None
 
 
-def test_the_pull_phase_names_all_twelve_failed_pulls() -> None:
-    """The phase itself, its compose replaced by the captured output."""
-    from types import SimpleNamespace
+def test_the_pull_phase_names_all_twelve_failed_pulls(tmp_path: Path) -> None:
+    """The phase itself, on a FakeDocker answering with the captured output."""
+    from fakes import FakeDocker, Script, phase_context
 
-    from surefoot.compose import ComposeModel
-    from surefoot.config import PullSettings
     from surefoot.phases.images import pull
 
     services = {f"s{i}": {"image": f"registry.invalid/sft-nope/img{i}:1"} for i in range(1, 13)}
-    model = ComposeModel("p", services, digest="")
-    warnings: list[str] = []
-
-    def stream(argv: list[str], on_line: object) -> int:
-        for line in CAPTURED_PULL.splitlines():
-            on_line(line)  # type: ignore[operator]
-        return 1
-
-    ctx = SimpleNamespace(
-        settings=SimpleNamespace(phases=SimpleNamespace(pull_images=PullSettings())),
-        compose=SimpleNamespace(stream=stream, argv=lambda *args: list(args)),
-        facts=SimpleNamespace(model=lambda: model, database_services=lambda: [], images_changed=lambda: None),
-        reached=lambda _name: None, out=lambda _line: None, warn=warnings.append,
-    )
-    pull(ctx)  # type: ignore[arg-type]
-    assert len(warnings) == 1
-    assert warnings[0].startswith("could not pull " + ", ".join(sorted(services)) + ";"), warnings
+    docker = FakeDocker(Script(services=services, lines={"pull": CAPTURED_PULL.splitlines()}, codes={"pull": 1}))
+    ctx, seen = phase_context(tmp_path, docker)
+    pull(ctx)
+    assert len(seen.warnings) == 1
+    assert seen.warnings[0].startswith("could not pull " + ", ".join(sorted(services)) + ";"), seen.warnings
 
 
 # -- item 11: cleanup removes only the project's dangling images ---------------------------
-def test_cleanup_prunes_only_images_labelled_with_the_project() -> None:
-    from types import SimpleNamespace
+def test_cleanup_prunes_only_images_labelled_with_the_project(tmp_path: Path) -> None:
+    from fakes import FakeDocker, phase_context
 
+    from surefoot.compose import Target
+    from surefoot.dockerargs import prune_project_images_argv
     from surefoot.phases.cleanup import prune
 
-    commands: list[list[str]] = []
-
-    def stream(argv: list[str], _on_line: object) -> int:
-        commands.append(argv)
-        return 0
-
-    ctx = SimpleNamespace(
-        settings=SimpleNamespace(project_name="shop", rollback=SimpleNamespace(keep_releases=5)),
-        compose=SimpleNamespace(stream=stream, docker_argv=lambda *args: ["docker", *args],
-                                image_ids=lambda tags: {}),
-        expired_tags=[], out=lambda _line: None, warn=lambda _line: None,
-    )
-    prune(ctx)  # type: ignore[arg-type]
-    prunes = [argv for argv in commands if argv[1:3] == ["image", "prune"]]
-    assert prunes, commands
-    for argv in prunes:
-        assert "label=com.docker.compose.project=shop" in argv, argv
+    docker = FakeDocker(project_name="shop")
+    ctx, _ = phase_context(tmp_path, docker)
+    prune(ctx)
+    assert docker.args("prune_project_images") == [{"project": "shop"}]
+    argv = prune_project_images_argv(Target("shop", tmp_path, ()))
+    assert argv[1:3] == ["image", "prune"]
+    assert "label=com.docker.compose.project=shop" in argv, argv
 
 
 def _dangling_image(folder: Path, label: str) -> str:

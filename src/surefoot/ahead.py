@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from surefoot.compose import Target, config_argv, env_file_keys
+from surefoot.dockerargs import Target, config_argv, env_file_keys
 from surefoot.proc import Captured, ProcessRunner
 from surefoot.project import guess_compose_project
 

@@ -21,7 +21,7 @@ import click
 
 from surefoot import __version__
 from surefoot.errors import ConfigError, ExitCode, SurefootError
-from surefoot.phases import CHECK_NAMES
+from surefoot.names import CHECK_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -346,11 +346,12 @@ def init(opts: GlobalOptions, non_interactive: bool) -> int:
     name = default_project_name(folder)
     argv = compose_args(Target(name, folder, tuple(folder / f for f in files)),
                         "config", "--no-interpolate", "--format", "json")
-    import subprocess
+    from surefoot.errors import CommandNotFound, CommandTimeout
+    from surefoot.proc import CancelToken, ProcessRunner
 
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = ProcessRunner(CancelToken()).capture(argv, timeout=120, cancellable=False)
+    except (OSError, CommandNotFound, CommandTimeout) as exc:
         raise ConfigError(f"cannot read the compose files with `docker compose config`: {exc}") from None
     if done.returncode != 0:
         raise ConfigError(f"{', '.join(files)}: docker compose cannot read them: {done.stderr.strip()}")

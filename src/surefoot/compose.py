@@ -1,296 +1,71 @@
-"""The Docker adapter: argument lists in, parsed JSON out.
+"""The Docker adapter: operations in, parsed answers out.
 
-Everything surefoot asks of Docker goes through :class:`Compose`, which is handed
-a :class:`Target` (today the local engine; later a Docker context over SSH).
-The argument builders are pure functions and unit-tested; :class:`Compose`
-runs them through the :class:`~surefoot.proc.ProcessRunner`, and asks the quick
-questions of the local engine over its socket (:mod:`surefoot.engine`).
+Everything surefoot asks of Docker goes through :class:`Compose` (``ctx.docker``), which is
+handed a :class:`Target` (today the local engine; later a Docker context over SSH). Phases
+call its operations (``up``, ``build``, ``pull``, ``run_oneoff``, ``logs``, ``events``,
+``image_ids``, ``tag``, ``remove_images``, ...), never an argument list. Inside: the pure
+argument builders (:mod:`surefoot.dockerargs`), the models and parsers
+(:mod:`surefoot.dockermodel`), and this executor, which runs them through the
+:class:`~surefoot.proc.ProcessRunner` and asks the quick questions of the local engine over
+its socket (:mod:`surefoot.engine`) or takes the answers asked ahead (:mod:`surefoot.ahead`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from surefoot import dockerargs
+from surefoot.dockerargs import (
+    ONEOFF,
+    PROJECT_LABEL,
+    Target,
+    compose_args,
+    config_argv,
+    env_file_keys,
+    env_values,
+    shadowing,
+)
+from surefoot.dockermodel import (
+    DATABASE_IMAGES,
+    ComposeModel,
+    ContainerState,
+    compose_reason,
+    normalize_image,
+    parse_ps,
+    replicas,
+    states_from_inspect,
+)
 from surefoot.engine import Engine, EngineUnavailable
 from surefoot.errors import PhaseFailed
 from surefoot.proc import Captured, ProcessRunner
 
-if TYPE_CHECKING:
-    from surefoot.ahead import AskedAhead
+__all__ = [
+    "DATABASE_IMAGES", "ONEOFF", "PROJECT_LABEL", "Compose", "ComposeModel", "ContainerState", "Target",
+    "compose_args", "compose_reason", "config_argv", "env_file_keys", "env_values", "normalize_image",
+    "parse_ps", "replicas", "shadowing", "states_from_inspect",
+]
 
 T = TypeVar("T")
-PROJECT_LABEL = "com.docker.compose.project"
-ONEOFF = "com.docker.compose.oneoff=True"  # the label of `compose run` containers
 # The temporary name compose gives a container while it recreates it: "<12 hex>_<name>".
 _TEMPORARY_NAME = re.compile(r"^[0-9a-f]{12}_(.+)$")
 
 
-@dataclass(frozen=True)
-class Target:
-    project_name: str
-    project_dir: Path
-    compose_files: tuple[Path, ...]
-    env_file: Path | None = None
-    docker: tuple[str, ...] = ("docker",)  # e.g. ("docker", "--context", "prod") one day
-    earlier_env_files: tuple[Path, ...] = ()  # passed before env_file (which wins over them)
-
-    @property
-    def env_files(self) -> tuple[Path, ...]:
-        return (*self.earlier_env_files, *((self.env_file,) if self.env_file is not None else ()))
+class NoRunningContainer(PhaseFailed):
+    """A command was to run in a service's container, and none of them runs."""
 
 
-def compose_args(target: Target, *args: str) -> list[str]:
-    """``docker compose`` with the project name, every compose file and the env file."""
-    argv = [*target.docker, "compose", "--ansi", "never", "--progress", "plain"]
-    argv += ["--project-name", target.project_name, "--project-directory", str(target.project_dir)]
-    for file in target.compose_files:
-        argv += ["--file", str(file)]
-    for env_file in target.env_files:
-        argv += ["--env-file", str(env_file)]
-    return [*argv, *args]
+class Answers(Protocol):
+    """Answers to commands asked ahead of time (:class:`surefoot.ahead.AskedAhead`)."""
 
+    def take(self, argv: Sequence[str], cwd: Path | None) -> Captured | None: ...
 
-def env_values(paths: Path | Sequence[Path] | None) -> dict[str, str]:
-    """The values env files define, as compose reads them in order (a later file wins); an
-    absent or unreadable file defines none."""
-    from surefoot.secrets import parse_env_text
-
-    values: dict[str, str] = {}
-    for path in [paths] if isinstance(paths, Path) else paths or []:
-        try:
-            values.update(parse_env_text(path.read_text(encoding="utf-8", errors="replace")))
-        except OSError:
-            continue
-    return values
-
-
-def env_file_keys(paths: Path | Sequence[Path] | None) -> frozenset[str]:
-    """The keys env files define (none when absent or unreadable)."""
-    return frozenset(env_values(paths))
-
-
-def shadowing(paths: Path | Sequence[Path] | None, environ: Mapping[str, str]) -> list[str]:
-    """Names of the variables ``environ`` sets to another value than the env files do: compose
-    would let them win; surefoot leaves them out (see :meth:`Compose.environ_without`)."""
-    values = env_values(paths)
-    return sorted(key for key, value in values.items() if key in environ and environ[key] != value)
-
-
-def config_argv(target: Target) -> list[str]:
-    """``compose config`` as JSON: the command that reads the project's compose model."""
-    return compose_args(target, "config", "--format", "json")
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    name: str
-    service: str
-    state: str  # running, exited, restarting, created, ...
-    health: str  # healthy, unhealthy, starting, or "" without a healthcheck
-    exit_code: int
-    id: str = ""
-    published: tuple[int, ...] = ()  # host ports this container publishes
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "running" and self.health in ("", "healthy")
-
-    @property
-    def broken(self) -> bool:
-        return self.state in ("exited", "dead", "restarting") or self.health == "unhealthy"
-
-    def describe(self) -> str:
-        if self.state == "exited":
-            return f"exited with code {self.exit_code}"
-        if self.health:
-            return f"{self.state}, {self.health}"
-        return self.state
-
-
-def parse_ps(text: str) -> list[ContainerState]:
-    """Parse ``compose ps --format json``: one object per line (older releases: one array).
-    One-off containers (``compose run``, which newer releases list too) are left out."""
-    text = text.strip()
-    if not text:
-        return []
-    if text.startswith("["):
-        items: list[Any] = json.loads(text)
-    else:
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [
-        ContainerState(
-            name=item.get("Name", ""),
-            service=item.get("Service", ""),
-            state=item.get("State", "").lower(),
-            health=item.get("Health", "").lower(),
-            exit_code=int(item.get("ExitCode") or 0),
-            id=item.get("ID", ""),
-            published=tuple(
-                sorted({int(p["PublishedPort"]) for p in item.get("Publishers") or [] if p.get("PublishedPort")})
-            ),
-        )
-        for item in items
-        if ONEOFF not in str(item.get("Labels") or "").split(",")
-    ]
-
-
-def states_from_inspect(items: Sequence[dict[str, Any]]) -> list[ContainerState]:
-    """What ``compose ps`` says of containers, read from ``docker inspect`` output."""
-    result = []
-    for item in items:
-        state = item.get("State") or {}
-        ports = (item.get("NetworkSettings") or {}).get("Ports") or {}
-        published = {int(binding["HostPort"]) for bindings in ports.values() for binding in bindings or []
-                     if str(binding.get("HostPort") or "").isdigit()}
-        result.append(ContainerState(
-            name=str(item.get("Name", "")).lstrip("/"),
-            service=((item.get("Config") or {}).get("Labels") or {}).get("com.docker.compose.service", ""),
-            state=str(state.get("Status", "")).lower(),
-            health=str((state.get("Health") or {}).get("Status", "")).lower(),
-            exit_code=int(state.get("ExitCode") or 0),
-            id=str(item.get("Id", "")),
-            published=tuple(sorted(published)),
-        ))
-    return result
-
-
-@dataclass(frozen=True)
-class ComposeModel:
-    """The project as ``compose config --format json`` resolves it."""
-
-    project_name: str
-    services: dict[str, dict[str, Any]]
-    digest: str = field(compare=False)
-    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the whole model
-
-    @classmethod
-    def from_json(cls, project_name: str, text: str) -> ComposeModel:
-        data = json.loads(text)
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return cls(
-            project_name=project_name,
-            services=dict(data.get("services") or {}),
-            digest=hashlib.sha256(canonical.encode()).hexdigest(),
-            data=data,
-        )
-
-    @property
-    def secrets(self) -> dict[str, dict[str, Any]]:
-        """The top-level ``secrets:``."""
-        return dict(self.data.get("secrets") or {})
-
-    def build_services(self) -> list[str]:
-        return [name for name, spec in self.services.items() if spec.get("build")]
-
-    def image_name(self, service: str) -> str:
-        """The image a service runs: its ``image:``, or compose's default for built services."""
-        spec = self.services[service]
-        image = spec.get("image") or f"{self.project_name}-{service}"
-        return str(image)
-
-    def published_ports(self) -> list[tuple[str, int]]:
-        """(host address, port) of every port the project publishes on the host."""
-        found = []
-        for spec in self.services.values():
-            for port in spec.get("ports") or []:
-                if isinstance(port, dict) and port.get("published"):
-                    published = str(port["published"]).split("-")[0]
-                    if published.isdigit():
-                        found.append((str(port.get("host_ip") or ""), int(published)))
-        return sorted(set(found))
-
-    def database_services(self) -> list[str]:
-        """The services that run a well-known database image (postgres, mysql, redis, ...),
-        with at least one container (not scaled to 0)."""
-        found = []
-        for name, spec in self.services.items():
-            if not spec.get("image") or replicas(spec) == 0:
-                continue
-            repository = str(spec["image"]).split("@")[0].rsplit("/", 1)[-1].split(":")[0].lower()
-            if repository in DATABASE_IMAGES:
-                found.append(name)
-        return found
-
-    def service_publishing(self, port: int, host: str = "127.0.0.1") -> str | None:
-        """The service that publishes ``port`` on the host address ``host`` (or on every address)."""
-        host = "127.0.0.1" if host == "localhost" else host
-        best: str | None = None
-        for name, spec in self.services.items():
-            for entry in spec.get("ports") or []:
-                if not isinstance(entry, dict) or not entry.get("published"):
-                    continue
-                low, _, high = str(entry["published"]).partition("-")
-                if not low.isdigit() or not int(low) <= port <= int(high if high.isdigit() else low):
-                    continue
-                bound = str(entry.get("host_ip") or "")
-                if bound == host:
-                    return name
-                if bound in ("", "0.0.0.0", "::") and best is None:
-                    best = name
-        return best
-
-    def pulled_images(self) -> list[str]:
-        """Images of services that are not built here: they come from a registry."""
-        return sorted({str(s["image"]) for s in self.services.values() if s.get("image") and not s.get("build")})
-
-    def build_context(self, service: str) -> Path | None:
-        build = self.services[service].get("build")
-        if not build:
-            return None
-        context = build.get("context") if isinstance(build, dict) else build
-        if not context or re.match(r"^[a-z]+://", str(context)):
-            return None
-        return Path(context)
-
-    def dockerfile(self, service: str) -> Path | None:
-        """The Dockerfile a built service uses (None: none on disk, e.g. ``dockerfile_inline``)."""
-        build = self.services[service].get("build")
-        context = self.build_context(service)
-        if context is None or not isinstance(build, dict) or build.get("dockerfile_inline"):
-            return None
-        return context / str(build.get("dockerfile") or "Dockerfile")
-
-
-# Images (the repository's last part) that database-start recognises when its services are not set.
-DATABASE_IMAGES = frozenset({
-    "postgres", "postgresql", "postgis", "timescaledb", "timescaledb-ha", "pgvector", "mysql", "mariadb",
-    "percona", "percona-server", "redis", "redis-stack", "redis-stack-server", "valkey", "keydb",
-    "dragonfly", "mongo", "mongodb", "mongodb-community-server", "memcached", "couchdb", "cassandra",
-    "clickhouse-server", "influxdb", "neo4j",
-})
-
-
-def replicas(spec: dict[str, Any]) -> int:
-    """How many containers the compose model asks of a service (``scale``, ``deploy.replicas``)."""
-    for value in (spec.get("scale"), (spec.get("deploy") or {}).get("replicas")):
-        if value is not None:
-            return int(value)
-    return 1
-
-
-# The lines of compose's output that say why a command failed ("dependency failed to start: ...",
-# "Error response from daemon: ...", " db Error ...").
-_REASON = re.compile(r"dependency failed|\berror\b", re.IGNORECASE)
-
-
-def compose_reason(lines: Sequence[str]) -> str | None:
-    """Compose's own reason for a failed ``up``: the last line of its output that names one."""
-    found = [line.strip() for line in lines if _REASON.search(line) and line.strip()]
-    return found[-1] if found else None
-
-
-def normalize_image(name: str) -> str:
-    """``redis`` -> ``redis:latest``; a digest or explicit tag is kept."""
-    last = name.rsplit("/", 1)[-1]
-    if "@" in name or ":" in last:
-        return name
-    return name + ":latest"
+    def drop(self) -> None: ...
 
 
 class Compose:
@@ -302,7 +77,7 @@ class Compose:
     """
 
     def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool = True,
-                 ahead: AskedAhead | None = None):
+                 ahead: Answers | None = None):
         self.target = target
         self.runner = runner
         self.engine = Engine.local(target.docker) if engine else None
@@ -368,6 +143,82 @@ class Compose:
             )
         return result.stdout
 
+    # -- operations (what phases call) -------------------------------------------
+    def up(self, services: Sequence[str] = (), *, on_line: Callable[[str], None], remove_orphans: bool = False,
+           no_build: bool = False, pull_never: bool = False, no_deps: bool = False, force_recreate: bool = False,
+           timeout: float | None = None) -> int:
+        """``compose up --detach`` of ``services`` (none: all), its output to ``on_line``
+        (the command line first); the exit code."""
+        argv = dockerargs.up_argv(self.target, services, remove_orphans=remove_orphans, no_build=no_build,
+                                  pull_never=pull_never, no_deps=no_deps, force_recreate=force_recreate)
+        return self.stream(argv, on_line, timeout=timeout)
+
+    def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
+        return self.stream(dockerargs.build_argv(self.target, services), on_line)
+
+    def pull(self, services: Sequence[str] = (), *, on_line: Callable[[str], None],
+             ignore_buildable: bool = True) -> int:
+        return self.stream(dockerargs.pull_argv(self.target, services, ignore_buildable=ignore_buildable), on_line)
+
+    def run_oneoff(self, service: str, command: Sequence[str], *, name: str, on_line: Callable[[str], None],
+                   entrypoint: Sequence[str] | None = None, labels: Mapping[str, str] | None = None) -> None:
+        """Start a one-off container of ``service`` named ``name``, detached (follow it with
+        :meth:`logs` and :meth:`wait`); fails the phase when it cannot start."""
+        argv = dockerargs.run_oneoff_argv(self.target, service, command, name=name, entrypoint=entrypoint,
+                                          labels=labels)
+        on_line("$ " + " ".join(argv))
+        self.check(argv, "starting the one-off container")
+
+    def logs(self, container: str, *, on_line: Callable[[str], None], follow: bool = True,
+             timeout: float | None = None) -> int:
+        """One container's log lines (followed until it stops) to ``on_line``."""
+        return self.stream(dockerargs.logs_argv(self.target, container, follow=follow), on_line,
+                           timeout=timeout, echo=False)
+
+    def logs_command(self, *, follow: bool = True) -> list[str]:
+        """The command an operator runs to see the project's logs (shown, not run)."""
+        return dockerargs.service_logs_argv(self.target, follow=follow)
+
+    def _running_container(self, service: str, command: Sequence[str]) -> str:
+        running = [c for c in self.ps([service], all=False) if c.id]
+        if not running:
+            raise NoRunningContainer(f"no running container of {service} to run {' '.join(command)} in")
+        return running[0].id
+
+    def exec_stream(self, service: str, command: Sequence[str], *, on_line: Callable[[str], None],
+                    timeout: float | None = None) -> int:
+        """Run ``command`` in a running container of ``service`` (``docker exec``: the engine
+        reports the command's exit code; compose exec does not on every version)."""
+        argv = dockerargs.exec_argv(self.target, self._running_container(service, command), command)
+        return self.runner.stream(argv, on_line, cwd=self.target.project_dir, timeout=timeout)
+
+    def exec_capture(self, service: str, command: Sequence[str], *, timeout: float | None = None) -> Captured:
+        argv = dockerargs.exec_argv(self.target, self._running_container(service, command), command)
+        return self.runner.capture(argv, cwd=self.target.project_dir, timeout=timeout)
+
+    def exec_to_file(self, service: str, command: Sequence[str], path: Path, *,
+                     timeout: float | None = None) -> Captured:
+        """``command``'s standard output in ``path`` (created 0600); its stderr is returned."""
+        argv = dockerargs.exec_argv(self.target, self._running_container(service, command), command)
+        return self.runner.to_file(argv, path, timeout=timeout)
+
+    def remove_images(self, images: Sequence[str], *, on_line: Callable[[str], None]) -> int:
+        """Untag (and remove, when nothing else uses them) images by reference; the exit code."""
+        return self.stream(dockerargs.image_rm_argv(self.target, images), on_line)
+
+    def prune_project_images(self, *, on_line: Callable[[str], None]) -> int:
+        """Remove the dangling images compose built for this project (and no one else's)."""
+        return self.stream(dockerargs.prune_project_images_argv(self.target), on_line)
+
+    @contextmanager
+    def events(self, on_event: Callable[[str], None], on_end: Callable[[], None] = lambda: None,
+               since: float | None = None) -> Iterator[None]:
+        """Follow the engine's events about the project's containers for the length of the
+        block, from ``since`` (default: now), one status a call to ``on_event``."""
+        argv = dockerargs.events_argv(self.target, time.time() if since is None else since)
+        with self.runner.follow(argv, on_event, on_end=on_end):
+            yield
+
     # -- queries ----------------------------------------------------------------
     def model(self) -> ComposeModel:
         text = self.check(config_argv(self.target), "docker compose config")
@@ -407,7 +258,7 @@ class Compose:
         return sorted(found, key=lambda item: str(item.get("Name", "")))
 
     def logs_tail(self, service: str, lines: int = 20) -> list[str]:
-        result = self.capture(self.argv("logs", "--no-color", "--tail", str(lines), service))
+        result = self.capture(dockerargs.service_logs_argv(self.target, [service], tail=lines))
         return (result.stdout + result.stderr).splitlines()[-lines:]
 
     def image_ids(self, images: Sequence[str]) -> dict[str, str | None]:
@@ -459,12 +310,9 @@ class Compose:
         return self._ask(lambda engine: [item for item in map(engine.inspect, ids) if item is not None], cli)
 
     def exec_argv(self, service: str, command: Sequence[str]) -> list[str]:
-        """``docker exec`` of ``command`` in a running container of ``service`` (the engine's
-        exec reports the command's exit code; compose exec does not on every version)."""
-        running = [c for c in self.ps([service], all=False) if c.id]
-        if not running:
-            raise PhaseFailed(f"no running container of {service} to run {' '.join(command)} in")
-        return self.docker_argv("exec", running[0].id, *command)
+        """``docker exec`` of ``command`` in a running container of ``service`` (kept for callers
+        outside the phases; phases use :meth:`exec_stream` and friends)."""
+        return dockerargs.exec_argv(self.target, self._running_container(service, command), command)
 
     def remove_containers(self, names: Sequence[str]) -> None:
         """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from surefoot.errors import ConfigError
-from surefoot.phases import CHECK_NAMES
+from surefoot.names import CHECK_NAMES
 from surefoot.project import COMPOSE_CANDIDATES, CONFIG_NAME, default_project_name, discover_compose_files, read_toml
 from surefoot.units import parse_duration, parse_size
 
@@ -292,7 +292,7 @@ class ConfigFile(_Strict):
 
     @model_validator(mode="after")
     def _check_hooks(self) -> ConfigFile:
-        from surefoot.phases import OPTIONAL_PHASES, PHASE_NAMES
+        from surefoot.names import OPTIONAL_PHASES, PHASE_NAMES
 
         for name in self.hooks:
             if name not in PHASE_NAMES + OPTIONAL_PHASES:

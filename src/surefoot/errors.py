@@ -4,6 +4,7 @@
     ├── ConfigError               exit 2  surefoot.toml or an argument is wrong
     ├── StateError                exit 2  the state store cannot be opened or written
     ├── LockHeld                  exit 3  another deployment of this project runs
+    ├── NoRelease                 exit 2  there is no release to roll back to
     ├── PhaseFailed               exit 1  a phase failed; the deployment can be resumed
     │   ├── CommandTimeout        exit 1  a command ran past its timeout
     │   └── CommandNotFound       exit 1  a program (docker) is not installed
@@ -48,6 +49,12 @@ class LockHeld(SurefootError):
         self.pid = pid
         self.host = host
         self.since = since
+
+
+class NoRelease(SurefootError):
+    """There is no release to roll back to (exit 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class PhaseFailed(SurefootError):

@@ -7,7 +7,10 @@ Used by database-start, health-wait, verify and rollback: the probes come from
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
 
+from surefoot.compose import Compose, ComposeModel, NoRunningContainer
 from surefoot.config import DEFAULT_ANSWER_LIMIT, ProbeSettings
 from surefoot.errors import PhaseFailed
 from surefoot.health import (
@@ -20,14 +23,34 @@ from surefoot.health import (
     tcp_probe,
     tls_context,
 )
-from surefoot.pipeline import PhaseContext
+from surefoot.proc import CancelToken, ProcessRunner
 from surefoot.watch import ContainerWatch, EngineEvents
 
 WATCH_POLL = 1.0  # seconds between looks at the containers, without the engine's events
 WATCH_FALLBACK = 5.0  # the same, when the events wake the watch
 
 
-def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch) -> Probe:
+class GateSite(Protocol):
+    """What a gate needs of whoever runs it (a phase's context satisfies it): the clock and
+    the cancel, where its lines go, the Docker adapter, and the project's folder and model."""
+
+    @property
+    def cancel(self) -> CancelToken: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def out(self) -> Callable[[str], None]: ...
+    @property
+    def progress(self) -> Callable[[str], None]: ...
+    @property
+    def docker(self) -> Compose: ...
+    @property
+    def project_dir(self) -> Path: ...
+    def model(self) -> ComposeModel: ...
+    def host_processes(self) -> ProcessRunner: ...
+
+
+def build_probe(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch) -> Probe:
     check = _check_for(settings, ctx, watch)
 
     def guarded() -> ProbeResult:
@@ -48,20 +71,20 @@ def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatc
 
 
 def _check_for(
-    settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch
+    settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch
 ) -> Callable[[], ProbeResult]:
     timeout = settings.request_timeout
     if settings.type == "http":
         url = settings.url or ""
         context = None
         if url.startswith("https://"):
-            ca_file = str(ctx.settings.project_dir / settings.ca_file) if settings.ca_file else None
+            ca_file = str(ctx.project_dir / settings.ca_file) if settings.ca_file else None
             context = tls_context(settings.insecure, ca_file)
         return lambda: http_probe(url, settings.expect_status, settings.expect_body, timeout,
                                   expect_json=settings.expect_json, context=context)
     if settings.type == "tcp":
         host, port = settings.host, settings.port or 0
-        owner = ctx.facts.model().service_publishing(port, host)
+        owner = ctx.model().service_publishing(port, host)
         if owner is None:
             return lambda: tcp_probe(host, port, timeout)
         return _published_tcp_check(host, port, timeout, owner, watch)
@@ -71,11 +94,13 @@ def _check_for(
     service = settings.service
 
     def run_command() -> ProbeResult:
-        try:
-            argv = ctx.compose.exec_argv(service, command) if service else command
-        except PhaseFailed as exc:
-            return ProbeResult(False, exc.summary)
-        result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
+        if not service:  # a command on the server itself
+            result = ctx.host_processes().capture(command, cwd=ctx.project_dir, timeout=timeout)
+        else:
+            try:
+                result = ctx.docker.exec_capture(service, command, timeout=timeout)
+            except NoRunningContainer as exc:
+                return ProbeResult(False, exc.summary)
         if result.returncode == 0:
             return ProbeResult(True, "exit 0")
         last = (result.stderr.strip() or result.stdout.strip()).splitlines()
@@ -103,7 +128,7 @@ def _published_tcp_check(
 
 
 def run_probes(
-    ctx: PhaseContext,
+    ctx: GateSite,
     probes: Sequence[Probe],
     *,
     watch: ContainerWatch | None,
@@ -128,7 +153,7 @@ def run_probes(
         return result
     if result.service:
         ctx.out(f"--- last log lines of {result.service} ---")
-        for line in ctx.compose.logs_tail(result.service, 20):
+        for line in ctx.docker.logs_tail(result.service, 20):
             ctx.out(line)
     if watch is not None:
         for container in watch.snapshot(fresh=True):

@@ -1,220 +1,26 @@
-"""The phase list, what each phase depends on, and the context a phase runs in.
+"""The phase list's shape: what each phase waits for and depends on.
 
-A phase is a function ``run(ctx) -> PhaseResult`` that raises
-:class:`~surefoot.errors.PhaseFailed` when it cannot do its work. It never
-touches the state store; the runner records what happened.
-
-Each phase names the inputs it depends on (:data:`InputName`); the runner
-fingerprints them so that a completed phase is skipped on resume only when
-nothing it depends on has changed.
+The phases themselves are registered in :mod:`surefoot.registry`; what a phase sees
+(its context, its result) is :mod:`surefoot.phase_api`, re-exported here for older imports.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from surefoot.compose import Compose, ComposeModel
-from surefoot.config import PhaseSettings, Settings
-from surefoot.configure import Prompter
-from surefoot.dockerignore import Matcher, load, sent_files
-from surefoot.phases import PHASE_NAMES
-from surefoot.proc import CancelToken
+from surefoot.phase_api import (
+    Facts,
+    InputName,
+    PhaseContext,
+    PhaseResult,
+    _tree_digest,
+    done,
+    skipped,
+)
 
-InputName = Literal[
-    "compose",  # the resolved compose model (compose config)
-    "env",  # the env file's bytes
-    "build-context",  # the files of every build context
-    "images:database",  # image ids of the database services
-    "images:migrate",  # image id of the migration service
-    "images:all",  # image ids of every service
-    "values",  # the --set values the env file does not hold yet
-]
-
-
-
-@dataclass(frozen=True)
-class PhaseResult:
-    status: Literal["completed", "skipped"]
-    note: str | None = None
-
-
-def done(note: str | None = None) -> PhaseResult:
-    return PhaseResult("completed", note)
-
-
-def skipped(reason: str) -> PhaseResult:
-    return PhaseResult("skipped", reason)
-
-
-class Facts:
-    """Inputs of the deployment, computed on first use and shared by the phases.
-
-    Phases may run side by side (pull-images beside build), so the cache is guarded:
-    an invalidation waits for a computation in progress, never interleaves with it.
-    """
-
-    def __init__(self, settings: Settings, compose: Compose, state_dir: Path | None = None):
-        self.settings = settings
-        self.compose = compose
-        self.state_dir = state_dir  # never part of a build context's fingerprint
-        self._model: ComposeModel | None = None
-        self._images: dict[str, str | None] | None = None
-        self._lock = threading.RLock()
-        self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
-        self.values: dict[str, str] = {}  # --set KEY=VALUE
-        self.project_checked = False  # preflight ran its project checks (compose config, ports) in this run
-
-    def model(self) -> ComposeModel:
-        with self._lock:
-            if self._model is None:
-                self._model = self.compose.model()
-            return self._model
-
-    def env_changed(self) -> None:
-        """The configuration phase rewrote the env file: the compose model must be read again."""
-        with self._lock:
-            self._model = None
-            self._images = None
-            if self.compose.ahead is not None:
-                self.compose.ahead.drop()
-
-    def images_changed(self) -> None:
-        """Pull or build ran: image ids must be read again."""
-        with self._lock:
-            self._images = None
-
-    def image_ids(self, services: Iterable[str]) -> dict[str, str | None]:
-        with self._lock:
-            model = self.model()
-            if self._images is None:
-                names = {name: model.image_name(name) for name in model.services}
-                ids = self.compose.image_ids(sorted(set(names.values())))
-                self._images = {service: ids[image] for service, image in names.items()}
-            images = self._images
-        return {service: images.get(service) for service in services}
-
-    def database_services(self) -> list[str]:
-        """database-start's services: configured, or (not set) those running a known database image."""
-        configured = self.settings.phases.database_start.services
-        return list(configured) if configured is not None else self.model().database_services()
-
-    def build_services(self) -> list[str]:
-        configured = self.settings.phases.build.services
-        return list(configured) if configured is not None else self.model().build_services()
-
-    def env_digest(self) -> str:
-        """The env file's digest; with several, one digest of each's, in order."""
-        digests = [_file_digest(env) for env in self.settings.env_files]
-        if not digests:
-            return "none"
-        if len(digests) == 1:
-            return digests[0]
-        return hashlib.sha256(" ".join(digests).encode()).hexdigest()
-
-    def build_context_digest(self) -> str:
-        """A stamp of what each build receives: its context's files less those its
-        ``.dockerignore`` leaves out (the state folder never counts), and its Dockerfile."""
-        model = self.model()
-        digest = hashlib.sha256()
-        for service in sorted(self.build_services()):
-            context = model.build_context(service) if service in model.services else None
-            digest.update(f"service {service}\n".encode())
-            if context is not None:
-                dockerfile = model.dockerfile(service)
-                matcher, ignore = load(context, dockerfile)
-                digest.update(_tree_digest(context, matcher, self.state_dir).encode())
-                for extra in (dockerfile, ignore):  # read by the builder even when ignored
-                    digest.update(f"{extra}\0{_stamp(extra) if extra else ''}\n".encode())
-        return digest.hexdigest()
-
-    def input(self, name: InputName) -> str:
-        if name == "compose":
-            return self.model().digest
-        if name == "env":
-            return self.env_digest()
-        if name == "build-context":
-            return self.build_context_digest()
-        if name == "images:database":
-            return _digest_mapping(self.image_ids(self.database_services()))
-        if name == "images:migrate":
-            service = self.settings.phases.database_migrate.service
-            return _digest_mapping(self.image_ids([service] if service else []))
-        if name == "images:all":
-            return _digest_mapping(self.image_ids(self.model().services))
-        if name == "values":
-            from surefoot.compose import env_values
-
-            current = env_values(self.settings.env_files)
-            pending: dict[str, str | None] = {
-                key: value for key, value in self.values.items() if current.get(key) != value
-            }
-            return _digest_mapping(pending) if pending else "none"
-        raise AssertionError(name)
-
-
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return "missing"
-
-
-def _digest_mapping(mapping: dict[str, str | None]) -> str:
-    text = "\n".join(f"{k}={v}" for k, v in sorted(mapping.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _stamp(path: Path | str) -> str:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return "missing"
-    return f"{stat.st_size}\0{stat.st_mtime_ns}"
-
-
-def _tree_digest(root: Path, matcher: Matcher | None = None, leave_out: Path | None = None) -> str:
-    """Cheap content stamp of what a build context sends: every file's path, size and
-    modification time, less what ``matcher`` (its .dockerignore) leaves out and ``leave_out``."""
-    digest = hashlib.sha256()
-    for rel in sent_files(root, matcher or Matcher([]), leave_out):
-        stamp = _stamp(os.path.join(root, rel))
-        if stamp != "missing":
-            digest.update(f"{rel}\0{stamp}\n".encode())
-    return digest.hexdigest()
-
-
-@dataclass
-class PhaseContext:
-    """What a phase may use. Built by the runner for each phase run."""
-
-    name: str
-    settings: Settings
-    phase_settings: PhaseSettings
-    compose: Compose
-    facts: Facts
-    cancel: CancelToken
-    clock: Callable[[], float]
-    out: Callable[[str], None]  # one line to the phase log and the live view
-    progress: Callable[[str], None]  # a transient status (the streak, the states)
-    warn: Callable[[str], None]
-    deployment_id: int = 0
-    state_dir: Path = Path(".surefoot")
-    prompter: Prompter | None = None  # None: no terminal, or --non-interactive
-    values: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
-    assume_yes: bool = False
-    add_secret: Callable[[str], None] = lambda value: None  # mask this value from now on
-    skip_checks: tuple[str, ...] = ()  # --skip-check NAME
-    dry_run: bool = False  # prerequisites: list what would change, change nothing
-    expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping
-    # Announce a milestone of this phase ("database-images"): phases waiting on
-    # "<phase>:<milestone>" may start before this phase ends.
-    reached: Callable[[str], None] = lambda milestone: None
+__all__ = ["Facts", "InputName", "PhaseContext", "PhaseResult", "PhaseSpec", "_tree_digest", "done", "ordered",
+           "skipped"]
 
 
 @dataclass(frozen=True)
@@ -256,42 +62,3 @@ def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
                 raise ValueError(f"phase {spec.name} waits for {entry}, which {phase} does not announce")
         result[spec.name] = after
     return result
-
-
-def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
-    from surefoot.phases import cleanup, database, health, images, postdeploy, services, system, verify
-
-    # When the configuration phase writes the env file, the env file is its output:
-    # the phases before it cannot depend on it.
-    managed = settings is not None and settings.phases.configuration.declared
-    pipeline = [
-        PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
-        PhaseSpec("prerequisites", system.prerequisites),
-        PhaseSpec("configuration", system.configuration, ("values",) if managed else ("env", "values"),
-                  fingerprint_after=True),
-        # Pulls and builds touch different images (pull --ignore-buildable): side by side.
-        PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),
-                  announces=(images.DATABASE_IMAGES,)),
-        PhaseSpec("build", images.build, ("compose", "env", "build-context"), after=("configuration",),
-                  announces=(images.DATABASE_IMAGES,)),
-        # The databases start as soon as their own images are there, while the rest are
-        # still pulled or built.
-        PhaseSpec("database-start", database.start, ("compose", "env", "images:database"),
-                  after=(f"pull-images:{images.DATABASE_IMAGES}", f"build:{images.DATABASE_IMAGES}")),
-        PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate"),
-                  after=("database-start", "pull-images", "build")),
-        PhaseSpec("services-start", services.start, ("compose", "env", "images:all"),
-                  release_point=True, rollback_on_failure=True),
-        PhaseSpec("health-wait", health.wait, ("compose",), rollback_on_failure=True),
-        PhaseSpec("cleanup", cleanup.prune),
-    ]
-    assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
-    last: tuple[str, ...] = ("cleanup",)
-    if settings is not None and settings.phases.verify.urls:
-        # Verify reads the running stack; cleanup only prunes what no release uses: side by side.
-        pipeline.append(PhaseSpec("verify", verify.verify, ("compose",), after=("health-wait",)))
-        last = ("cleanup", "verify")
-    if settings is not None and settings.phases.post_deploy.declared:
-        pipeline.append(PhaseSpec("post-deploy", postdeploy.post_deploy, ("compose", "env"), after=last))
-    return pipeline
-

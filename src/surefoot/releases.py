@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,8 +31,9 @@ from typing import Any
 
 from surefoot.compose import Compose, Target, normalize_image
 from surefoot.config import Settings
-from surefoot.errors import PhaseFailed
-from surefoot.pipeline import Facts
+from surefoot.errors import CommandNotFound, CommandTimeout, PhaseFailed
+from surefoot.phase_api import Facts
+from surefoot.proc import CancelToken, Captured, ProcessRunner
 from surefoot.state import Release, now_iso
 
 TAG_REGISTRY = "surefoot.local"
@@ -60,10 +60,12 @@ def pins_yaml(tags: dict[str, str]) -> str:
 def git_commit(folder: Path, ignore: Path | None = None) -> str | None:
     """HEAD's commit, with ``-dirty`` when the work tree has changes (tracked or new files;
     ``ignore``, the state folder, does not count)."""
-    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+    processes = ProcessRunner(CancelToken())
+
+    def git(*args: str) -> Captured | None:
         try:
-            return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+            return processes.capture(["git", "-C", str(folder), *args], timeout=10, cancellable=False)
+        except (OSError, CommandNotFound, CommandTimeout):
             return None
 
     head = git("rev-parse", "HEAD")

@@ -29,11 +29,20 @@ from surefoot.ahead import AskedAhead
 from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
-from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, StateError, SurefootError
+from surefoot.errors import (
+    CommandNotFound,
+    ConfigError,
+    Interrupted,
+    NoRelease,
+    PhaseFailed,
+    StateError,
+)
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
-from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done, ordered
+from surefoot.phase_api import Facts, PhaseContext, PhaseResult, done
+from surefoot.pipeline import PhaseSpec, ordered
 from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.registry import build_pipeline
 from surefoot.releases import ReleaseKeeper
 from surefoot.secrets import Redactor
 from surefoot.state import PhaseRun, Release, StateStore, now_iso
@@ -75,12 +84,6 @@ NO_HEALTH_PROBE = ("no health probe configured: nothing checked that the applica
 class _Failed(Exception):
     def __init__(self, outcome: DeployOutcome):
         self.outcome = outcome
-
-
-class NoRelease(SurefootError):
-    """There is no release to roll back to (exit 2)."""
-
-    exit_code = 2
 
 
 class PhaseLog:
@@ -517,6 +520,7 @@ class Runner:
             add_secret=self.redact.add,
             skip_checks=self.options.skip_checks,
             dry_run=self.options.dry_run,
+            processes=self.processes,
         )
         if reached is not None:
             ctx.reached = reached
@@ -664,10 +668,10 @@ class Runner:
                                   f"({', '.join(missing)})")
             restore = self.keeper.restore(release, ctx.out)
             compose.target = restore.target
-            up = ("up", "--detach", "--no-build", "--pull", "never")
-            code = compose.stream(compose.argv(*up, "--remove-orphans"), ctx.out)
+            code = ctx.docker.up(on_line=ctx.out, no_build=True, pull_never=True, remove_orphans=True)
             if code == 0 and restore.force:  # their secret or config files differ: compose cannot tell
-                code = compose.stream(compose.argv(*up, "--no-deps", "--force-recreate", *restore.force), ctx.out)
+                code = ctx.docker.up(restore.force, on_line=ctx.out, no_build=True, pull_never=True, no_deps=True,
+                                     force_recreate=True)
             if code != 0:
                 raise PhaseFailed(f"docker compose up of release {release.id} failed (exit {code})")
             self._gate_release(ctx, release)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from surefoot.lock import current_holder
-from surefoot.phases import OPTIONAL_PHASES, PHASE_NAMES
+from surefoot.names import OPTIONAL_PHASES, PHASE_NAMES
 from surefoot.state import StateStore
 
 DONE = ("completed", "skipped")

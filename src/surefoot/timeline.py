@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from surefoot.phases import OPTIONAL_PHASES, PHASE_NAMES
+from surefoot.names import OPTIONAL_PHASES, PHASE_NAMES
 from surefoot.state import Deployment, PhaseRun, StateStore
 
 DONE = ("completed", "skipped")

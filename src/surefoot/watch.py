@@ -13,9 +13,6 @@ from surefoot.compose import Compose
 from surefoot.health import ProbeResult, WatchAlarm
 from surefoot.proc import CancelToken
 
-# What the engine reports that can change a gate's verdict (healthcheck exec_* noise left out).
-_EVENTS = ("start", "die", "kill", "oom", "restart", "health_status")
-
 
 @dataclass(frozen=True)
 class ContainerHealth:
@@ -150,13 +147,7 @@ class EngineEvents:
     def following(self) -> Iterator[EngineEvents]:
         """Follow the events for the length of the block. Events from the moment the block
         starts are replayed (``--since``), so none is lost while the stream connects."""
-        argv = self.compose.docker_argv(
-            "events", "--since", f"{time.time():.6f}", "--format", "{{.Status}}",
-            "--filter", "type=container",
-            "--filter", f"label=com.docker.compose.project={self.compose.target.project_name}",
-            *(arg for event in _EVENTS for arg in ("--filter", f"event={event}")),
-        )
-        with self.compose.runner.follow(argv, self._on_event, on_end=self._on_end):
+        with self.compose.events(self._on_event, on_end=self._on_end, since=time.time()):
             yield self
 
     def _on_end(self) -> None:

@@ -1,19 +1,5 @@
-"""The phases, one module per family. This file stays import-light: ``status`` reads it."""
+"""The phases, one module per family. The names live in :mod:`surefoot.names` (re-exported here)."""
 
-PHASE_NAMES: tuple[str, ...] = (
-    "preflight",
-    "prerequisites",
-    "configuration",
-    "pull-images",
-    "build",
-    "database-start",
-    "database-migrate",
-    "services-start",
-    "health-wait",
-    "cleanup",
-)
-# Phases that run after cleanup only where configured; status lists them (pending) from the start.
-OPTIONAL_PHASES: tuple[str, ...] = ("verify", "post-deploy")
-# The preflight checks, by name (for --skip-check and phases.preflight.skip).
-CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
-                                "ports", "registry", "dns", "build", "secrets")
+from surefoot.names import CHECK_NAMES, OPTIONAL_PHASES, PHASE_NAMES
+
+__all__ = ["CHECK_NAMES", "OPTIONAL_PHASES", "PHASE_NAMES"]

@@ -3,26 +3,23 @@ only warns. Only what the project made is removed: the engine may be shared."""
 
 from __future__ import annotations
 
-from surefoot.compose import PROJECT_LABEL
-from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.phase_api import PhaseContext, PhaseResult, done
 
 
 def prune(ctx: PhaseContext) -> PhaseResult:
     notes = []
-    present = [tag for tag, image in ctx.compose.image_ids(ctx.expired_tags).items() if image]
+    present = [tag for tag, image in ctx.docker.image_ids(ctx.expired_tags).items() if image]
     if present:
         ctx.out(f"untagging {len(present)} image(s) of releases past keeping "
                 f"(rollback.keep_releases = {ctx.settings.rollback.keep_releases})")
-        code = ctx.compose.stream(ctx.compose.docker_argv("image", "rm", *present), ctx.out)
+        code = ctx.docker.remove_images(present, on_line=ctx.out)
         if code != 0:
             ctx.warn(f"some release images could not be removed (exit {code}); "
                      "a container may still use them")
         notes.append(f"{len(present)} old release tag(s) removed")
     # Compose labels the images it builds with the project's name; other dangling images
     # (another project's, or anyone's on a shared server) are not ours to remove.
-    argv = ctx.compose.docker_argv("image", "prune", "--force", "--filter", "dangling=true",
-                                   "--filter", f"label={PROJECT_LABEL}={ctx.settings.project_name}")
-    code = ctx.compose.stream(argv, ctx.out)
+    code = ctx.docker.prune_project_images(on_line=ctx.out)
     if code != 0:
         ctx.warn(f"pruning dangling images failed (exit {code}); nothing else depends on it")
         notes.append("prune failed")

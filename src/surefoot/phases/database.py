@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shlex
 
 from surefoot.compose import compose_reason
 from surefoot.config import BackupSettings
 from surefoot.errors import PhaseFailed
 from surefoot.gates import run_probes
 from surefoot.health import Probe
-from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
+from surefoot.phase_api import PhaseContext, PhaseResult, done, skipped
 from surefoot.units import format_duration
 from surefoot.watch import ContainerWatch, EngineEvents
 
@@ -31,20 +30,20 @@ def start(ctx: PhaseContext) -> PhaseResult:
         ctx.out(f"database services recognised by their images: {', '.join(services)}")
     # Ready means running and, where a healthcheck is defined, healthy. The engine says when
     # that changes (`docker events`), so the wait is woken by it rather than polling.
-    ctx.compose.finish_interrupted_recreates(ctx.out)
-    with EngineEvents(ctx.compose).following() as events:
+    ctx.docker.finish_interrupted_recreates(ctx.out)
+    with EngineEvents(ctx.docker).following() as events:
         lines: list[str] = []
 
         def on_line(line: str) -> None:
             lines.append(line)
             ctx.out(line)
 
-        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", *services), on_line)
+        code = ctx.docker.up(services, on_line=on_line)
         if code != 0:
             reason = compose_reason(lines[1:])  # the first line is the command itself
             raise PhaseFailed(f"docker compose up of {', '.join(services)} failed (exit {code})"
                               + (f": {reason}" if reason else ""), exit_code=code)
-        watch = ContainerWatch(ctx.compose, services, events=events)
+        watch = ContainerWatch(ctx.docker, services, events=events)
         probes = [
             Probe(service, watch.probe(service), consecutive=1, interval=FALLBACK_POLL,
                   timeout=settings.timeout, on_events=True)
@@ -68,10 +67,9 @@ def _backup(ctx: PhaseContext, backup: BackupSettings) -> None:
     if path.exists():
         ctx.out(f"backup kept: {path}, taken before this release's first migration attempt")
         return
-    argv = ctx.compose.exec_argv(backup.service, backup.command)
     partial = path.with_suffix(".partial")
     ctx.out(f"backing up with {backup.service}: {' '.join(backup.command)}")
-    result = ctx.compose.runner.to_file(argv, partial, timeout=backup.timeout)
+    result = ctx.docker.exec_to_file(backup.service, backup.command, partial, timeout=backup.timeout)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
         last = result.stderr.strip().splitlines()
@@ -88,31 +86,21 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
     if settings.backup is not None:
         _backup(ctx, settings.backup)
     # A one-off container left by a killed earlier attempt would hold locks or ports.
-    leftovers = ctx.compose.containers_with_label(ONEOFF_LABEL)
+    leftovers = ctx.docker.containers_with_label(ONEOFF_LABEL)
     if leftovers:
         ctx.out(f"removing {len(leftovers)} one-off container(s) left by an earlier attempt")
-        ctx.compose.remove_containers(leftovers)
+        ctx.docker.remove_containers(leftovers)
     name = f"{ctx.settings.project_name}-surefoot-migrate"
     # Started detached and followed with `docker logs`, the exit code read with
     # `docker wait`: an attached `compose run` reports exit 0 for a failed command
     # on some engine and compose pairings (seen: engine 20.10 with compose 2.40).
-    # compose splits --entrypoint as a shell would (its quoting, no expansion): shlex.join
-    # hands it the list as it is; "" clears the image's entrypoint.
-    entrypoint = [] if settings.entrypoint is None else ["--entrypoint", shlex.join(settings.entrypoint)]
-    start = ctx.compose.argv(
-        "run", "--detach", "--no-deps", "--name", name, *entrypoint,
-        "--label", f"{ONEOFF_LABEL}=migrate", settings.service, *settings.command,
-    )
-    ctx.out("$ " + " ".join(start))
     try:
-        ctx.compose.check(start, "starting the migration container")
-        ctx.compose.stream(
-            ctx.compose.docker_argv("logs", "--follow", name), ctx.out, timeout=settings.timeout,
-            echo=False,
-        )
-        code = ctx.compose.wait(name)
+        ctx.docker.run_oneoff(settings.service, settings.command, name=name, on_line=ctx.out,
+                              entrypoint=settings.entrypoint, labels={ONEOFF_LABEL: "migrate"})
+        ctx.docker.logs(name, on_line=ctx.out, timeout=settings.timeout)
+        code = ctx.docker.wait(name)
     finally:
-        ctx.compose.remove_containers([name])
+        ctx.docker.remove_containers([name])
     if code != 0:
         raise PhaseFailed(f"migration command exited with code {code}", exit_code=code)
     return done()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from surefoot.gates import build_probe, run_probes
-from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
+from surefoot.phase_api import PhaseContext, PhaseResult, done, skipped
 from surefoot.units import format_duration
 from surefoot.watch import ContainerWatch, EngineEvents
 
@@ -17,12 +17,12 @@ def wait(ctx: PhaseContext) -> PhaseResult:
         ctx.out(f"probe {p.label} ({p.type}): {p.consecutive} passes in a row, every "
                 f"{format_duration(p.interval)}, within {format_duration(p.timeout)}")
     if not settings.fail_fast:
-        watch = ContainerWatch(ctx.compose)
+        watch = ContainerWatch(ctx.docker)
         result = run_probes(ctx, [build_probe(p, ctx, watch) for p in configured], watch=None,
                             what="the health gate failed")
     else:  # a container that dies mid-gate is seen the moment the engine reports it
-        with EngineEvents(ctx.compose).following() as events:
-            watch = ContainerWatch(ctx.compose, events=events)
+        with EngineEvents(ctx.docker).following() as events:
+            watch = ContainerWatch(ctx.docker, events=events)
             result = run_probes(ctx, [build_probe(p, ctx, watch) for p in configured], watch=watch,
                                 what="the health gate failed", events=events)
     return done(f"{len(configured)} probe(s) passed in {format_duration(result.elapsed)}")

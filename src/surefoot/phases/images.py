@@ -16,7 +16,7 @@ from pathlib import Path
 
 from surefoot import dockerignore
 from surefoot.errors import PhaseFailed
-from surefoot.pipeline import PhaseContext, PhaseResult, done, skipped
+from surefoot.phase_api import PhaseContext, PhaseResult, done, skipped
 
 # Announced by pull-images and by build once the database services' images are there.
 DATABASE_IMAGES = "database-images"
@@ -71,7 +71,7 @@ def pull(ctx: PhaseContext) -> PhaseResult:
                 failed.append(service)
             ctx.out(line)
 
-        code = ctx.compose.stream(ctx.compose.argv("pull", "--ignore-buildable", *services), on_line)
+        code = ctx.docker.pull(services, on_line=on_line, ignore_buildable=True)
         codes.append(code)
         return not settings.fail_on_error or (code == 0 and len(failed) == failed_before)
 
@@ -133,7 +133,7 @@ def build(ctx: PhaseContext) -> PhaseResult:
     codes: list[int] = []
 
     def build_group(group: list[str]) -> bool:
-        codes.append(code := ctx.compose.stream(ctx.compose.argv("build", *group), ctx.out))
+        codes.append(code := ctx.docker.build(group, on_line=ctx.out))
         return code == 0
 
     _in_two_groups(ctx, services, build_group)

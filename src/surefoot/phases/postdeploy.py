@@ -7,7 +7,7 @@ import shlex
 from surefoot.compose import env_values
 from surefoot.configure import mask
 from surefoot.errors import PhaseFailed
-from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.phase_api import PhaseContext, PhaseResult, done
 
 
 class _Missing(dict[str, str]):
@@ -19,9 +19,13 @@ def post_deploy(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.post_deploy
     for command in settings.commands:
         where = f" in {command.service}" if command.service else ""
-        argv = ctx.compose.exec_argv(command.service, command.command) if command.service else command.command
         ctx.out(f"running: {shlex.join(command.command)}{where}")
-        code = ctx.compose.runner.stream(argv, ctx.out, cwd=ctx.settings.project_dir, timeout=command.timeout)
+        if command.service:
+            code = ctx.docker.exec_stream(command.service, command.command, on_line=ctx.out,
+                                          timeout=command.timeout)
+        else:  # a command on the server itself (the host seam's, once there is one)
+            code = ctx.host_processes().stream(command.command, ctx.out, cwd=ctx.settings.project_dir,
+                                               timeout=command.timeout)
         if code != 0:
             raise PhaseFailed(f"post-deploy command {shlex.join(command.command)} exited with code {code}",
                               exit_code=code)
@@ -41,7 +45,7 @@ def post_deploy(ctx: PhaseContext) -> PhaseResult:
 def summary(ctx: PhaseContext, values: dict[str, str]) -> list[str]:
     settings = ctx.settings
     cli = ["surefoot", "-C", str(settings.project_dir)]
-    compose = ctx.compose.argv()
+    logs = ctx.docker.logs_command(follow=True)
     lines = ["deployed. Where things are:"]
     for url in settings.phases.post_deploy.urls:
         lines.append(f"  {url.format_map(_Missing(values))}")
@@ -53,6 +57,6 @@ def summary(ctx: PhaseContext, values: dict[str, str]) -> list[str]:
         f"  history:   {shlex.join([*cli, 'history'])}",
         f"  redeploy:  {shlex.join([*cli, 'deploy'])}   (also resumes a failed deployment)",
         f"  roll back: {shlex.join([*cli, 'rollback'])}",
-        f"  logs:      {shlex.join([*compose, 'logs', '--follow'])}",
+        f"  logs:      {shlex.join(logs)}",
     ]
     return lines

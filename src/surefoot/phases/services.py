@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from surefoot.compose import compose_reason
 from surefoot.errors import CommandTimeout, PhaseFailed
-from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.phase_api import PhaseContext, PhaseResult, done
 from surefoot.units import format_duration
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
-    ctx.compose.finish_interrupted_recreates(ctx.out)
+    ctx.docker.finish_interrupted_recreates(ctx.out)
     timeout = ctx.settings.phases.services_start.timeout
     lines: list[str] = []
 
@@ -18,8 +18,7 @@ def start(ctx: PhaseContext) -> PhaseResult:
         ctx.out(line)
 
     try:
-        code = ctx.compose.stream(ctx.compose.argv("up", "--detach", "--remove-orphans"), on_line,
-                                  timeout=timeout)
+        code = ctx.docker.up(on_line=on_line, remove_orphans=True, timeout=timeout)
     except CommandTimeout:
         last = next((line.strip() for line in reversed(lines) if line.strip()), None)
         raise PhaseFailed(f"docker compose up did not finish within {format_duration(timeout)} "

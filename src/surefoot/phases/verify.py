@@ -16,7 +16,7 @@ from surefoot.config import ProbeSettings
 from surefoot.errors import PhaseFailed
 from surefoot.gates import build_probe
 from surefoot.health import Probe, ProbeRun, run_gate, tls_context
-from surefoot.pipeline import PhaseContext, PhaseResult, done
+from surefoot.phase_api import PhaseContext, PhaseResult, done
 from surefoot.units import format_duration
 from surefoot.watch import ContainerHealth, ContainerWatch
 
@@ -47,7 +47,7 @@ def certificate_expiry(url: str, probe: ProbeSettings, timeout: float) -> dt.dat
 
 def run_checks(ctx: PhaseContext) -> list[Check]:
     settings = ctx.settings.phases.verify
-    watch = ContainerWatch(ctx.compose)
+    watch = ContainerWatch(ctx.docker)
     checks: list[Check] = []
     if settings.containers:
         checks += container_checks(ctx, watch, settings.containers_timeout)

@@ -1,0 +1,145 @@
+"""The Docker adapter's argument lists: pure functions of a target and the operation's options.
+
+Nothing here runs a process; :class:`~surefoot.compose.Compose` runs what these build.
+Table-tested in tests/test_docker_adapter.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_LABEL = "com.docker.compose.project"
+ONEOFF = "com.docker.compose.oneoff=True"  # the label of `compose run` containers
+# The engine's container events that can change a gate's verdict (healthcheck exec_* noise left
+# out); surefoot.watch.EngineEvents follows them.
+CONTAINER_EVENTS = ("start", "die", "kill", "oom", "restart", "health_status")
+
+
+@dataclass(frozen=True)
+class Target:
+    project_name: str
+    project_dir: Path
+    compose_files: tuple[Path, ...]
+    env_file: Path | None = None
+    docker: tuple[str, ...] = ("docker",)  # e.g. ("docker", "--context", "prod") one day
+    earlier_env_files: tuple[Path, ...] = ()  # passed before env_file (which wins over them)
+
+    @property
+    def env_files(self) -> tuple[Path, ...]:
+        return (*self.earlier_env_files, *((self.env_file,) if self.env_file is not None else ()))
+
+
+def compose_args(target: Target, *args: str) -> list[str]:
+    """``docker compose`` with the project name, every compose file and the env file."""
+    argv = [*target.docker, "compose", "--ansi", "never", "--progress", "plain"]
+    argv += ["--project-name", target.project_name, "--project-directory", str(target.project_dir)]
+    for file in target.compose_files:
+        argv += ["--file", str(file)]
+    for env_file in target.env_files:
+        argv += ["--env-file", str(env_file)]
+    return [*argv, *args]
+
+
+def env_values(paths: Path | Sequence[Path] | None) -> dict[str, str]:
+    """The values env files define, as compose reads them in order (a later file wins); an
+    absent or unreadable file defines none."""
+    from surefoot.secrets import parse_env_text
+
+    values: dict[str, str] = {}
+    for path in [paths] if isinstance(paths, Path) else paths or []:
+        try:
+            values.update(parse_env_text(path.read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            continue
+    return values
+
+
+def env_file_keys(paths: Path | Sequence[Path] | None) -> frozenset[str]:
+    """The keys env files define (none when absent or unreadable)."""
+    return frozenset(env_values(paths))
+
+
+def shadowing(paths: Path | Sequence[Path] | None, environ: Mapping[str, str]) -> list[str]:
+    """Names of the variables ``environ`` sets to another value than the env files do: compose
+    would let them win; surefoot leaves them out (see :meth:`Compose.environ_without`)."""
+    values = env_values(paths)
+    return sorted(key for key, value in values.items() if key in environ and environ[key] != value)
+
+
+def config_argv(target: Target) -> list[str]:
+    """``compose config`` as JSON: the command that reads the project's compose model."""
+    return compose_args(target, "config", "--format", "json")
+
+
+def up_argv(target: Target, services: Sequence[str] = (), *, remove_orphans: bool = False,
+            no_build: bool = False, pull_never: bool = False, no_deps: bool = False,
+            force_recreate: bool = False) -> list[str]:
+    """``compose up --detach`` of ``services`` (none: all)."""
+    flags = ["--detach"]
+    flags += ["--no-build"] if no_build else []
+    flags += ["--pull", "never"] if pull_never else []
+    flags += ["--remove-orphans"] if remove_orphans else []
+    flags += ["--no-deps"] if no_deps else []
+    flags += ["--force-recreate"] if force_recreate else []
+    return compose_args(target, "up", *flags, *services)
+
+
+def build_argv(target: Target, services: Sequence[str] = ()) -> list[str]:
+    return compose_args(target, "build", *services)
+
+
+def pull_argv(target: Target, services: Sequence[str] = (), *, ignore_buildable: bool = True) -> list[str]:
+    return compose_args(target, "pull", *(["--ignore-buildable"] if ignore_buildable else []), *services)
+
+
+def run_oneoff_argv(target: Target, service: str, command: Sequence[str], *, name: str,
+                    entrypoint: Sequence[str] | None = None, labels: Mapping[str, str] | None = None) -> list[str]:
+    """``compose run --detach --no-deps`` of a one-off container named ``name``. compose splits
+    ``--entrypoint`` as a shell would (its quoting, no expansion): shlex.join hands it the list
+    as it is; an empty list clears the image's entrypoint; None keeps it."""
+    import shlex
+
+    argv = ["run", "--detach", "--no-deps", "--name", name]
+    if entrypoint is not None:
+        argv += ["--entrypoint", shlex.join(entrypoint)]
+    for key, value in (labels or {}).items():
+        argv += ["--label", f"{key}={value}"]
+    return compose_args(target, *argv, service, *command)
+
+
+def logs_argv(target: Target, container: str, *, follow: bool = True) -> list[str]:
+    """``docker logs`` of one container (by name or id)."""
+    return [*target.docker, "logs", *(["--follow"] if follow else []), container]
+
+
+def service_logs_argv(target: Target, services: Sequence[str] = (), *, tail: int | None = None,
+                      follow: bool = False) -> list[str]:
+    """``compose logs`` of services (none: all)."""
+    flags = ["--no-color"] if not follow else ["--follow"]
+    flags += ["--tail", str(tail)] if tail is not None else []
+    return compose_args(target, "logs", *flags, *services)
+
+
+def exec_argv(target: Target, container: str, command: Sequence[str]) -> list[str]:
+    return [*target.docker, "exec", container, *command]
+
+
+def image_rm_argv(target: Target, images: Sequence[str]) -> list[str]:
+    return [*target.docker, "image", "rm", *images]
+
+
+def prune_project_images_argv(target: Target) -> list[str]:
+    """Dangling images that compose built for this project (labelled with its name); other
+    dangling images (another project's, anyone's on a shared engine) are not ours."""
+    return [*target.docker, "image", "prune", "--force", "--filter", "dangling=true",
+            "--filter", f"label={PROJECT_LABEL}={target.project_name}"]
+
+
+def events_argv(target: Target, since: float, events: Sequence[str] = CONTAINER_EVENTS) -> list[str]:
+    """``docker events`` of the project's containers from ``since`` (a Unix time), one status a line."""
+    return [*target.docker, "events", "--since", f"{since:.6f}", "--format", "{{.Status}}",
+            "--filter", "type=container",
+            "--filter", f"label={PROJECT_LABEL}={target.project_name}",
+            *(arg for event in events for arg in ("--filter", f"event={event}"))]

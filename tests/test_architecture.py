@@ -1,0 +1,128 @@
+"""The import graph, read with ``ast``: no module imports a higher layer, and there are no
+circles. docs/architecture.md draws the same layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent.parent / "src" / "surefoot"
+
+# Lowest first. A module may import its own layer and those below it. A new module goes
+# in the layer of what it does (and "phases.<name>" modules are phases by their prefix).
+LAYERS: list[tuple[str, set[str]]] = [
+    ("base", {"__version__", "errors", "units", "names", "events", "secrets", "dockerfile", "dockerignore",
+              "project"}),
+    ("infrastructure", {"proc", "state", "config", "lock", "history", "status", "timeline", "notify", "init",
+                        "checks", "prereqs", "console", "configure"}),
+    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "ahead"}),
+    ("phase api", {"phase_api", "health", "watch", "gates", "releases"}),
+    ("phases", {"phases"}),
+    ("pipeline", {"pipeline", "registry"}),
+    ("runner", {"runner"}),
+    ("command line", {"cli", "__main__", ""}),
+]
+# Imports that break the rule today, each with the work that removes it.
+KNOWN: set[tuple[str, str]] = {
+    # phases/system.py still takes PhaseContext from pipeline (re-exported there); it moves
+    # onto phase_api when it is split into preflight/prerequisites/configuration (issue 13, item 2).
+    ("phases.system", "pipeline"),
+}
+# Adapters and state never reach up into the phases, the pipeline or the runner.
+NEVER_FROM_BELOW = {"phases", "pipeline", "registry", "runner", "cli"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE).with_suffix("").parts
+    return ".".join(parts).removesuffix("__init__").rstrip(".")
+
+
+def imports() -> dict[str, set[str]]:
+    modules = {module_name(p) for p in SOURCE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in SOURCE.rglob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "surefoot":
+                base = node.module.removeprefix("surefoot").lstrip(".")
+                for alias in node.names:  # `from surefoot.phases import cleanup` imports a module
+                    sub = f"{base}.{alias.name}".lstrip(".")
+                    deps.add(sub if sub in modules else base)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.removeprefix("surefoot.") for a in node.names if a.name.startswith("surefoot.")}
+        graph[module_name(path)] = deps - {module_name(path)}
+    return graph
+
+
+def layer(module: str) -> int:
+    for index, (_, members) in enumerate(LAYERS):
+        if module in members or module.split(".")[0] in members - {""}:
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS in tests/test_architecture.py "
+                         "and to docs/architecture.md")
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for module in imports():
+        layer(module)
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = []
+    for module, deps in imports().items():
+        for dep in deps:
+            if layer(dep) > layer(module) and (module, dep) not in KNOWN:
+                upward.append(f"{module} ({LAYERS[layer(module)][0]}) imports {dep} ({LAYERS[layer(dep)][0]})")
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_adapters_state_and_config_import_nothing_above_the_phase_api() -> None:
+    graph = imports()
+    for module, deps in graph.items():
+        if layer(module) <= layer("compose"):
+            reached = {d for d in deps if d.split(".")[0] in NEVER_FROM_BELOW}
+            assert not reached, f"{module} imports {reached}"
+
+
+def test_there_are_no_circles() -> None:
+    graph = imports()
+    circles = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    counter = [0]
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if dep not in index:
+                visit(dep)
+                low[node] = min(low[node], low[dep])
+            elif dep in stack:
+                low[node] = min(low[node], index[dep])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    assert not circles, circles
+
+
+def test_only_proc_starts_processes() -> None:
+    found = []
+    for path in SOURCE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "import subprocess" in text and module_name(path) not in ("proc", "phases.system"):
+            found.append(module_name(path))
+    # phases/system.py (the dockerd start) moves behind the host seam in issue 13, item 2.
+    assert not found, found

@@ -1,0 +1,60 @@
+"""The Docker adapter's argument builders: one table, one row an operation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from surefoot import dockerargs as a
+from surefoot.compose import Target
+
+T = Target("shop", Path("/srv/shop"), (Path("/srv/shop/compose.yaml"),), Path("/srv/shop/.env"))
+C = ["docker", "compose", "--ansi", "never", "--progress", "plain", "--project-name", "shop",
+     "--project-directory", "/srv/shop", "--file", "/srv/shop/compose.yaml", "--env-file", "/srv/shop/.env"]
+
+TABLE = [
+    (a.up_argv(T), [*C, "up", "--detach"]),
+    (a.up_argv(T, ["db"]), [*C, "up", "--detach", "db"]),
+    (a.up_argv(T, remove_orphans=True), [*C, "up", "--detach", "--remove-orphans"]),
+    (a.up_argv(T, no_build=True, pull_never=True, remove_orphans=True),
+     [*C, "up", "--detach", "--no-build", "--pull", "never", "--remove-orphans"]),
+    (a.up_argv(T, ["web"], no_build=True, pull_never=True, no_deps=True, force_recreate=True),
+     [*C, "up", "--detach", "--no-build", "--pull", "never", "--no-deps", "--force-recreate", "web"]),
+    (a.build_argv(T, ["app", "worker"]), [*C, "build", "app", "worker"]),
+    (a.pull_argv(T, ["db"]), [*C, "pull", "--ignore-buildable", "db"]),
+    (a.pull_argv(T, ignore_buildable=False), [*C, "pull"]),
+    (a.run_oneoff_argv(T, "web", ["migrate"], name="m", labels={"io.x": "migrate"}),
+     [*C, "run", "--detach", "--no-deps", "--name", "m", "--label", "io.x=migrate", "web", "migrate"]),
+    (a.run_oneoff_argv(T, "web", ["up"], name="m", entrypoint=[]),
+     [*C, "run", "--detach", "--no-deps", "--name", "m", "--entrypoint", "", "web", "up"]),
+    (a.run_oneoff_argv(T, "web", [], name="m", entrypoint=["sh", "-c", "a b"]),
+     [*C, "run", "--detach", "--no-deps", "--name", "m", "--entrypoint", "sh -c 'a b'", "web"]),
+    (a.logs_argv(T, "m"), ["docker", "logs", "--follow", "m"]),
+    (a.service_logs_argv(T, ["db"], tail=20), [*C, "logs", "--no-color", "--tail", "20", "db"]),
+    (a.service_logs_argv(T, follow=True), [*C, "logs", "--follow"]),
+    (a.exec_argv(T, "abc", ["pg_dump", "-U", "x"]), ["docker", "exec", "abc", "pg_dump", "-U", "x"]),
+    (a.image_rm_argv(T, ["shop-web:release-1"]), ["docker", "image", "rm", "shop-web:release-1"]),
+    (a.prune_project_images_argv(T), ["docker", "image", "prune", "--force", "--filter", "dangling=true",
+                                      "--filter", "label=com.docker.compose.project=shop"]),
+    (a.config_argv(T), [*C, "config", "--format", "json"]),
+]
+
+
+@pytest.mark.parametrize(("built", "expected"), TABLE)
+def test_argv(built: list[str], expected: list[str]) -> None:
+    assert built == expected
+
+
+def test_events_follow_the_projects_containers_from_a_moment() -> None:
+    argv = a.events_argv(T, 12.5)
+    assert argv[:6] == ["docker", "events", "--since", "12.500000", "--format", "{{.Status}}"]
+    assert "label=com.docker.compose.project=shop" in argv
+    assert [argv[i + 1] for i, x in enumerate(argv) if x == "--filter" and argv[i + 1].startswith("event=")] \
+        == [f"event={e}" for e in a.CONTAINER_EVENTS]
+
+
+def test_another_engine_is_named_before_every_command() -> None:
+    remote = Target("shop", Path("/srv"), (), docker=("docker", "--context", "prod"))
+    assert a.logs_argv(remote, "m")[:3] == ["docker", "--context", "prod"]
+    assert a.up_argv(remote)[:4] == ["docker", "--context", "prod", "compose"]
