@@ -240,3 +240,55 @@ def test_post_deploy_fails_on_a_failed_command_or_no_container(tmp_path: Path) -
     ctx, _ = phase_context(tmp_path, FakeDocker(), POST)
     with pytest.raises(PhaseFailed, match="no running container of web"):
         postdeploy.post_deploy(ctx)
+
+
+# -- rollback's restore unit -------------------------------------------------------------------------
+
+class _Keeper:
+    """The release keeper's answers for one release: its images present or not, how to restore it."""
+
+    def __init__(self, missing: list[str], force: tuple[str, ...] = ()) -> None:
+        self.missing, self.force, self.restored = missing, force, False
+
+    def missing_images(self, release: object) -> list[str]:
+        return self.missing
+
+    def restore(self, release: object, out: object) -> object:
+        from surefoot.releases import Restore
+
+        self.restored = True
+        return Restore(FakeDocker(project_dir=Path("/srv/shop/.surefoot/releases/3")).target, self.force)
+
+
+def _release() -> object:
+    from surefoot.state import Release
+
+    return Release(3, "shop", "2026-01-01T00:00:00", "healthy", None, {}, {"web": "shop-web:release-3"},
+                   "", "", None, "/nowhere", None)
+
+
+def test_a_rollback_starts_the_pinned_images_recreates_what_compose_cannot_see_and_gates(tmp_path: Path) -> None:
+    from surefoot import rollback
+
+    docker = FakeDocker(Script(containers=[running("web")]))
+    toml = f'[phases.health-wait]\n{FAST}[[phases.health-wait.probes]]\nservice = "web"\n'
+    ctx, seen = phase_context(tmp_path, docker, toml, name="rollback")
+    result = rollback.restore(ctx, _release(), _Keeper([], force=("web",)), ("a note",))  # type: ignore[arg-type]
+    assert result.note == "release 3 restored and healthy"
+    assert docker.args("up") == [
+        {"services": (), "no_build": True, "pull_never": True, "remove_orphans": True},
+        {"services": ("web",), "no_build": True, "pull_never": True, "no_deps": True, "force_recreate": True},
+    ]
+    assert docker.target.project_dir == Path("/srv/shop/.surefoot/releases/3")  # the release's files
+    assert seen.warnings == ["a note"]
+
+
+def test_a_rollback_whose_images_are_gone_starts_nothing(tmp_path: Path) -> None:
+    from surefoot import rollback
+
+    docker = FakeDocker()
+    ctx, _ = phase_context(tmp_path, docker, name="rollback")
+    keeper = _Keeper(["shop-web:release-3"])
+    with pytest.raises(PhaseFailed, match="its images are gone"):
+        rollback.restore(ctx, _release(), keeper, ())  # type: ignore[arg-type]
+    assert not keeper.restored and docker.calls == []

@@ -45,6 +45,8 @@ class PhaseSpec:
     announces: tuple[str, ...] = ()  # the milestones its function passes to ``ctx.reached``
     # Its inputs are fingerprinted once it has run, not before: it writes them (the env file).
     fingerprint_after: bool = False
+    # Its input includes the release tags past keeping (``ctx.expired_tags``); their files go.
+    prunes_releases: bool = False
 
 
 def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:

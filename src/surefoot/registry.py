@@ -33,7 +33,7 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         PhaseSpec("services-start", services.start, ("compose", "env", "images:all"),
                   release_point=True, rollback_on_failure=True),
         PhaseSpec("health-wait", health.wait, ("compose",), rollback_on_failure=True),
-        PhaseSpec("cleanup", cleanup.prune),
+        PhaseSpec("cleanup", cleanup.prune, prunes_releases=True),
     ]
     assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
     last: tuple[str, ...] = ("cleanup",)

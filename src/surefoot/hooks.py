@@ -1,0 +1,42 @@
+"""A phase's hooks: commands the operator configured to run on the server before and after it."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from surefoot.config import Settings
+from surefoot.errors import CommandNotFound, PhaseFailed
+from surefoot.phase_api import PhaseContext
+from surefoot.proc import ProcessRunner
+
+
+def run_hooks(
+    ctx: PhaseContext, settings: Settings, processes: ProcessRunner, when: str, commands: list[list[str]],
+    attempt: int, log_path: Path,
+) -> None:
+    """Run a phase's hooks on the host, given the phase's context in SUREFOOT_* variables.
+    A failing before-hook fails the phase; a failing after-hook warns."""
+    env = {
+        "SUREFOOT_PROJECT": settings.project_name,
+        "SUREFOOT_PROJECT_DIR": str(settings.project_dir),
+        "SUREFOOT_PHASE": ctx.name,
+        "SUREFOOT_HOOK": when,
+        "SUREFOOT_DEPLOYMENT": str(ctx.deployment_id),
+        "SUREFOOT_ATTEMPT": str(attempt),
+        "SUREFOOT_STATE_DIR": str(ctx.state_dir),
+        "SUREFOOT_LOG": str(log_path),
+        "SUREFOOT_ENV_FILE": str(settings.env_file or ""),
+    }
+    for argv in commands:
+        ctx.out(f"{when}-{ctx.name} hook: {shlex.join(argv)}")
+        try:
+            code = processes.stream(argv, ctx.out, cwd=settings.project_dir, env=env)
+        except CommandNotFound:
+            code = 127
+        if code == 0:
+            continue
+        message = f"the {when}-{ctx.name} hook {shlex.join(argv)} exited with code {code}"
+        if when == "before":
+            raise PhaseFailed(message, exit_code=code)
+        ctx.warn(message)
