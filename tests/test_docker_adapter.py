@@ -58,3 +58,24 @@ def test_another_engine_is_named_before_every_command() -> None:
     remote = Target("shop", Path("/srv"), (), docker=("docker", "--context", "prod"))
     assert a.logs_argv(remote, "m")[:3] == ["docker", "--context", "prod"]
     assert a.up_argv(remote)[:4] == ["docker", "--context", "prod", "compose"]
+
+
+def _container(name: str, service: str, number: str = "1", replace: str = "") -> dict[str, object]:
+    labels = {"com.docker.compose.service": service, "com.docker.compose.container-number": number}
+    if replace:
+        labels["com.docker.compose.replace"] = replace
+    return {"Name": "/" + name, "Id": "id-" + name, "Config": {"Labels": labels}}
+
+
+def test_an_interrupted_recreate_gives_the_name_back_or_removes_the_leftover() -> None:
+    from surefoot.dockermodel import interrupted_recreates
+
+    items = [
+        _container("0123456789ab_shop-web-1", "web"),  # the proper name is free: take it back
+        _container("abcdefabcdef_shop-db-1", "db"), _container("shop-db-1", "db"),  # taken: remove
+        _container("0123456789ab_mine", "other"),  # an operator's name that only looks like one
+    ]
+    assert interrupted_recreates(items, "shop") == [
+        ("rename", "0123456789ab_shop-web-1", "id-0123456789ab_shop-web-1", "shop-web-1"),
+        ("remove", "abcdefabcdef_shop-db-1", "id-abcdefabcdef_shop-db-1", "shop-db-1"),
+    ]

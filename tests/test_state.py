@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from surefoot.errors import LockHeld, StateError
+from surefoot.errors import StateError
 from surefoot.lock import ProjectLock, current_holder
 from surefoot.state import SCHEMA_VERSION, StateStore
 from surefoot.status import collect_status
@@ -84,8 +84,3 @@ def test_the_lock_names_its_holder_and_status_does_not_take_it(tmp_path: Path) -
         assert other.returncode == 3
         assert int(other.stdout) == holder.pid
     assert current_holder(tmp_path) is None
-
-
-def test_lock_held_carries_the_holder(tmp_path: Path) -> None:
-    err = LockHeld("held", 42, "host", "2026-01-01T00:00:00Z")
-    assert (err.pid, err.host, err.exit_code) == (42, "host", 3)

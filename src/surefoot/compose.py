@@ -13,7 +13,6 @@ its socket (:mod:`surefoot.engine`) or takes the answers asked ahead (:mod:`sure
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from surefoot.dockermodel import (
     ComposeModel,
     ContainerState,
     compose_reason,
+    interrupted_recreates,
     normalize_image,
     parse_ps,
     replicas,
@@ -52,8 +52,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-# The temporary name compose gives a container while it recreates it: "<12 hex>_<name>".
-_TEMPORARY_NAME = re.compile(r"^[0-9a-f]{12}_(.+)$")
 
 
 class NoRunningContainer(PhaseFailed):
@@ -335,43 +333,15 @@ class Compose:
         self._ask(lambda engine: engine.rename(container, name), cli)
 
     def finish_interrupted_recreates(self, out: Callable[[str], None]) -> None:
-        """Undo what a killed ``compose up`` left halfway through recreating a container.
-
-        Compose recreates a container by creating the new one as ``<12 hex>_<name>``, then
-        stopping and removing the old one, then renaming the new one to ``<name>`` (older
-        releases renamed the old one to ``<12 hex>_<name>`` first). Killed in between, it
-        leaves a container under that temporary name, which the next ``up`` keeps as it is
-        (a proxy may still point at the old one). So: where the proper name is taken, the
-        temporary container goes (the next ``up`` recreates the other if it is out of
-        date); where it is free, the temporary container takes it back (keeping any
-        volumes it inherited)."""
-        found = []
-        for item in self.containers():
-            labels = (item.get("Config") or {}).get("Labels") or {}
-            name, container = str(item.get("Name", "")).lstrip("/"), str(item.get("Id", ""))
-            match = _TEMPORARY_NAME.match(name)
-            # The rest must be compose's name for the replica ("PROJECT-SERVICE-N", or the
-            # container_name that newer releases record in the "replace" label): a container
-            # the operator named "<12 hex>_x" is left alone.
-            replaced = labels.get("com.docker.compose.replace", "")
-            proper_names = {"-".join((self.target.project_name, labels.get("com.docker.compose.service", ""),
-                                      labels.get("com.docker.compose.container-number", "")))}
-            if replaced:
-                proper_names |= {replaced, f"{self.target.project_name}-{replaced}"}
-            ours = match is not None and match.group(1) in proper_names
-            found.append((name, container, match.group(1) if match and ours else None))
-        taken = {name for name, _, _ in found}
-        for name, container, proper in sorted(found):
-            if proper is None or not container:
-                continue
-            if proper in taken:
+        """Undo what a killed ``compose up`` left halfway through recreating a container
+        (see :func:`~surefoot.dockermodel.interrupted_recreates`)."""
+        for action, name, container, proper in interrupted_recreates(self.containers(), self.target.project_name):
+            if action == "remove":
                 out(f"removing {name}, left by an interrupted recreate of {proper}")
                 self.remove_containers([container])
             else:
                 out(f"renaming {name} to {proper}, left by an interrupted recreate")
                 self.rename_container(container, proper)
-                taken.add(proper)
-            taken.discard(name)
 
     def containers_with_label(self, label: str) -> list[str]:
         """Ids of the project's containers, one-off ones included, that carry ``label``."""

@@ -218,3 +218,48 @@ def normalize_image(name: str) -> str:
     if "@" in name or ":" in last:
         return name
     return name + ":latest"
+
+
+# The temporary name compose gives a container while it recreates it: "<12 hex>_<name>".
+_TEMPORARY_NAME = re.compile(r"^[0-9a-f]{12}_(.+)$")
+
+
+def interrupted_recreates(items: Sequence[dict[str, Any]], project_name: str) -> list[tuple[str, str, str, str]]:
+    """What a killed ``compose up`` left halfway through recreating a container, and what
+    to do about it: ``(remove | rename, temporary name, container id, proper name)``.
+
+    Compose recreates a container by creating the new one as ``<12 hex>_<name>``, then
+    stopping and removing the old one, then renaming the new one to ``<name>`` (older
+    releases renamed the old one to ``<12 hex>_<name>`` first). Killed in between, it
+    leaves a container under that temporary name, which the next ``up`` keeps as it is
+    (a proxy may still point at the old one). So: where the proper name is taken, the
+    temporary container goes (the next ``up`` recreates the other if it is out of
+    date); where it is free, the temporary container takes it back (keeping any
+    volumes it inherited). ``items`` is ``docker inspect`` of the project's containers."""
+    found = []
+    for item in items:
+        labels = (item.get("Config") or {}).get("Labels") or {}
+        name, container = str(item.get("Name", "")).lstrip("/"), str(item.get("Id", ""))
+        match = _TEMPORARY_NAME.match(name)
+        # The rest must be compose's name for the replica ("PROJECT-SERVICE-N", or the
+        # container_name that newer releases record in the "replace" label): a container
+        # the operator named "<12 hex>_x" is left alone.
+        replaced = labels.get("com.docker.compose.replace", "")
+        proper_names = {"-".join((project_name, labels.get("com.docker.compose.service", ""),
+                                  labels.get("com.docker.compose.container-number", "")))}
+        if replaced:
+            proper_names |= {replaced, f"{project_name}-{replaced}"}
+        ours = match is not None and match.group(1) in proper_names
+        found.append((name, container, match.group(1) if match and ours else None))
+    taken = {name for name, _, _ in found}
+    plan = []
+    for name, container, proper in sorted(found):
+        if proper is None or not container:
+            continue
+        if proper in taken:
+            plan.append(("remove", name, container, proper))
+        else:
+            plan.append(("rename", name, container, proper))
+            taken.add(proper)
+        taken.discard(name)
+    return plan
