@@ -292,3 +292,41 @@ def test_a_rollback_whose_images_are_gone_starts_nothing(tmp_path: Path) -> None
     with pytest.raises(PhaseFailed, match="its images are gone"):
         rollback.restore(ctx, _release(), keeper, ())  # type: ignore[arg-type]
     assert not keeper.restored and docker.calls == []
+
+
+# -- the runner, handed its collaborators ---------------------------------------------------------
+
+def test_the_runner_uses_the_docker_and_the_prompter_it_is_handed(tmp_path: Path) -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    from surefoot.config import load_settings
+    from surefoot.phase_api import PhaseContext, PhaseResult, done
+    from surefoot.pipeline import PhaseSpec
+    from surefoot.runner import DeployOptions, Runner
+
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    docker = FakeDocker()
+    prompter = object()
+    seen: list[object] = []
+
+    def start(ctx: PhaseContext) -> PhaseResult:
+        seen.append(ctx.prompter)
+        ctx.docker.up(on_line=ctx.out, remove_orphans=True)
+        return done()
+
+    @contextlib.contextmanager
+    def open_prompter() -> Iterator[object]:
+        yield prompter
+
+    class Quiet:
+        def emit(self, event: object) -> None:
+            pass
+
+    runner = Runner(load_settings(tmp_path), tmp_path / ".surefoot", Quiet(),  # type: ignore[arg-type]
+                    pipeline=[PhaseSpec("services-start", start)], docker=docker,  # type: ignore[arg-type]
+                    open_prompter=open_prompter)  # type: ignore[arg-type]
+    outcome = runner.deploy(DeployOptions())
+    assert outcome.state == "completed", outcome
+    assert docker.args("up") == [{"services": (), "remove_orphans": True}]
+    assert seen == [prompter]

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,14 @@ from surefoot.secrets import Redactor
 from surefoot.state import PhaseRun, Release, StateStore, now_iso
 
 STATE_DB = "state.db"
-_Failed = UnitFailed  # the older name
+
+
+def local_target(settings: Settings) -> Target:
+    """The project on this machine's engine."""
+    return Target(project_name=settings.project_name, project_dir=settings.project_dir,
+                  compose_files=settings.compose_files, env_file=settings.env_file,
+                  earlier_env_files=settings.earlier_env_files)
+
 __all__ = ["STATE_DB", "TAIL_LINES", "DeployOptions", "DeployOutcome", "NoRelease", "PhaseLog", "Runner",
            "choose_release", "describe_release", "settings_digest"]
 
@@ -72,18 +79,16 @@ class Runner:
     clock: Callable[[], float] = time.monotonic
     pipeline: list[PhaseSpec] | None = None
     ahead: AskedAhead | None = None  # the first commands, started before the settings were loaded
+    # Collaborators the caller may hand in (tests: a FakeDocker, a scripted prompter); by
+    # default the local engine, and the terminal when there is one.
+    docker: Compose | None = None
+    open_prompter: Callable[[], AbstractContextManager[Prompter | None]] | None = None
 
     def __post_init__(self) -> None:
         self.redact = Redactor.from_env_file(self.settings.env_files)
-        target = Target(
-            project_name=self.settings.project_name,
-            project_dir=self.settings.project_dir,
-            compose_files=self.settings.compose_files,
-            env_file=self.settings.env_file,
-            earlier_env_files=self.settings.earlier_env_files,
-        )
         self.processes = ProcessRunner(self.cancel)
-        self.compose = Compose(target, self.processes, ahead=self.ahead)
+        self.compose = self.docker or Compose(local_target(self.settings), self.processes, ahead=self.ahead)
+        self.docker = self.compose
         self.facts = Facts(self.settings, self.compose, self.state_dir)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.checkpoints = Checkpoints(self.settings, self.state_dir, self.reporter, self.redact, self.clock,
@@ -115,8 +120,13 @@ class Runner:
             raise ConfigError(f"--set cannot be applied: {why}")
         if not options.interactive:
             return self._deploy(options)
+        with (self.open_prompter or self._terminal_prompter)() as prompter:
+            return self._deploy(options, prompter)
+
+    @contextmanager
+    def _terminal_prompter(self) -> Iterator[Prompter | None]:
         with TerminalPrompter.open() as terminal:
-            return self._deploy(options, PausingPrompter(terminal, self.reporter.paused) if terminal else None)
+            yield PausingPrompter(terminal, self.reporter.paused) if terminal else None
 
     def _deploy(self, options: DeployOptions, prompter: Prompter | None = None) -> DeployOutcome:
         project = self.settings.project_name
@@ -158,7 +168,7 @@ class Runner:
                 store.add_event(deployment_id, "interrupted", str(exc))
                 outcome = DeployOutcome("interrupted", deployment_id, signum=exc.signum)
             except UnitFailed as failed:
-                outcome = self._after_failure(store, deployment_id, failed.outcome, pipeline)
+                outcome = self.rollbacks.after_failure(store, deployment_id, failed.outcome, pipeline)
             except StateError:
                 with contextlib.suppress(StateError):
                     store.set_deployment_state(deployment_id, "failed", "the state folder cannot be written")
@@ -238,11 +248,6 @@ class Runner:
         for release in expired:
             self.keeper.forget_files(release.id)
         return [tag for release in expired for tag in release.tags.values()]
-
-    def _after_failure(
-        self, store: StateStore, deployment_id: int, outcome: DeployOutcome, pipeline: list[PhaseSpec]
-    ) -> DeployOutcome:
-        return self.rollbacks.after_failure(store, deployment_id, outcome, pipeline)
 
     def rollback(self, release_id: int | None) -> DeployOutcome:
         """``surefoot rollback``: restore a release (default: the one before the current one)."""
