@@ -347,10 +347,10 @@ def init(opts: GlobalOptions, non_interactive: bool) -> int:
     argv = compose_args(Target(name, folder, tuple(folder / f for f in files)),
                         "config", "--no-interpolate", "--format", "json")
     from surefoot.errors import CommandNotFound, CommandTimeout
-    from surefoot.proc import CancelToken, ProcessRunner
+    from surefoot.proc import capture_once
 
     try:
-        done = ProcessRunner(CancelToken()).capture(argv, timeout=120, cancellable=False)
+        done = capture_once(argv, timeout=120)
     except (OSError, CommandNotFound, CommandTimeout) as exc:
         raise ConfigError(f"cannot read the compose files with `docker compose config`: {exc}") from None
     if done.returncode != 0:

@@ -272,3 +272,9 @@ class ProcessRunner:
             self.cancel.check()
         return Captured(child.returncode, (out or b"").decode("utf-8", "replace"),
                         (err or b"").decode("utf-8", "replace"))
+
+
+def capture_once(argv: Sequence[str], *, cwd: Path | None = None, timeout: float | None = 60.0) -> Captured:
+    """A short command outside any deployment's cancel (git's commit, compose's view of a
+    folder for ``init``): run to completion, its output kept."""
+    return ProcessRunner(CancelToken()).capture(argv, cwd=cwd, timeout=timeout, cancellable=False)

@@ -33,7 +33,7 @@ from surefoot.compose import Compose, Target, normalize_image
 from surefoot.config import Settings
 from surefoot.errors import CommandNotFound, CommandTimeout, PhaseFailed
 from surefoot.phase_api import Facts
-from surefoot.proc import CancelToken, Captured, ProcessRunner
+from surefoot.proc import Captured, capture_once
 from surefoot.state import Release, now_iso
 
 TAG_REGISTRY = "surefoot.local"
@@ -60,11 +60,9 @@ def pins_yaml(tags: dict[str, str]) -> str:
 def git_commit(folder: Path, ignore: Path | None = None) -> str | None:
     """HEAD's commit, with ``-dirty`` when the work tree has changes (tracked or new files;
     ``ignore``, the state folder, does not count)."""
-    processes = ProcessRunner(CancelToken())
-
     def git(*args: str) -> Captured | None:
         try:
-            return processes.capture(["git", "-C", str(folder), *args], timeout=10, cancellable=False)
+            return capture_once(["git", "-C", str(folder), *args], timeout=10)
         except (OSError, CommandNotFound, CommandTimeout):
             return None
 
