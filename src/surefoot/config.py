@@ -77,6 +77,11 @@ class DatabaseStartSettings(PhaseSettings):
     timeout: Duration = 120.0
 
 
+class ServicesStartSettings(PhaseSettings):
+    zero_downtime: list[ServiceName] = []  # services updated start-first (phases/rollout.py)
+    drain: Duration = 10.0  # how long an old container keeps serving in-flight requests
+
+
 
 
 class PromptSettings(_Strict):
@@ -256,7 +261,7 @@ class PhasesSection(_Strict):
         default=DatabaseStartSettings(), alias="database-start"
     )
     database_migrate: MigrateSettings = Field(default=MigrateSettings(), alias="database-migrate")
-    services_start: PhaseSettings = Field(default=PhaseSettings(), alias="services-start")
+    services_start: ServicesStartSettings = Field(default=ServicesStartSettings(), alias="services-start")
     health_wait: HealthWaitSettings = Field(default=HealthWaitSettings(), alias="health-wait")
     cleanup: PhaseSettings = PhaseSettings()
     verify: VerifySettings = VerifySettings()

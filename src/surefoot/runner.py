@@ -66,6 +66,7 @@ class DeployOutcome:
     restored_release: int | None = None
     notes: tuple[str, ...] = ()
     usage_error: bool = False  # a configuration problem found while running (exit 2)
+    untouched: bool = False  # the failed phase left the running stack as it was: no rollback
 
 
 class _Failed(Exception):
@@ -454,9 +455,9 @@ class Runner:
             self.reporter.emit(events.PhaseFinished(name, status, self.clock() - began, note))
             log.close()
 
-        def failure(summary: str, usage: bool = False) -> _Failed:
+        def failure(summary: str, usage: bool = False, untouched: bool = False) -> _Failed:
             return _Failed(DeployOutcome("failed", deployment_id, name, summary, log.path,
-                                         tuple(log.tail), usage_error=usage))
+                                         tuple(log.tail), usage_error=usage, untouched=untouched))
 
         try:
             result = body(ctx)
@@ -471,7 +472,7 @@ class Runner:
                     log.write(line)
             log.write(f"FAILED: {summary}")
             finish("failed", summary, summary, exc.command_exit_code)
-            raise failure(summary) from None
+            raise failure(summary, untouched=getattr(exc, "untouched", False)) from None
         except ConfigError as exc:
             summary = self.redact(str(exc))
             log.write(f"FAILED: {summary}")
@@ -521,7 +522,7 @@ class Runner:
             # a resume that succeeds makes it healthy).
             store.set_release_outcome(deployment_id, "failed")
         spec = next((s for s in pipeline if s.name == outcome.failed_phase), None)
-        if spec is None or not spec.rollback_on_failure:
+        if spec is None or not spec.rollback_on_failure or outcome.untouched:
             return outcome
         if not self.settings.rollback.automatic:
             return outcome
