@@ -126,6 +126,23 @@ def test_kill_9_in_the_middle_of_a_switch_then_deploy_leaves_one_healthy_generat
     assert labels["com.docker.compose.config-hash"] == hashes[1]
 
 
+@pytest.mark.docker
+def test_several_services_switch_one_after_another_each_gated(projects: Projects, nginx_image: str) -> None:
+    web = ZDT_COMPOSE.split("  proxy:")[0].split("services:\n")[1].replace("  api:", "  web:", 1)
+    project = new_stack(projects, nginx_image, compose=ZDT_COMPOSE + web)
+    project.write("surefoot.toml", ZDT_CONFIG.format(name=project.name, port=project.port)
+                  + 'zero_downtime = ["web", "api"]\ndrain = "1s"\n')
+    first = project.run("deploy")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    code, output, traffic = deploy_during_traffic(project, "2")
+    assert code == 0, output[-3000:]
+    assert traffic.failed == 0, (traffic.failed, traffic.errors)
+    steps = [output.index(line) for line in ("web: starting the new version", "web: switched to",
+                                             "api: starting the new version", "api: switched to")]
+    assert steps == sorted(steps)
+    assert len(project.containers("label=com.docker.compose.service=web")) == 1
+
+
 # -- the configuration, without the engine ----------------------------------------------
 
 def _model(services: dict[str, object]) -> ComposeModel:
