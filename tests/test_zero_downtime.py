@@ -96,6 +96,12 @@ def test_a_zero_downtime_service_that_publishes_a_port_is_refused_before_any_cha
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr
     assert "phases.services-start.zero_downtime: api publishes host port" in result.stdout + result.stderr
     assert project.containers() == []
+    project.write("surefoot.toml", ZDT_CONFIG.format(name=project.name, port=project.port)
+                  + 'zero_downtime = ["nope"]\n')
+    unknown = project.run("deploy", "--fresh")
+    assert unknown.returncode == 2, unknown.stdout[-3000:] + unknown.stderr
+    assert "phases.services-start.zero_downtime: no service 'nope'" in unknown.stdout + unknown.stderr
+    assert project.containers() == []
 
 
 @pytest.mark.docker
@@ -124,6 +130,11 @@ def test_kill_9_in_the_middle_of_a_switch_then_deploy_leaves_one_healthy_generat
                              str(project.path / ".env"), "config", "--hash", "api").split()
     labels = containers[0]["Config"]["Labels"]  # type: ignore[index]
     assert labels["com.docker.compose.config-hash"] == hashes[1]
+    # Unchanged, a zero-downtime service is not touched.
+    again = project.run("deploy", "--fresh")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert "api: up to date" in again.stdout
+    assert [c["Id"] for c in api_containers(project)] == [containers[0]["Id"]]
 
 
 @pytest.mark.docker
