@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -524,6 +525,31 @@ class Compose:
                 self.rename_container(container, proper)
                 taken.add(proper)
             taken.discard(name)
+
+    # -- start-first updates (phases/rollout.py) ----------------------------------
+    def config_hash(self, service: str) -> str:
+        """The config hash compose gives the service's containers now (their label
+        ``com.docker.compose.config-hash``): a container with another one is out of date."""
+        text = self.check(self.argv("config", "--hash", service), f"docker compose config --hash {service}")
+        for line in text.splitlines():
+            name, _, digest = line.strip().partition(" ")
+            if name == service and digest.strip():
+                return digest.strip()
+        raise PhaseFailed(f"docker compose config --hash {service} printed no hash")
+
+    def start_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
+        """Create the service's missing containers from the current model beside the ones
+        running, which stay as they are (``up --no-recreate --scale``): ``total`` in all."""
+        return self.stream(self.argv("up", "--detach", "--no-deps", "--no-recreate",
+                                     "--scale", f"{service}={total}", service), on_line)
+
+    def stop_containers(self, containers: Sequence[str], timeout: float) -> None:
+        """Stop containers side by side: their stop signal, then SIGKILL after ``timeout`` seconds."""
+        if not containers:
+            return
+        seconds = str(max(0, math.ceil(timeout)))
+        self.check(self.docker_argv("stop", "--time", seconds, *containers), "docker stop",
+                   timeout=timeout + 60)
 
     def containers_with_label(self, label: str) -> list[str]:
         """Ids of the project's containers, one-off ones included, that carry ``label``."""

@@ -27,8 +27,10 @@ WATCH_POLL = 1.0  # seconds between looks at the containers, without the engine'
 WATCH_FALLBACK = 5.0  # the same, when the events wake the watch
 
 
-def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch) -> Probe:
-    check = _check_for(settings, ctx, watch)
+def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch,
+                container: str | None = None) -> Probe:
+    """The probe ``settings`` describe; ``container`` (an id) pins a service's command to it."""
+    check = _check_for(settings, ctx, watch, container)
 
     def guarded() -> ProbeResult:
         ctx.cancel.check()
@@ -48,7 +50,7 @@ def build_probe(settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatc
 
 
 def _check_for(
-    settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch
+    settings: ProbeSettings, ctx: PhaseContext, watch: ContainerWatch, container: str | None = None
 ) -> Callable[[], ProbeResult]:
     timeout = settings.request_timeout
     if settings.type == "http":
@@ -72,7 +74,10 @@ def _check_for(
 
     def run_command() -> ProbeResult:
         try:
-            argv = ctx.compose.exec_argv(service, command) if service else command
+            if container:
+                argv = ctx.compose.docker_argv("exec", container, *command)
+            else:
+                argv = ctx.compose.exec_argv(service, command) if service else command
         except PhaseFailed as exc:
             return ProbeResult(False, exc.summary)
         result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)

@@ -29,7 +29,15 @@ from surefoot.ahead import AskedAhead
 from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
-from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, StateError, SurefootError
+from surefoot.errors import (
+    CommandNotFound,
+    ConfigError,
+    Interrupted,
+    PhaseFailed,
+    StackUntouched,
+    StateError,
+    SurefootError,
+)
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done, ordered
@@ -66,6 +74,7 @@ class DeployOutcome:
     restored_release: int | None = None
     notes: tuple[str, ...] = ()
     usage_error: bool = False  # a configuration problem found while running (exit 2)
+    untouched: bool = False  # the failed phase left the running stack as it was: no rollback
 
 
 NO_HEALTH_PROBE = ("no health probe configured: nothing checked that the application answers "
@@ -526,9 +535,9 @@ class Runner:
             self.reporter.emit(events.PhaseFinished(name, status, self.clock() - began, note))
             log.close()
 
-        def failure(summary: str, usage: bool = False) -> _Failed:
+        def failure(summary: str, usage: bool = False, untouched: bool = False) -> _Failed:
             return _Failed(DeployOutcome("failed", deployment_id, name, summary, log.path,
-                                         tuple(log.tail), usage_error=usage))
+                                         tuple(log.tail), usage_error=usage, untouched=untouched))
 
         try:
             result = body(ctx)
@@ -543,7 +552,7 @@ class Runner:
                     log.write(line)
             log.write(f"FAILED: {summary}")
             finish("failed", summary, summary, exc.command_exit_code)
-            raise failure(summary) from None
+            raise failure(summary, untouched=isinstance(exc, StackUntouched)) from None
         except ConfigError as exc:
             summary = self.redact(str(exc))
             log.write(f"FAILED: {summary}")
@@ -593,7 +602,7 @@ class Runner:
             # a resume that succeeds makes it healthy).
             store.set_release_outcome(deployment_id, "failed")
         spec = next((s for s in pipeline if s.name == outcome.failed_phase), None)
-        if spec is None or not spec.rollback_on_failure:
+        if spec is None or not spec.rollback_on_failure or outcome.untouched:
             return outcome
         if not self.settings.rollback.automatic:
             return outcome

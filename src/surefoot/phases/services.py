@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from surefoot.compose import compose_reason
 from surefoot.errors import CommandTimeout, PhaseFailed
+from surefoot.phases.rollout import roll_out
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 from surefoot.units import format_duration
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
     ctx.compose.finish_interrupted_recreates(ctx.out)
+    roll_out(ctx)  # the zero_downtime services first, start-first; compose up then leaves them be
     timeout = ctx.settings.phases.services_start.timeout
     lines: list[str] = []
 

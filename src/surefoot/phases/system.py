@@ -28,6 +28,7 @@ from surefoot.configure import (
     write_env_file,
 )
 from surefoot.errors import CommandNotFound, ConfigError, PhaseFailed
+from surefoot.phases.rollout import check_zero_downtime
 from surefoot.pipeline import PhaseContext, PhaseResult, done
 from surefoot.proc import Captured
 from surefoot.secrets import SECRET_KEY, parse_env_text
@@ -263,6 +264,7 @@ def _project_checks(
                 f"{where}: {key}: no service {service!r} in the compose files "
                 f"(services: {', '.join(model.services)})"
             )
+    check_zero_downtime(ctx.settings, model)
     ports = model.published_ports()
     if containers is None:
         containers = ctx.compose.ps()
