@@ -329,6 +329,9 @@ class SshConnection:
             error = classify(self.target, result.stderr)
             if error is not None:
                 raise error
+            if self._check() is None:  # ssh's own failure, said quietly (LogLevel): the master ended
+                raise SshError(f"{self.target.label}: the SSH connection dropped (the shared connection ended "
+                               f"during `{shlex.join(command)}`)", "dropped")
         if check and result.returncode != 0:
             raise SshError(f"{self.target.label}: `{shlex.join(command)}` failed ({result.returncode}): "
                            f"{_last_line(result.stderr)}", "command")
