@@ -76,7 +76,8 @@ def main() -> None:
     started = time.monotonic()
     _, built = ensure_image(folder)
     checked = time.monotonic() - started
-    print(f"server image: built in {built:.1f} s" if built else f"server image: present (reused, {checked:.1f} s to check)")
+    print(f"server image: built in {built:.1f} s" if built
+          else f"server image: present (reused, {checked:.1f} s to check)")
     pool = ServerPool(folder / "one")
     others = ServerPool(folder / "three")
     try:
