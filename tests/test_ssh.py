@@ -4,6 +4,7 @@ test servers (tests/servers.py: sshd and dockerd in containers, sshd's default s
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import threading
@@ -296,6 +297,26 @@ def test_a_dropped_connection_is_reported(server: Server) -> None:
     assert failure and isinstance(failure[0], SshError), failure
     assert failure[0].kind == "dropped"
     assert str(failure[0]).startswith(f"target ssh://{server.alias}: the SSH connection dropped")
+
+
+@pytest.mark.docker
+def test_a_master_that_ended_is_opened_again_with_the_same_docker_host(connection: SshConnection) -> None:
+    env = connection.docker_env()
+    first = connection.master_pid
+    assert first is not None
+    os.kill(first, 15)  # as when it idles past ControlPersist or the network drops
+    deadline = time.monotonic() + 10
+    while connection.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not connection.alive()
+    connection.ensure_open()
+    assert connection.master_pid not in (None, first)
+    assert connection.docker_env()["DOCKER_HOST"] == env["DOCKER_HOST"]
+    version = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    connection.ensure_open()  # alive: nothing to do
+    assert connection.alive()
 
 
 TWENTY = "services:\n" + "".join(

@@ -251,6 +251,7 @@ class SshConnection:
         self.folder: Path | None = None
         self.master_pid: int | None = None
         self.docker_socket: Path | None = None
+        self._forwarded_remote: str | None = None
 
     @property
     def control_path(self) -> Path:
@@ -277,6 +278,27 @@ class SshConnection:
         if len(str(self.control_path)) > _MAX_SOCKET_PATH - 20:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
+        self._start_master()
+
+    def ensure_open(self) -> None:
+        """Opens the master again when it ended (idle past ControlPersist, or dropped), in the
+        same folder, with the docker socket forwarded again at the same path: a DOCKER_HOST
+        handed out before stays valid."""
+        if self.folder is None:
+            self.open()
+            return
+        if self._check() is not None:
+            return
+        forwarded = self._forwarded_remote
+        for stale in (self.control_path, self.control_path.with_name("docker.sock")):
+            stale.unlink(missing_ok=True)
+        self.master_pid = None
+        self.docker_socket = None
+        self._start_master(keep_folder=True)
+        if forwarded is not None:
+            self.forward_docker(forwarded)
+
+    def _start_master(self, keep_folder: bool = False) -> None:
         argv = master_argv(self.options(), self.target, self.persist)
         # The master goes to the background holding its stderr: a file, not a pipe, or
         # reading it would wait for the master to end.
@@ -285,17 +307,17 @@ class SshConnection:
                 result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                         timeout=2 * self.connect_timeout + 20)
             except FileNotFoundError:
-                self._discard()
+                self._discard(keep_folder)
                 raise SshError("ssh: the OpenSSH client is not installed (apt-get install openssh-client)",
                                "missing") from None
             except subprocess.TimeoutExpired:
-                self._discard()
+                self._discard(keep_folder)
                 raise SshError(f"{self.target.label}: no answer within {2 * self.connect_timeout + 20} s "
                                f"(connecting and logging in)", "unreachable") from None
             errors.seek(0)
             message = errors.read().decode(errors="replace")
         if result.returncode != 0:
-            self._discard()
+            self._discard(keep_folder)
             raise classify(self.target, message) or SshError(
                 f"{self.target.label}: ssh could not connect: {_last_line(message)}", "failed")
         self.master_pid = self._check()
@@ -353,6 +375,7 @@ class SshConnection:
                     f"{self.target.label}: could not forward the docker socket {remote_socket}: "
                     f"{_last_line(result.stderr)}", "failed")
             self.docker_socket = local
+            self._forwarded_remote = remote_socket
         return f"unix://{self.docker_socket}"
 
     def docker_env(self, base: Mapping[str, str] | None = None,
@@ -383,12 +406,15 @@ class SshConnection:
                     os.kill(pid, 15)
         self._discard()
 
-    def _discard(self) -> None:
+    def _discard(self, keep_folder: bool = False) -> None:
+        if keep_folder:
+            return
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
         self.master_pid = None
         self.docker_socket = None
+        self._forwarded_remote = None
 
 
 def _running(pid: int) -> bool:
