@@ -347,3 +347,19 @@ def test_twenty_services_deploy_through_the_forwarded_docker_socket(
         assert local.stdout.split() == []
     finally:
         subprocess.run([*compose, "down", "-t", "0"], env=env, capture_output=True, timeout=300)
+
+
+@pytest.mark.docker
+def test_server_pool_teardown_removes_what_it_made_and_nothing_else(
+        test_servers: ServerPool, tmp_path: Path) -> None:
+    shared = test_servers.server(0)
+    pool = ServerPool(tmp_path / "pool")
+    try:
+        server = pool.server(0)
+        assert server.ssh("docker", "info", "--format", "{{.Driver}}").stdout.strip() == "overlay2"
+        assert "MaxStartups" not in server.exec("cat", "/etc/ssh/sshd_config").stdout.replace("#MaxStartups", "")
+    finally:
+        pool.teardown()
+    for kind, name in (("container", server.container), ("volume", server.volume)):
+        assert subprocess.run(["docker", kind, "inspect", name], capture_output=True).returncode != 0
+    assert shared.ssh("true").returncode == 0, "the session's own server is untouched"
