@@ -393,7 +393,7 @@ class SshConnection:
         private folder. Safe to call twice."""
         if self.folder is None:
             return
-        pid = self.master_pid or self._check()
+        pid = self._check()  # the running master's pid (a remembered one may be gone and reused)
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
             subprocess.run(control_argv(self.options(), self.target, "exit"), capture_output=True,
                            timeout=self.control_timeout, stdin=subprocess.DEVNULL)
@@ -401,7 +401,7 @@ class SshConnection:
             deadline = time.monotonic() + timeout
             while _running(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _running(pid):
+            if _running(pid) and _names(pid, str(self.control_path)):
                 with contextlib.suppress(OSError):
                     os.kill(pid, 15)
         self._discard()
@@ -425,3 +425,11 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _names(pid: int, text: str) -> bool:
+    """Whether process ``pid``'s command line contains ``text`` (False where /proc is missing)."""
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
