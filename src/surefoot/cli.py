@@ -402,6 +402,14 @@ def init(opts: GlobalOptions, non_interactive: bool) -> int:
             click.echo(f"added .surefoot/ to {ignore}")
     except OSError as exc:
         click.echo(f"warning: {ignore}: cannot add .surefoot/ ({exc.strerror})", err=True)
+    state_dir = opts.resolved_state_dir()
+    for ignore, text in scaffold.dockerignores_with_state(services, state_dir).items():
+        try:
+            ignore.write_text(text)
+            click.echo(f"added {state_dir.name} to {ignore} (a build of that context must not send it)")
+        except OSError as exc:
+            click.echo(f"warning: {ignore}: cannot add the state folder ({exc.strerror}); "
+                       "build refuses to run until it is there", err=True)
     return ExitCode.OK
 
 
