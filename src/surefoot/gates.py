@@ -71,11 +71,14 @@ def _check_for(
     service = settings.service
 
     def run_command() -> ProbeResult:
-        try:
-            argv = ctx.compose.exec_argv(service, command) if service else command
-        except PhaseFailed as exc:
-            return ProbeResult(False, exc.summary)
-        result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
+        if service:  # in the service's running container
+            try:
+                argv = ctx.compose.exec_argv(service, command)
+            except PhaseFailed as exc:
+                return ProbeResult(False, exc.summary)
+            result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
+        else:  # on the host
+            result = ctx.host.run(command, cwd=ctx.settings.project_dir, timeout=timeout)
         if result.returncode == 0:
             return ProbeResult(True, "exit 0")
         last = (result.stderr.strip() or result.stdout.strip()).splitlines()

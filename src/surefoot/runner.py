@@ -30,6 +30,7 @@ from surefoot.compose import Compose, Target
 from surefoot.config import PhaseSettings, ProbeSettings, Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
 from surefoot.errors import CommandNotFound, ConfigError, Interrupted, PhaseFailed, StateError, SurefootError
+from surefoot.host import LocalHost
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done, ordered
@@ -509,6 +510,7 @@ class Runner:
             out=out,
             progress=lambda text: self.reporter.emit(events.PhaseProgress(name, self.redact(text))),
             warn=warn,
+            host=LocalHost(self.processes),
             deployment_id=deployment_id,
             state_dir=self.state_dir,
             prompter=self.prompter,
@@ -724,7 +726,7 @@ class Runner:
 
     def prerequisites(self, dry_run: bool) -> DeployOutcome:
         """``surefoot prerequisites``: install what is missing, or (dry run) list it."""
-        from surefoot.phases.system import prerequisites
+        from surefoot.phases.prerequisites import prerequisites
 
         self.options = DeployOptions(dry_run=dry_run)
         return self._standalone("prerequisites", prerequisites)
