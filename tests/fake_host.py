@@ -110,6 +110,9 @@ class FakeEngine:
     def docker_argv(self, *args: str) -> list[str]:
         return ["docker", *args]
 
+    def argv(self, *args: str) -> list[str]:
+        return ["docker", "compose", *args]
+
     def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
         self.asked.append(tuple(args))
         if tuple(args[:3]) == ("docker", "compose", "version"):

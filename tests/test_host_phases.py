@@ -317,3 +317,32 @@ def test_the_local_host_starts_a_daemon_detached_with_its_output_in_a_log(tmp_pa
         assert log.read_text() == "started\n"
     finally:
         os.kill(pid, 9)
+
+
+# -- host commands: a command probe without a service, post-deploy commands without one ---
+def test_a_command_probe_without_a_service_runs_on_the_host(tmp_path: Path) -> None:
+    from surefoot.config import ProbeSettings
+    from surefoot.gates import build_probe
+
+    host = FakeHost()
+    host.answer(["check-it", "--now"], "", 3, "not yet\n")
+    ctx, _ = make_context(tmp_path, host=host, name="health-wait")
+    probe = build_probe(ProbeSettings(command=["check-it", "--now"]), ctx, None)  # type: ignore[arg-type]
+    result = probe.check()
+    assert (result.ok, result.detail) == (False, "exit 3: not yet")
+    assert host.ran == [("check-it", "--now")]
+
+
+def test_post_deploy_host_commands_run_on_the_host(tmp_path: Path) -> None:
+    from surefoot.phases.postdeploy import post_deploy
+
+    host = FakeHost()
+    host.answer(["notify", "deployed"], "sent\n")
+    toml = '[[phases.post-deploy.commands]]\ncommand = ["notify", "deployed"]\n'
+    ctx, seen = make_context(tmp_path, toml, host=host, name="post-deploy")
+    assert post_deploy(ctx).note == "1 command(s) run"
+    assert host.streamed == [("notify", "deployed")]
+    assert seen.lines[:2] == ["running: notify deployed", "sent"]
+    host.answer(["notify", "deployed"], "", 4)
+    with pytest.raises(PhaseFailed, match="post-deploy command notify deployed exited with code 4"):
+        post_deploy(ctx)

@@ -127,13 +127,15 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.preflight
     results, record = recorder(ctx)
 
-    with ThreadPoolExecutor(2, thread_name_prefix="preflight") as pool:
-        # Questions to the engine that do not depend on each other, asked at once.
+    with ThreadPoolExecutor(3, thread_name_prefix="preflight") as pool:
+        # Questions to the engine and to the host that do not depend on each other, asked at once.
         engine_clock = pool.submit(_quietly, _engine_clock, ctx)
         containers = pool.submit(_quietly, ctx.compose.ps)
+        measured = pool.submit(_measure_host, ctx, settings.disk_path)
         docker = inspect_docker(ctx)
+        memory, disk, cpus, (os_id, os_version), root = measured.result()
     prerequisites = ctx.settings.phases.prerequisites
-    fixable = prerequisites.enabled and prerequisites.install and ctx.host.is_root()
+    fixable = prerequisites.enabled and prerequisites.install and root
     for problem in docker.problems:
         record(CheckResult("compose" if "compose" in problem else "docker", "warn" if fixable else "fail", problem,
                            advice="the prerequisites phase installs or starts it" if fixable else ""))
@@ -141,14 +143,13 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         record(CheckResult("docker", "pass", f"engine {docker.server_version}, usable by this user"))
     if docker.compose_version:
         record(CheckResult("compose", "pass", f"compose {docker.compose_version}", ">= 2"))
-    host = ctx.host
-    record(checks.judge_memory(checks.available_memory(host), settings.min_memory))
-    try:
-        record(checks.judge_disk(checks.free_disk(host, settings.disk_path), settings.min_disk, settings.disk_path))
-    except OSError as exc:
-        record(CheckResult("disk", "fail", f"{settings.disk_path}: {exc.strerror}"))
-    record(checks.judge_cpus(checks.cpu_count(host), settings.min_cpus))
-    record(checks.judge_os(*checks.os_release(host)))
+    record(checks.judge_memory(memory, settings.min_memory))
+    if isinstance(disk, OSError):
+        record(CheckResult("disk", "fail", f"{settings.disk_path}: {disk.strerror}"))
+    else:
+        record(checks.judge_disk(disk, settings.min_disk, settings.disk_path))
+    record(checks.judge_cpus(cpus, settings.min_cpus))
+    record(checks.judge_os(os_id, os_version))
     record(checks.judge_clock(datetime.now(UTC), engine_clock.result() if docker.server_version else None,
                               settings.max_clock_skew))
     env = ctx.settings.env_file
@@ -166,6 +167,17 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         record(checks.judge_dns(domain, checks.resolve(domain), checks.public_address(settings.public_ip_url)))
     warned = judge_results(ctx, results)
     return done(f"{len(results)} checks, {warned} warning(s)" + (" (compose config deferred)" if deferred else ""))
+
+
+def _measure_host(ctx: PhaseContext, disk_path: str) -> tuple[int | None, int | OSError, int, tuple[str, str], bool]:
+    """The host's memory, free disk (or why not), CPUs, OS release and whether surefoot is root."""
+    host = ctx.host
+    try:
+        disk: int | OSError = checks.free_disk(host, disk_path)
+    except OSError as exc:
+        disk = exc
+    return (checks.available_memory(host), disk, checks.cpu_count(host), checks.os_release(host),
+            host.is_root())
 
 
 def recorder(ctx: PhaseContext) -> tuple[list[CheckResult], Callable[[CheckResult], None]]:
