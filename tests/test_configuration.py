@@ -124,6 +124,7 @@ def terminal(project: Project, *args: str) -> Terminal:
     return Terminal(project.command("deploy", *args), {**os.environ, **project.env})
 
 
+@pytest.mark.docker
 def test_prompts_on_a_terminal_decline_then_accept_then_keep(site: Project) -> None:
     env_file = site.path / ".env.production"
     term = terminal(site)
@@ -174,6 +175,7 @@ def test_prompts_on_a_terminal_decline_then_accept_then_keep(site: Project) -> N
     assert "nothing to write" in again.stdout
 
 
+@pytest.mark.docker
 def test_non_interactive_with_set_and_with_values_missing(site: Project) -> None:
     missing = site.run("deploy", "--non-interactive", "--set", "DOMAIN=shop.example.com")
     assert missing.returncode == 2
@@ -192,6 +194,7 @@ def test_non_interactive_with_set_and_with_values_missing(site: Project) -> None
     assert bad.returncode == 2
 
 
+@pytest.mark.docker
 def test_a_generated_secret_with_every_allowed_character_survives_into_a_container(site: Project) -> None:
     alphabet = "".join(chr(c) for c in range(33, 127) if chr(c) not in "$'\"\\`")
     config = CONFIG.format(name=site.name).replace("length = 40", f"length = 4096\nalphabet = {json.dumps(alphabet)}")

@@ -73,14 +73,15 @@ def _check_for(
     service = settings.service
 
     def run_command() -> ProbeResult:
-        try:
-            if container:
-                argv = ctx.compose.docker_argv("exec", container, *command)
-            else:
-                argv = ctx.compose.exec_argv(service, command) if service else command
-        except PhaseFailed as exc:
-            return ProbeResult(False, exc.summary)
-        result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
+        if container or service:  # in a given container, or the service's running one
+            try:
+                argv = (ctx.compose.exec_argv(service, command) if service and not container
+                        else ctx.compose.docker_argv("exec", str(container), *command))
+            except PhaseFailed as exc:
+                return ProbeResult(False, exc.summary)
+            result = ctx.compose.runner.capture(argv, cwd=ctx.settings.project_dir, timeout=timeout)
+        else:  # on the host
+            result = ctx.host.run(command, cwd=ctx.settings.project_dir, timeout=timeout)
         if result.returncode == 0:
             return ProbeResult(True, "exit 0")
         last = (result.stderr.strip() or result.stdout.strip()).splitlines()

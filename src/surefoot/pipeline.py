@@ -23,6 +23,7 @@ from surefoot.compose import Compose, ComposeModel
 from surefoot.config import PhaseSettings, Settings
 from surefoot.configure import Prompter
 from surefoot.dockerignore import Matcher, load, sent_files
+from surefoot.host import Host
 from surefoot.phases import PHASE_NAMES
 from surefoot.proc import CancelToken
 
@@ -52,6 +53,15 @@ def skipped(reason: str) -> PhaseResult:
     return PhaseResult("skipped", reason)
 
 
+@dataclass(frozen=True)
+class DockerReport:
+    """What keeps Docker and compose v2 from working (preflight asks, prerequisites reads it)."""
+
+    server_version: str | None
+    compose_version: str | None
+    problems: tuple[str, ...]
+
+
 class Facts:
     """Inputs of the deployment, computed on first use and shared by the phases.
 
@@ -66,7 +76,7 @@ class Facts:
         self._model: ComposeModel | None = None
         self._images: dict[str, str | None] | None = None
         self._lock = threading.RLock()
-        self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
+        self.docker_report: DockerReport | None = None  # once Docker was asked (kept when it answered)
         self.values: dict[str, str] = {}  # --set KEY=VALUE
         self.project_checked = False  # preflight ran its project checks (compose config, ports) in this run
 
@@ -203,6 +213,7 @@ class PhaseContext:
     out: Callable[[str], None]  # one line to the phase log and the live view
     progress: Callable[[str], None]  # a transient status (the streak, the states)
     warn: Callable[[str], None]
+    host: Host  # the server: commands and files (preflight, prerequisites, host probes and commands)
     deployment_id: int = 0
     state_dir: Path = Path(".surefoot")
     prompter: Prompter | None = None  # None: no terminal, or --non-interactive
@@ -259,15 +270,26 @@ def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
 
 
 def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
-    from surefoot.phases import cleanup, database, health, images, postdeploy, services, system, verify
+    from surefoot.phases import (
+        cleanup,
+        configuration,
+        database,
+        health,
+        images,
+        postdeploy,
+        preflight,
+        prerequisites,
+        services,
+        verify,
+    )
 
     # When the configuration phase writes the env file, the env file is its output:
     # the phases before it cannot depend on it.
     managed = settings is not None and settings.phases.configuration.declared
     pipeline = [
-        PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
-        PhaseSpec("prerequisites", system.prerequisites),
-        PhaseSpec("configuration", system.configuration, ("values",) if managed else ("env", "values"),
+        PhaseSpec("preflight", preflight.preflight, () if managed else ("compose", "env")),
+        PhaseSpec("prerequisites", prerequisites.prerequisites),
+        PhaseSpec("configuration", configuration.configuration, ("values",) if managed else ("env", "values"),
                   fingerprint_after=True),
         # Pulls and builds touch different images (pull --ignore-buildable): side by side.
         PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),

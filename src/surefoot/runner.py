@@ -38,6 +38,7 @@ from surefoot.errors import (
     StateError,
     SurefootError,
 )
+from surefoot.host import LocalHost
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
 from surefoot.pipeline import Facts, PhaseContext, PhaseResult, PhaseSpec, build_pipeline, done, ordered
@@ -518,6 +519,7 @@ class Runner:
             out=out,
             progress=lambda text: self.reporter.emit(events.PhaseProgress(name, self.redact(text))),
             warn=warn,
+            host=LocalHost(self.processes),
             deployment_id=deployment_id,
             state_dir=self.state_dir,
             prompter=self.prompter,
@@ -733,7 +735,7 @@ class Runner:
 
     def prerequisites(self, dry_run: bool) -> DeployOutcome:
         """``surefoot prerequisites``: install what is missing, or (dry run) list it."""
-        from surefoot.phases.system import prerequisites
+        from surefoot.phases.prerequisites import prerequisites
 
         self.options = DeployOptions(dry_run=dry_run)
         return self._standalone("prerequisites", prerequisites)

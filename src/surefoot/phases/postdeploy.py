@@ -19,9 +19,12 @@ def post_deploy(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.post_deploy
     for command in settings.commands:
         where = f" in {command.service}" if command.service else ""
-        argv = ctx.compose.exec_argv(command.service, command.command) if command.service else command.command
         ctx.out(f"running: {shlex.join(command.command)}{where}")
-        code = ctx.compose.runner.stream(argv, ctx.out, cwd=ctx.settings.project_dir, timeout=command.timeout)
+        if command.service:
+            argv = ctx.compose.exec_argv(command.service, command.command)
+            code = ctx.compose.runner.stream(argv, ctx.out, cwd=ctx.settings.project_dir, timeout=command.timeout)
+        else:  # on the host
+            code = ctx.host.stream(command.command, ctx.out, cwd=ctx.settings.project_dir, timeout=command.timeout)
         if code != 0:
             raise PhaseFailed(f"post-deploy command {shlex.join(command.command)} exited with code {code}",
                               exit_code=code)
