@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from servers import ServerPool
+
 BUSYBOX_IMAGE = "surefoot-test/busybox:1"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,6 +67,17 @@ def busybox_image(docker: None, tmp_path_factory: pytest.TempPathFactory) -> str
     subprocess.run(["docker", "build", "-q", "-t", BUSYBOX_IMAGE, str(context)], check=True,
                    capture_output=True)
     return BUSYBOX_IMAGE
+
+
+@pytest.fixture(scope="session")
+def test_servers(docker: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    """Up to three SSH servers with their own dockerd (tests/servers.py), started on first
+    use and shared by the session; removed at its end."""
+    pool = ServerPool(tmp_path_factory.mktemp("servers"))
+    try:
+        yield pool
+    finally:
+        pool.teardown()
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ scripted). Queries answer from the script's containers, images and compose model
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from surefoot.compose import ComposeModel, ContainerState, NoRunningContainer, Target, normalize_image
 from surefoot.config import PhaseSettings, load_settings
+from surefoot.host import Host
 from surefoot.names import OPTIONAL_PHASES, PHASE_NAMES
 from surefoot.phase_api import Facts, PhaseContext
 from surefoot.proc import CancelToken, Captured
@@ -35,6 +37,10 @@ class Script:
     labelled: dict[str, list[str]] = field(default_factory=dict)  # label -> container ids
     wait_codes: dict[str, int] = field(default_factory=dict)  # container -> exit code
     exec_output: dict[tuple[str, ...], Captured] = field(default_factory=dict)  # command -> answer
+    unknown_image: str | None = None  # the id of an image not in ``images`` (None: not there)
+    server: str | None = "20.10.24"  # the engine's version (None: the daemon does not answer)
+    compose: str | None = "2.40.0"  # compose v2's version (None: no compose plugin)
+    config_hashes: dict[str, str] = field(default_factory=dict)  # service -> compose config --hash
 
 
 class FakeDocker:
@@ -97,9 +103,11 @@ class FakeDocker:
         self._running(service, command)
         return self._run("exec_stream", on_line, service=service, command=tuple(command), timeout=timeout)
 
-    def exec_capture(self, service: str, command: Sequence[str], *, timeout: float | None = None) -> Captured:
-        self._running(service, command)
-        self._run("exec_capture", service=service, command=tuple(command), timeout=timeout)
+    def exec_capture(self, service: str, command: Sequence[str], *, timeout: float | None = None,
+                     container: str | None = None) -> Captured:
+        if container is None:
+            self._running(service, command)
+        self._run("exec_capture", service=service, command=tuple(command), timeout=timeout, container=container)
         return self.script.exec_output.get(tuple(command), Captured(0, "", ""))
 
     def exec_to_file(self, service: str, command: Sequence[str], path: Path, *,
@@ -135,7 +143,40 @@ class FakeDocker:
                             data={"services": self.script.services})
 
     def image_ids(self, images: Sequence[str]) -> dict[str, str | None]:
-        return {image: self.script.images.get(normalize_image(image)) for image in images}
+        return {image: self.script.images.get(normalize_image(image), self.script.unknown_image) for image in images}
+
+    def image_present(self, image: str, *, timeout: float | None = 30) -> bool:
+        self.calls.append(("image_present", {"image": image}))
+        return bool(self.image_ids([image])[image])
+
+    def compose_version(self, *, timeout: float | None = 30) -> Captured:
+        self.calls.append(("compose_version", {}))
+        if self.script.compose is None:
+            return Captured(1, "", "'compose' is not a docker command")
+        return Captured(0, self.script.compose + "\n", "")
+
+    def server_version(self, *, timeout: float | None = 30) -> Captured:
+        self.calls.append(("server_version", {}))
+        if self.script.server is None:
+            return Captured(1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
+        return Captured(0, self.script.server + "\n", "")
+
+    def daemon_info(self, *, timeout: float | None = 10) -> Captured:
+        self.calls.append(("daemon_info", {}))
+        return self.server_version(timeout=timeout)
+
+    def engine_clock(self) -> str | None:
+        return dt.datetime.now(dt.UTC).isoformat() if self.script.server else None
+
+    # -- start-first updates ----------------------------------------------------------
+    def config_hash(self, service: str) -> str:
+        return self.script.config_hashes.get(service, "hash-" + service)
+
+    def start_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
+        return self._run("start_beside", on_line, service=service, total=total)
+
+    def stop_containers(self, containers: Sequence[str], timeout: float) -> None:
+        self.calls.append(("stop_containers", {"containers": tuple(containers), "timeout": timeout}))
 
     def tag(self, image: str, reference: str) -> None:
         self.calls.append(("tag", {"image": image, "reference": reference}))
@@ -186,9 +227,12 @@ class Seen:
 
 
 def phase_context(tmp_path: Path, docker: FakeDocker, toml: str = "", name: str = "phase",
-                  **extra: Any) -> tuple[PhaseContext, Seen]:
+                  host: Host | None = None, **extra: Any) -> tuple[PhaseContext, Seen]:
     """A real PhaseContext on a project folder in ``tmp_path`` (its surefoot.toml is ``toml``),
-    with ``docker`` as its adapter and a clock that moves one second a call."""
+    with ``docker`` as its adapter, ``host`` as the server (default: a FakeHost that answers
+    nothing) and a clock that moves one second a call."""
+    from fake_host import FakeHost
+
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
     (project / "compose.yaml").write_text("services: {}\n")
@@ -202,7 +246,7 @@ def phase_context(tmp_path: Path, docker: FakeDocker, toml: str = "", name: str 
         phase_settings=settings.phases.for_phase(name) if name in PHASE_NAMES + OPTIONAL_PHASES else PhaseSettings(),
         compose=docker,  # type: ignore[arg-type]
         facts=facts, cancel=CancelToken(), clock=lambda: float(next(ticks)), out=seen.lines.append,
-        progress=lambda text: None, warn=seen.warnings.append, state_dir=tmp_path / "state",
+        progress=lambda text: None, warn=seen.warnings.append, host=host or FakeHost(), state_dir=tmp_path / "state",
         reached=seen.milestones.append, **extra,
     )
     return ctx, seen

@@ -38,6 +38,18 @@ TABLE = [
     (a.prune_project_images_argv(T), ["docker", "image", "prune", "--force", "--filter", "dangling=true",
                                       "--filter", "label=com.docker.compose.project=shop"]),
     (a.config_argv(T), [*C, "config", "--format", "json"]),
+    (a.config_hash_argv(T, "web"), [*C, "config", "--hash", "web"]),
+    (a.start_beside_argv(T, "web", 4),
+     [*C, "up", "--detach", "--no-deps", "--no-recreate", "--scale", "web=4", "web"]),
+    (a.stop_argv(T, ["a1", "b2"], 2.5), ["docker", "stop", "--time", "3", "a1", "b2"]),
+    (a.stop_argv(T, ["a1"], 0), ["docker", "stop", "--time", "0", "a1"]),
+    (a.compose_version_argv(T), ["docker", "compose", "version", "--short"]),
+    (a.server_version_argv(T), ["docker", "version", "--format", "{{.Server.Version}}"]),
+    (a.label_ids_argv(T, "io.x=1"), ["docker", "ps", "--all", "--quiet", "--filter",
+                                     "label=com.docker.compose.project=shop", "--filter", "label=io.x=1"]),
+    (a.image_ls_argv(T), ["docker", "image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]),
+    (a.daemon_info_argv(T), ["docker", "info", "--format", "{{.ServerVersion}}"]),
+    (a.image_inspect_id_argv(T, "pg@sha256:ab"), ["docker", "image", "inspect", "--format", "{{.Id}}", "pg@sha256:ab"]),
 ]
 
 
@@ -79,3 +91,12 @@ def test_an_interrupted_recreate_gives_the_name_back_or_removes_the_leftover() -
         ("rename", "0123456789ab_shop-web-1", "id-0123456789ab_shop-web-1", "shop-web-1"),
         ("remove", "abcdefabcdef_shop-db-1", "id-abcdefabcdef_shop-db-1", "shop-db-1"),
     ]
+
+
+def test_parse_config_hash_and_image_ls() -> None:
+    from surefoot.dockermodel import parse_config_hash, parse_image_ls
+
+    assert parse_config_hash("db 111\nweb abc123\n", "web") == "abc123"
+    assert parse_config_hash("db 111\n", "web") is None
+    assert parse_image_ls("busybox:1 sha256:a\n<none>:<none> sha256:b\n") == {
+        "busybox:1": "sha256:a", "<none>:<none>": "sha256:b"}

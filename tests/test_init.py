@@ -124,6 +124,33 @@ def test_gitignore_gets_the_state_folder_once() -> None:
     assert scaffold.gitignore_with_state(".surefoot/\n") is None
 
 
+def test_init_keeps_the_state_folder_out_of_every_build_context(tmp_path: Path) -> None:
+    from surefoot import dockerignore
+
+    project = tmp_path / "project"
+    state = project / ".surefoot"
+    (project / "api").mkdir(parents=True)
+    services = {
+        "root": {"build": {"context": str(project)}},  # `build: .`: holds the state folder
+        "root-again": {"build": {"context": str(project), "dockerfile": "Dockerfile"}},
+        "api": {"build": {"context": str(project / "api")}},  # does not hold it
+        "outer": {"build": {"context": str(tmp_path)}},  # holds it, with an ignore file of its own
+        "db": {"image": "postgres:16"},
+    }
+    (tmp_path / ".dockerignore").write_text("*.log")
+    updates = scaffold.dockerignores_with_state(services, state)
+    assert sorted(updates) == [tmp_path / ".dockerignore", project / ".dockerignore"]
+    assert updates[project / ".dockerignore"].splitlines()[-1] == "/.surefoot"
+    assert updates[tmp_path / ".dockerignore"].startswith("*.log\n")
+    assert updates[tmp_path / ".dockerignore"].endswith("/project/.surefoot\n")
+    for path, text in updates.items():
+        path.write_text(text)
+    for context in (project, tmp_path):
+        matcher, _ = dockerignore.load(context)
+        assert not dockerignore.state_exposed(context, matcher, state)  # what build checks
+    assert scaffold.dockerignores_with_state(services, state) == {}  # once
+
+
 def test_init_imports_no_heavy_module() -> None:
     import subprocess
     import sys

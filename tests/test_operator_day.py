@@ -50,6 +50,13 @@ def test_compose_runs_with_the_projects_name_files_and_env_file(stack: Project) 
     # The env file reaches compose: GREETING is required by the compose file.
     config = stack.run("compose", "config", "--format", "json")
     assert json.loads(config.stdout)["services"]["web"]["environment"]["GREETING"] == "hello"
+    # ... and wins over the shell, as in every deployment phase.
+    stack.env["GREETING"] = "from-the-shell"
+    try:
+        config = stack.run("compose", "config", "--format", "json")
+    finally:
+        del stack.env["GREETING"]
+    assert json.loads(config.stdout)["services"]["web"]["environment"]["GREETING"] == "hello"
     # Arguments reach the container untouched (no shell), and the exit code is compose's.
     echo = stack.run("compose", "exec", "-T", "web", "sh", "-c", 'echo "$0"; exit 7', "a b;$(x)")
     assert echo.returncode == 7

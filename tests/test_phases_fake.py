@@ -330,3 +330,39 @@ def test_the_runner_uses_the_docker_and_the_prompter_it_is_handed(tmp_path: Path
     assert outcome.state == "completed", outcome
     assert docker.args("up") == [{"services": (), "remove_orphans": True}]
     assert seen == [prompter]
+
+
+ZDT = '[phases.services-start]\nzero_downtime = ["api"]\n'
+
+
+def test_services_start_zero_downtime_leaves_the_old_container_when_the_new_one_cannot_start(
+    tmp_path: Path,
+) -> None:
+    from surefoot.errors import StackUntouched
+
+    docker = FakeDocker(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
+                               codes={"start_beside": 1}))
+    ctx, seen = phase_context(tmp_path, docker, ZDT, name="services-start")
+    with pytest.raises(StackUntouched, match="the old one keeps serving"):
+        services.start(ctx)
+    assert docker.args("start_beside") == [{"service": "api", "total": 2}]
+    assert "stop_containers" not in docker.ops() and "up" not in docker.ops()
+    assert "api: starting the new version beside shop-api-1" in seen.lines
+
+
+def test_services_start_zero_downtime_skips_a_service_already_up_to_date(tmp_path: Path) -> None:
+    docker = FakeDocker(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
+                               config_hashes={"api": "h1"}))
+    original = docker.containers
+
+    def labelled(services: tuple[str, ...] = ()) -> list[dict[str, object]]:
+        found = original(services)
+        for item in found:
+            item["Config"]["Labels"]["com.docker.compose.config-hash"] = "h1"  # type: ignore[index]
+        return found
+
+    docker.containers = labelled  # type: ignore[method-assign,assignment]
+    ctx, seen = phase_context(tmp_path, docker, ZDT, name="services-start")
+    services.start(ctx)
+    assert "start_beside" not in docker.ops() and "up" in docker.ops()
+    assert "api: up to date" in seen.lines

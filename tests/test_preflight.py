@@ -17,8 +17,8 @@ from surefoot.checks import (
     judge_os,
     judge_ports,
     judge_registry,
+    registry_host,
 )
-from surefoot.phases.system import registry_host
 from surefoot.units import parse_size
 
 GIB = 1024**3

@@ -337,22 +337,22 @@ def test_build_check_warns_when_the_registry_answers_and_fails_when_it_does_not(
     from surefoot import checks
     from surefoot.checks import CheckResult
     from surefoot.compose import ComposeModel
-    from surefoot.phases.system import _build_checks
+    from surefoot.phases.build_checks import build_checks
 
     (tmp_path / "Dockerfile").write_text("FROM here:1 AS one\nFROM example.org/away:2\nCOPY --from=one / /\n")
     model = ComposeModel("p", {"app": {"build": {"context": str(tmp_path), "dockerfile": "Dockerfile"}}},
                          digest="")
     ctx = SimpleNamespace(
         facts=SimpleNamespace(build_services=lambda: ["app"]),
-        compose=SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
-                                                          for i in images}),
+        docker=SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
+                                                         for i in images}),
     )
     asked: list[str] = []
 
     def judged(answer: tuple[int | None, str | None]) -> CheckResult:
         monkeypatch.setattr(checks, "registry_status", lambda host: (asked.append(host), answer)[1])
         results: list[CheckResult] = []
-        _build_checks(ctx, results.append, model)  # type: ignore[arg-type]
+        build_checks(ctx, results.append, model)  # type: ignore[arg-type]
         assert len(results) == 1
         return results[0]
 

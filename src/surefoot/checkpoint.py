@@ -22,10 +22,11 @@ from surefoot import events
 from surefoot.compose import Compose
 from surefoot.config import PhaseSettings, Settings
 from surefoot.configure import Prompter
-from surefoot.errors import ConfigError, Interrupted, PhaseFailed, StateError
+from surefoot.errors import ConfigError, Interrupted, PhaseFailed, StackUntouched, StateError
+from surefoot.host import Host
 from surefoot.phase_api import Facts, PhaseContext, PhaseResult
 from surefoot.pipeline import PhaseSpec
-from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.proc import CancelToken
 from surefoot.secrets import Redactor
 from surefoot.state import PhaseRun, StateStore, now_iso
 
@@ -56,6 +57,7 @@ class DeployOutcome:
     restored_release: int | None = None
     notes: tuple[str, ...] = ()
     usage_error: bool = False  # a configuration problem found while running (exit 2)
+    untouched: bool = False  # the failed phase left the running stack as it was: no rollback
 
 
 class UnitFailed(Exception):
@@ -122,7 +124,7 @@ class Checkpoints:
     redact: Redactor
     clock: Callable[[], float]
     cancel: CancelToken
-    processes: ProcessRunner
+    host: Host  # the server: hooks, host probes and host commands run there
 
     def why_run(
         self, store: StateStore, deployment_id: int, spec: PhaseSpec, last: PhaseRun | None,
@@ -204,7 +206,7 @@ class Checkpoints:
             add_secret=self.redact.add,
             skip_checks=options.skip_checks,
             dry_run=options.dry_run,
-            processes=self.processes,
+            host=self.host,
         )
         if reached is not None:
             ctx.reached = reached
@@ -214,9 +216,9 @@ class Checkpoints:
             self.reporter.emit(events.PhaseFinished(name, status, self.clock() - began, note))
             log.close()
 
-        def failure(summary: str, usage: bool = False) -> UnitFailed:
+        def failure(summary: str, usage: bool = False, untouched: bool = False) -> UnitFailed:
             return UnitFailed(DeployOutcome("failed", deployment_id, name, summary, log.path,
-                                         tuple(log.tail), usage_error=usage))
+                                            tuple(log.tail), usage_error=usage, untouched=untouched))
 
         try:
             result = body(ctx)
@@ -231,7 +233,7 @@ class Checkpoints:
                     log.write(line)
             log.write(f"FAILED: {summary}")
             finish("failed", summary, summary, exc.command_exit_code)
-            raise failure(summary) from None
+            raise failure(summary, untouched=isinstance(exc, StackUntouched)) from None
         except ConfigError as exc:
             summary = self.redact(str(exc))
             log.write(f"FAILED: {summary}")

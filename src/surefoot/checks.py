@@ -2,23 +2,22 @@
 
 The judging functions are pure (measured value and threshold in, a
 :class:`CheckResult` out) and unit-tested on both sides of every threshold; the
-measuring functions read this machine.
+measuring functions are commands and file reads through a :class:`~surefoot.host.Host`,
+with pure parsers. (DNS and the registry are asked from here, as a browser would.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import shutil
 import socket
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from surefoot.errors import CommandNotFound
+from surefoot.host import Host
 from surefoot.units import format_size
 
 SUPPORTED_OS = {"ubuntu": 20, "debian": 11}
@@ -44,7 +43,9 @@ def judge_minimum(name: str, measured: float, minimum: float, shown: str, needed
     return CheckResult(name, "pass" if measured >= minimum else severity, shown, needed, advice)
 
 
-def judge_memory(available: int, minimum: int) -> CheckResult:
+def judge_memory(available: int | None, minimum: int) -> CheckResult:
+    if available is None:
+        return CheckResult("memory", "warn", "could not be measured (/proc/meminfo)", f">= {format_size(minimum)}")
     return judge_minimum("memory", available, minimum, f"{format_size(available)} available",
                          f">= {format_size(minimum)}", advice="stop other services or add memory")
 
@@ -117,50 +118,137 @@ def judge_registry(host: str, status: int | None, error: str | None) -> CheckRes
     return CheckResult("registry", "pass", f"{host} answers (HTTP {status})")
 
 
-# -- measuring ------------------------------------------------------------------------
-def available_memory() -> int:
+def registry_host(image: str) -> str:
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "registry-1.docker.io"
+
+
+# -- measuring: commands and file reads through the host, and their pure parsers ---------
+def parse_meminfo(text: str) -> int | None:
+    """Bytes available, from ``/proc/meminfo`` (MemAvailable; MemFree on old kernels)."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[key.strip()] = int(parts[0]) * 1024
+    return fields.get("MemAvailable", fields.get("MemFree"))
+
+
+def available_memory(host: Host) -> int | None:
+    """Bytes available on the host; None when it cannot be read."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+        return parse_meminfo(host.read_text("/proc/meminfo"))
     except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return None
 
 
-def free_disk(path: str) -> int:
-    return shutil.disk_usage(path).free
+def parse_df(stdout: str) -> int | None:
+    """The number under ``df -B1 --output=avail``'s heading."""
+    lines = stdout.split()
+    return int(lines[-1]) if len(lines) >= 2 and lines[-1].isdigit() else None
 
 
-def os_release(path: Path = Path("/etc/os-release")) -> tuple[str, str]:
+def free_disk(host: Host, path: str) -> int:
+    """Bytes free for an ordinary user on the file system of ``path``. Raises OSError."""
+    try:
+        result = host.run(["df", "-B1", "--output=avail", path], timeout=30)
+    except CommandNotFound as exc:
+        raise OSError(0, f"{exc}") from None
+    free = parse_df(result.stdout) if result.returncode == 0 else None
+    if free is None:
+        message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "df gave no answer"
+        raise OSError(0, message.removeprefix("df: ").removeprefix(f"{path}: ").removeprefix(f"'{path}': "))
+    return free
+
+
+def cpu_count(host: Host) -> int:
+    """``nproc`` (the CPUs this process may use); 1 when it cannot tell."""
+    try:
+        text = host.run(["nproc"], timeout=30).stdout.strip()
+    except CommandNotFound:
+        return 1
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+def parse_os_release(text: str) -> tuple[str, str]:
+    """(ID, VERSION_ID) of an ``/etc/os-release``."""
     values: dict[str, str] = {}
-    try:
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition("=")
-            values[key] = value.strip().strip('"')
-    except OSError:
-        pass
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
     return values.get("ID", ""), values.get("VERSION_ID", "")
 
 
-def busy_ports(wanted: Iterable[tuple[str, int]], settle: float = 1.5) -> set[tuple[str, int]]:
-    """The (host, port) pairs that cannot be bound. A port found busy is tried again for up to
-    ``settle`` seconds: the engine's port proxy lingers a moment after `compose down`."""
+def os_release(host: Host) -> tuple[str, str]:
+    try:
+        return parse_os_release(host.read_text("/etc/os-release"))
+    except OSError:
+        return "", ""
 
-    def busy(host: str, port: int) -> bool:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host or "0.0.0.0", port))
-            except OSError:
-                return True
-            return False
 
-    found = {(host, port) for host, port in wanted if busy(host, port)}
-    deadline = time.monotonic() + settle
-    while found and time.monotonic() < deadline:
-        time.sleep(0.1)
-        found = {(host, port) for host, port in found if busy(host, port)}
+def _address(hex_text: str) -> str:
+    """An address of ``/proc/net/tcp`` (4-byte words, each in the host's byte order: little-endian)."""
+    raw = bytes.fromhex(hex_text)
+    swapped = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(swapped))
+
+
+def parse_listening(text: str) -> set[tuple[str, int]]:
+    """(address, port) of every listening socket in a ``/proc/net/tcp`` or ``tcp6`` table."""
+    found = set()
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != "0A":  # 0A: LISTEN
+            continue
+        address, _, port = fields[1].partition(":")
+        try:
+            found.add((_address(address), int(port, 16)))
+        except ValueError:
+            continue
+    return found
+
+
+_ANY = {"", "0.0.0.0", "::"}
+
+
+def busy_among(wanted: Iterable[tuple[str, int]], listening: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """The wanted (host, port) pairs a listener already holds: one on the same address, or on
+    every address; a wanted "every address" is held by a listener on any address."""
+    busy = set()
+    for host, port in wanted:
+        for address, listened in listening:
+            if listened != port:
+                continue
+            mapped = address.removeprefix("::ffff:")
+            if host in _ANY or address in _ANY or mapped == host or address == host:
+                busy.add((host, port))
+                break
+    return busy
+
+
+def listening_ports(host: Host) -> set[tuple[str, int]]:
+    found: set[tuple[str, int]] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            found |= parse_listening(host.read_text(table))
+        except OSError:
+            continue
+    return found
+
+
+def busy_ports(host: Host, wanted: Iterable[tuple[str, int]], clock: Callable[[], float],
+               sleep: Callable[[float], None], settle: float = 1.5) -> set[tuple[str, int]]:
+    """The (host, port) pairs something listens on. A port found busy is looked at again for up
+    to ``settle`` seconds: the engine's port proxy lingers a moment after `compose down`."""
+    wanted = list(wanted)
+    found = busy_among(wanted, listening_ports(host)) if wanted else set()
+    deadline = clock() + settle
+    while found and clock() < deadline:
+        sleep(0.2)
+        found = busy_among(found, listening_ports(host))
     return found
 
 

@@ -403,22 +403,34 @@ def init(opts: GlobalOptions, non_interactive: bool) -> int:
             click.echo(f"added .surefoot/ to {ignore}")
     except OSError as exc:
         click.echo(f"warning: {ignore}: cannot add .surefoot/ ({exc.strerror})", err=True)
+    state_dir = opts.resolved_state_dir()
+    for ignore, text in scaffold.dockerignores_with_state(services, state_dir).items():
+        try:
+            ignore.write_text(text)
+            click.echo(f"added {state_dir.name} to {ignore} (a build of that context must not send it)")
+        except OSError as exc:
+            click.echo(f"warning: {ignore}: cannot add the state folder ({exc.strerror}); "
+                       "build refuses to run until it is there", err=True)
     return ExitCode.OK
 
 
 def _run_compose(opts: GlobalOptions, args: tuple[str, ...]) -> int:
     """Become ``docker compose`` for this project (its name, files and env file, as every
     deployment phase gives them): the terminal, stdin, signals and exit code are compose's."""
-    from surefoot.compose import Target, compose_args
+    from surefoot.compose import Target, compose_args, env_file_keys
     from surefoot.config import load_settings
 
     settings = load_settings(opts.project_dir, opts.config)
-    target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file)
+    target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file,
+                    earlier_env_files=settings.earlier_env_files)
     argv = compose_args(target, *args)
+    # As for every deployment phase: the env file, not the shell, decides what its keys are.
+    hidden = env_file_keys(target.env_files)
+    environ = {key: value for key, value in os.environ.items() if key not in hidden}
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execvp(argv[0], argv)  # no shell: the arguments reach compose as they are
+        os.execvpe(argv[0], argv, environ)  # no shell: the arguments reach compose as they are
     except OSError as exc:
         raise SurefootError(f"cannot run {argv[0]}: {exc.strerror}") from None
     return ExitCode.OK  # not reached

@@ -2,10 +2,9 @@
 
 Everything surefoot asks of Docker goes through :class:`Compose` (``ctx.docker``), which is
 handed a :class:`Target` (today the local engine; later a Docker context over SSH). Phases
-call its operations (``up``, ``build``, ``pull``, ``run_oneoff``, ``logs``, ``events``,
-``image_ids``, ``tag``, ``remove_images``, ...), never an argument list. Inside: the pure
-argument builders (:mod:`surefoot.dockerargs`), the models and parsers
-(:mod:`surefoot.dockermodel`), and this executor, which runs them through the
+call its operations (``up``, ``build``, ``pull``, ``run_oneoff``, ``logs``, ``events``, ...),
+never an argument list. Inside: the pure argument builders (:mod:`surefoot.dockerargs`), the
+models and parsers (:mod:`surefoot.dockermodel`), and this executor, which runs them through the
 :class:`~surefoot.proc.ProcessRunner` and asks the quick questions of the local engine over
 its socket (:mod:`surefoot.engine`) or takes the answers asked ahead (:mod:`surefoot.ahead`).
 """
@@ -37,6 +36,8 @@ from surefoot.dockermodel import (
     compose_reason,
     interrupted_recreates,
     normalize_image,
+    parse_config_hash,
+    parse_image_ls,
     parse_ps,
     replicas,
     states_from_inspect,
@@ -67,12 +68,9 @@ class Answers(Protocol):
 
 
 class Compose:
-    """Docker compose and docker engine operations for one target.
-
-    The engine's quick questions (containers, images, tags) go over its API socket when it
-    is the local engine (:mod:`surefoot.engine`), else, or when the socket fails, through
-    the ``docker`` CLI; ``engine=False`` always uses the CLI.
-    """
+    """Docker compose and docker engine operations for one target. The engine's quick questions
+    (containers, images, tags) go over its API socket when it is the local engine, else, or when
+    the socket fails, through the ``docker`` CLI; ``engine=False`` always uses the CLI."""
 
     def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool = True,
                  ahead: Answers | None = None):
@@ -190,8 +188,10 @@ class Compose:
         argv = dockerargs.exec_argv(self.target, self._running_container(service, command), command)
         return self.runner.stream(argv, on_line, cwd=self.target.project_dir, timeout=timeout)
 
-    def exec_capture(self, service: str, command: Sequence[str], *, timeout: float | None = None) -> Captured:
-        argv = dockerargs.exec_argv(self.target, self._running_container(service, command), command)
+    def exec_capture(self, service: str, command: Sequence[str], *, timeout: float | None = None,
+                     container: str | None = None) -> Captured:
+        """As :meth:`exec_stream`, the output kept; ``container`` (an id) names the container itself."""
+        argv = dockerargs.exec_argv(self.target, container or self._running_container(service, command), command)
         return self.runner.capture(argv, cwd=self.target.project_dir, timeout=timeout)
 
     def exec_to_file(self, service: str, command: Sequence[str], path: Path, *,
@@ -265,15 +265,7 @@ class Compose:
             return {}
 
         def cli() -> dict[str, str]:
-            listing = self.check(
-                self.docker_argv("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"),
-                "docker image ls",
-            )
-            known: dict[str, str] = {}
-            for line in listing.splitlines():
-                ref, _, image_id = line.rpartition(" ")
-                known[ref] = image_id
-            return known
+            return parse_image_ls(self.check(dockerargs.image_ls_argv(self.target), "docker image ls"))
 
         known = self._ask(lambda engine: engine.image_tags(), cli)
         return {image: known.get(normalize_image(image)) for image in images}
@@ -307,11 +299,6 @@ class Compose:
 
         return self._ask(lambda engine: [item for item in map(engine.inspect, ids) if item is not None], cli)
 
-    def exec_argv(self, service: str, command: Sequence[str]) -> list[str]:
-        """``docker exec`` of ``command`` in a running container of ``service`` (kept for callers
-        outside the phases; phases use :meth:`exec_stream` and friends)."""
-        return dockerargs.exec_argv(self.target, self._running_container(service, command), command)
-
     def remove_containers(self, names: Sequence[str]) -> None:
         """Force-remove containers by name; missing ones are fine. Runs even when cancelled."""
         if not names:
@@ -343,17 +330,29 @@ class Compose:
                 out(f"renaming {name} to {proper}, left by an interrupted recreate")
                 self.rename_container(container, proper)
 
+    # -- start-first updates (phases/rollout.py) ----------------------------------
+    def config_hash(self, service: str) -> str:
+        """The config hash compose gives the service's containers now (a container labelled
+        with another ``com.docker.compose.config-hash`` is out of date)."""
+        what = f"docker compose config --hash {service}"
+        found = parse_config_hash(self.check(dockerargs.config_hash_argv(self.target, service), what), service)
+        if found is None:
+            raise PhaseFailed(f"{what} printed no hash")
+        return found
+
+    def start_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
+        """Create the service's missing containers beside the running ones (``total`` in all)."""
+        return self.stream(dockerargs.start_beside_argv(self.target, service, total), on_line)
+
+    def stop_containers(self, containers: Sequence[str], timeout: float) -> None:
+        """Stop containers side by side: their stop signal, then SIGKILL after ``timeout`` seconds."""
+        if containers:
+            self.check(dockerargs.stop_argv(self.target, containers, timeout), "docker stop", timeout=timeout + 60)
+
     def containers_with_label(self, label: str) -> list[str]:
         """Ids of the project's containers, one-off ones included, that carry ``label``."""
         def cli() -> list[str]:
-            result = self.capture(
-                self.docker_argv(
-                    "ps", "--all", "--quiet",
-                    "--filter", f"label={PROJECT_LABEL}={self.target.project_name}",
-                    "--filter", f"label={label}",
-                )
-            )
-            return result.stdout.split()
+            return self.capture(dockerargs.label_ids_argv(self.target, label)).stdout.split()
 
         return self._ask(lambda engine: self._project_container_ids(engine, label), cli)
 
@@ -370,8 +369,7 @@ class Compose:
         return str(clock) if clock else None
 
     def socket_server_version(self) -> str | None:
-        """The engine's version asked over its socket; None when it cannot be asked that way
-        (then ``docker version`` asks, and says what is wrong)."""
+        """The engine's version asked over its socket; None when it cannot be asked that way."""
         if self.engine is None:
             return None
         try:
@@ -379,3 +377,24 @@ class Compose:
         except EngineUnavailable:
             return None
         return str(version) if version else None
+
+    # -- what preflight and prerequisites ask ----------------------------------------
+    def compose_version(self, *, timeout: float | None = 30) -> Captured:
+        """``docker compose version --short`` (raises CommandNotFound without docker)."""
+        return self.capture(dockerargs.compose_version_argv(self.target), timeout=timeout)
+
+    def server_version(self, *, timeout: float | None = 30) -> Captured:
+        """The engine's version: over its socket when it answers there, else ``docker version``
+        (whose error says what is wrong)."""
+        known = self.socket_server_version()
+        if known:
+            return Captured(0, known, "")
+        return self.capture(dockerargs.server_version_argv(self.target), timeout=timeout)
+
+    def daemon_info(self, *, timeout: float | None = 10) -> Captured:
+        """``docker info``'s server version: exit 0 once the daemon answers."""
+        return self.capture(dockerargs.daemon_info_argv(self.target), timeout=timeout)
+
+    def image_present(self, image: str, *, timeout: float | None = 30) -> bool:
+        """Whether the engine holds ``image`` (a reference, digest-pinned ones included)."""
+        return self.capture(dockerargs.image_inspect_id_argv(self.target, image), timeout=timeout).returncode == 0

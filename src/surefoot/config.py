@@ -81,6 +81,8 @@ class DatabaseStartSettings(PhaseSettings):
 
 class ServicesStartSettings(PhaseSettings):
     timeout: Duration = 600.0  # `compose up` (and its depends_on waits) is stopped past it
+    zero_downtime: list[ServiceName] = []  # services updated start-first (phases/rollout.py)
+    drain: Duration = 10.0  # how long an old container keeps serving in-flight requests
 
 
 

@@ -6,6 +6,7 @@ Table-tested in tests/test_docker_adapter.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +144,44 @@ def events_argv(target: Target, since: float, events: Sequence[str] = CONTAINER_
             "--filter", "type=container",
             "--filter", f"label={PROJECT_LABEL}={target.project_name}",
             *(arg for event in events for arg in ("--filter", f"event={event}"))]
+
+
+def config_hash_argv(target: Target, service: str) -> list[str]:
+    return compose_args(target, "config", "--hash", service)
+
+
+def start_beside_argv(target: Target, service: str, total: int) -> list[str]:
+    """Create the service's missing containers beside the running ones, which stay as they are."""
+    return compose_args(target, "up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={total}",
+                        service)
+
+
+def stop_argv(target: Target, containers: Sequence[str], timeout: float) -> list[str]:
+    """Stop containers: their stop signal, then SIGKILL after ``timeout`` seconds (whole, rounded up)."""
+    return [*target.docker, "stop", "--time", str(max(0, math.ceil(timeout))), *containers]
+
+
+def compose_version_argv(target: Target) -> list[str]:
+    return [*target.docker, "compose", "version", "--short"]
+
+
+def server_version_argv(target: Target) -> list[str]:
+    return [*target.docker, "version", "--format", "{{.Server.Version}}"]
+
+
+def daemon_info_argv(target: Target) -> list[str]:
+    return [*target.docker, "info", "--format", "{{.ServerVersion}}"]
+
+
+def image_inspect_id_argv(target: Target, image: str) -> list[str]:
+    return [*target.docker, "image", "inspect", "--format", "{{.Id}}", image]
+
+
+def label_ids_argv(target: Target, label: str) -> list[str]:
+    """Ids of the project's containers (one-off ones too) that carry ``label``."""
+    return [*target.docker, "ps", "--all", "--quiet", "--filter", f"label={PROJECT_LABEL}={target.project_name}",
+            "--filter", f"label={label}"]
+
+
+def image_ls_argv(target: Target) -> list[str]:
+    return [*target.docker, "image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]

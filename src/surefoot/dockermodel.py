@@ -263,3 +263,21 @@ def interrupted_recreates(items: Sequence[dict[str, Any]], project_name: str) ->
             taken.add(proper)
         taken.discard(name)
     return plan
+
+
+def parse_config_hash(text: str, service: str) -> str | None:
+    """``service``'s hash in ``compose config --hash`` output (``name hash`` lines); None if absent."""
+    for line in text.splitlines():
+        name, _, digest = line.strip().partition(" ")
+        if name == service and digest.strip():
+            return digest.strip()
+    return None
+
+
+def parse_image_ls(text: str) -> dict[str, str]:
+    """``repository:tag`` -> image id, from ``docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}}'``."""
+    known: dict[str, str] = {}
+    for line in text.splitlines():
+        ref, _, image_id = line.rpartition(" ")
+        known[ref] = image_id
+    return known

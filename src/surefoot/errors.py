@@ -73,6 +73,11 @@ class CommandTimeout(PhaseFailed):
     pass
 
 
+class StackUntouched(PhaseFailed):
+    """A phase failed having left the running stack as it was (a zero-downtime switch whose
+    new container failed its gate): there is nothing to roll back."""
+
+
 class CommandNotFound(PhaseFailed):
     def __init__(self, program: str):
         super().__init__(f"{program}: command not found on PATH")

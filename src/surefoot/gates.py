@@ -23,7 +23,8 @@ from surefoot.health import (
     tcp_probe,
     tls_context,
 )
-from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.host import Host
+from surefoot.proc import CancelToken
 from surefoot.watch import ContainerWatch, EngineEvents
 
 WATCH_POLL = 1.0  # seconds between looks at the containers, without the engine's events
@@ -47,11 +48,14 @@ class GateSite(Protocol):
     @property
     def project_dir(self) -> Path: ...
     def model(self) -> ComposeModel: ...
-    def host_processes(self) -> ProcessRunner: ...
+    @property
+    def host(self) -> Host: ...
 
 
-def build_probe(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch) -> Probe:
-    check = _check_for(settings, ctx, watch)
+def build_probe(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
+                container: str | None = None) -> Probe:
+    """The probe ``settings`` describe; ``container`` (an id) pins a service's command to it."""
+    check = _check_for(settings, ctx, watch, container)
 
     def guarded() -> ProbeResult:
         ctx.cancel.check()
@@ -71,7 +75,7 @@ def build_probe(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch) -
 
 
 def _check_for(
-    settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch
+    settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch, container: str | None = None
 ) -> Callable[[], ProbeResult]:
     timeout = settings.request_timeout
     if settings.type == "http":
@@ -94,13 +98,13 @@ def _check_for(
     service = settings.service
 
     def run_command() -> ProbeResult:
-        if not service:  # a command on the server itself
-            result = ctx.host_processes().capture(command, cwd=ctx.project_dir, timeout=timeout)
-        else:
+        if container or service:  # in a given container, or the service's running one
             try:
-                result = ctx.docker.exec_capture(service, command, timeout=timeout)
+                result = ctx.docker.exec_capture(service or "", command, timeout=timeout, container=container)
             except NoRunningContainer as exc:
                 return ProbeResult(False, exc.summary)
+        else:  # on the host
+            result = ctx.host.run(command, cwd=ctx.project_dir, timeout=timeout)
         if result.returncode == 0:
             return ProbeResult(True, "exit 0")
         last = (result.stderr.strip() or result.stdout.strip()).splitlines()

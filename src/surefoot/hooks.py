@@ -8,14 +8,13 @@ from pathlib import Path
 from surefoot.config import Settings
 from surefoot.errors import CommandNotFound, PhaseFailed
 from surefoot.phase_api import PhaseContext
-from surefoot.proc import ProcessRunner
 
 
 def run_hooks(
-    ctx: PhaseContext, settings: Settings, processes: ProcessRunner, when: str, commands: list[list[str]],
+    ctx: PhaseContext, settings: Settings, when: str, commands: list[list[str]],
     attempt: int, log_path: Path,
 ) -> None:
-    """Run a phase's hooks on the host, given the phase's context in SUREFOOT_* variables.
+    """Run a phase's hooks on the server (``ctx.host``), given the phase's context in SUREFOOT_* variables.
     A failing before-hook fails the phase; a failing after-hook warns."""
     env = {
         "SUREFOOT_PROJECT": settings.project_name,
@@ -31,7 +30,7 @@ def run_hooks(
     for argv in commands:
         ctx.out(f"{when}-{ctx.name} hook: {shlex.join(argv)}")
         try:
-            code = processes.stream(argv, ctx.out, cwd=settings.project_dir, env=env)
+            code = ctx.host.stream(argv, ctx.out, cwd=settings.project_dir, env=env)
         except CommandNotFound:
             code = 127
         if code == 0:

@@ -9,6 +9,7 @@ pydantic, no rich).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -484,6 +485,32 @@ def render(inference: Inference) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def dockerignores_with_state(services: Mapping[str, Mapping[str, Any]], state_dir: Path) -> dict[Path, str]:
+    """The ignore files to write (path -> new text) so that no build context sends ``state_dir``
+    to the builder (``build`` refuses to run while one would): ``/<its path in the context>``
+    added to the ignore file the builder reads for each context that holds it."""
+    from surefoot import dockerignore
+
+    updates: dict[Path, str] = {}
+    for service in services.values():
+        build = service.get("build")
+        if not isinstance(build, Mapping) or not build.get("context") or build.get("dockerfile_inline"):
+            continue
+        context = Path(str(build["context"]))
+        dockerfile = context / str(build.get("dockerfile") or "Dockerfile")
+        matcher, ignore = dockerignore.load(context, dockerfile)
+        if not context.is_dir() or not dockerignore.state_exposed(context, matcher, state_dir):
+            continue
+        path = ignore or context / dockerignore.IGNORE_FILE
+        entry = "/" + Path(os.path.realpath(state_dir)).relative_to(os.path.realpath(context)).as_posix()
+        text = updates.get(path) or (path.read_text() if path.is_file() else "")
+        if text and not text.endswith("\n"):
+            text += "\n"
+        updates[path] = text + "# surefoot's state: the env file's copies and backups never go into an image\n" \
+            + entry + "\n"
+    return updates
 
 
 def gitignore_with_state(text: str | None, entry: str = ".surefoot/") -> str | None:

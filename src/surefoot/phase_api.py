@@ -24,7 +24,8 @@ from surefoot.compose import Compose, ComposeModel, env_values
 from surefoot.config import PhaseSettings, Settings
 from surefoot.configure import Prompter
 from surefoot.dockerignore import Matcher, load, sent_files
-from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.host import Host
+from surefoot.proc import CancelToken
 
 InputName = Literal[
     "compose",  # the resolved compose model (compose config)
@@ -52,6 +53,15 @@ def skipped(reason: str) -> PhaseResult:
     return PhaseResult("skipped", reason)
 
 
+@dataclass(frozen=True)
+class DockerReport:
+    """What keeps Docker and compose v2 from working (preflight asks, prerequisites reads it)."""
+
+    server_version: str | None
+    compose_version: str | None
+    problems: tuple[str, ...]
+
+
 class Facts:
     """Inputs of the deployment, computed on first use and shared by the phases.
 
@@ -66,7 +76,7 @@ class Facts:
         self._model: ComposeModel | None = None
         self._images: dict[str, str | None] | None = None
         self._lock = threading.RLock()
-        self.docker_report: object | None = None  # phases.system.DockerReport, once Docker answered
+        self.docker_report: DockerReport | None = None  # once Docker was asked (kept when it answered)
         self.values: dict[str, str] = {}  # --set KEY=VALUE
         self.project_checked = False  # preflight ran its project checks (compose config, ports) in this run
 
@@ -201,6 +211,7 @@ class PhaseContext:
     out: Callable[[str], None]  # one line to the phase log and the live view
     progress: Callable[[str], None]  # a transient status (the streak, the states)
     warn: Callable[[str], None]
+    host: Host  # the server: commands and files (preflight, prerequisites, host probes and commands, hooks)
     deployment_id: int = 0
     state_dir: Path = Path(".surefoot")
     prompter: Prompter | None = None  # None: no terminal, or --non-interactive
@@ -213,7 +224,6 @@ class PhaseContext:
     # Announce a milestone of this phase ("database-images"): phases waiting on
     # "<phase>:<milestone>" may start before this phase ends.
     reached: Callable[[str], None] = lambda milestone: None
-    processes: ProcessRunner | None = None  # commands run on the server itself (hooks, host probes)
 
     @property
     def project_dir(self) -> Path:
@@ -221,12 +231,6 @@ class PhaseContext:
 
     def model(self) -> ComposeModel:
         return self.facts.model()
-
-    def host_processes(self) -> ProcessRunner:
-        """What runs a command on the server itself (not in a container)."""
-        if self.processes is None:
-            self.processes = ProcessRunner(self.cancel)
-        return self.processes
 
     @property
     def docker(self) -> Compose:

@@ -9,15 +9,14 @@ a second run of a satisfied plan is a no-op.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from surefoot.config import PrerequisitesSettings
+from surefoot.errors import CommandNotFound
+from surefoot.host import Host
 
 COMPOSE_PLUGIN = "/usr/local/lib/docker/cli-plugins/docker-compose"
 JAIL_LOCAL = Path("/etc/fail2ban/jail.local")
@@ -100,33 +99,45 @@ def plan_steps(machine: Machine, settings: PrerequisitesSettings) -> list[Step]:
     return steps
 
 
-def operator() -> str | None:
-    """The person deploying: SUDO_USER under sudo, else the caller."""
+def operator(host: Host) -> str | None:
+    """The person deploying: SUDO_USER under sudo, else the host's user (``id -un``)."""
     name = os.environ.get("SUDO_USER")
     if name:
         return name
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
+        return host.run(["id", "-un"], timeout=30).stdout.strip() or None
+    except CommandNotFound:
         return None
 
 
-def in_docker_group(user: str | None) -> bool:
+def in_docker_group(host: Host, user: str | None) -> bool:
+    """Whether ``user`` is in the docker group (``id -nG USER``: primary and supplementary)."""
     if user is None or user == "root":
         return True
     try:
-        group = grp.getgrnam("docker")
-    except KeyError:
+        result = host.run(["id", "-nG", user], timeout=30)
+    except CommandNotFound:
         return False
-    try:
-        primary = pwd.getpwnam(user).pw_gid == group.gr_gid
-    except KeyError:
-        primary = False
-    return primary or user in group.gr_mem
+    return result.returncode == 0 and "docker" in result.stdout.split()
 
 
-def has_systemd() -> bool:
-    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+def lock_holders(proc_locks: str, inode: int) -> list[str]:
+    """The pids holding a lock on the file with ``inode``, from the text of ``/proc/locks``
+    (``1: POSIX  ADVISORY  WRITE 1234 08:01:131090 0 EOF``; waiters, marked ``->``, hold nothing)."""
+    pids = []
+    for line in proc_locks.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->":
+            continue
+        if fields[5].rsplit(":", 1)[-1] == str(inode) and fields[4] not in pids:
+            pids.append(fields[4])
+    return pids
+
+
+def process_alive(proc_stat: str) -> bool:
+    """Whether the process of a ``/proc/PID/stat`` text still runs (a zombie does not)."""
+    fields = proc_stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] != "Z"
 
 
 def describe_changes(step: Step) -> list[str]:

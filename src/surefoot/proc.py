@@ -229,6 +229,20 @@ class ProcessRunner:
             terminate_group(child)
             reader.join(timeout=_KILL_GRACE)
 
+    def start_detached(self, argv: Sequence[str], log_path: Path) -> int:
+        """Start a daemon that must outlive surefoot (dockerd where there is no systemd): its own
+        session, not stopped by a cancel nor by surefoot's death, output appended to ``log_path``.
+        Returns its pid; the child is never waited for (its state reads from /proc)."""
+        self.cancel.check()
+        trace(" ".join(argv))
+        with open(log_path, "ab") as log:
+            try:
+                child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True)
+            except FileNotFoundError:
+                raise CommandNotFound(argv[0]) from None
+        return child.pid
+
     def to_file(
         self, argv: Sequence[str], path: Path, *, cwd: Path | None = None, timeout: float | None = None,
         without: Collection[str] = (),
@@ -249,10 +263,11 @@ class ProcessRunner:
         timeout: float | None = 60.0,
         cancellable: bool = True,
         without: Collection[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Captured:
-        """Run to completion and return its output (stdout and stderr kept apart); ``without``
-        as for :meth:`stream`."""
-        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE, cancellable, without=without)
+        """Run to completion and return its output (stdout and stderr kept apart); ``env`` and
+        ``without`` as for :meth:`stream`."""
+        child = self._popen(argv, cwd, subprocess.PIPE, subprocess.PIPE, cancellable, env, without)
         return self._communicate(child, argv, timeout, cancellable)
 
     def _communicate(

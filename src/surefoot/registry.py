@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from surefoot.config import Settings
 from surefoot.names import PHASE_NAMES
-from surefoot.phases import cleanup, database, health, images, postdeploy, services, system, verify
+from surefoot.phases import (
+    cleanup,
+    configuration,
+    database,
+    health,
+    images,
+    postdeploy,
+    preflight,
+    prerequisites,
+    services,
+    verify,
+)
 from surefoot.pipeline import PhaseSpec
 
 
@@ -15,9 +26,9 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
     # the phases before it cannot depend on it.
     managed = settings is not None and settings.phases.configuration.declared
     pipeline = [
-        PhaseSpec("preflight", system.preflight, () if managed else ("compose", "env")),
-        PhaseSpec("prerequisites", system.prerequisites),
-        PhaseSpec("configuration", system.configuration, ("values",) if managed else ("env", "values"),
+        PhaseSpec("preflight", preflight.preflight, () if managed else ("compose", "env")),
+        PhaseSpec("prerequisites", prerequisites.prerequisites),
+        PhaseSpec("configuration", configuration.configuration, ("values",) if managed else ("env", "values"),
                   fingerprint_after=True),
         # Pulls and builds touch different images (pull --ignore-buildable): side by side.
         PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),

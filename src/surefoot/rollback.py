@@ -138,7 +138,7 @@ class Rollbacks:
             # a resume that succeeds makes it healthy).
             store.set_release_outcome(deployment_id, "failed")
         spec = next((s for s in pipeline if s.name == outcome.failed_phase), None)
-        if spec is None or not spec.rollback_on_failure:
+        if spec is None or not spec.rollback_on_failure or outcome.untouched:
             return outcome
         if not self.settings.rollback.automatic:
             return outcome

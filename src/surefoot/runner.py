@@ -34,13 +34,9 @@ from surefoot.checkpoint import (
 from surefoot.compose import Compose, Target
 from surefoot.config import Settings
 from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
-from surefoot.errors import (
-    ConfigError,
-    Interrupted,
-    NoRelease,
-    StateError,
-)
+from surefoot.errors import ConfigError, Interrupted, NoRelease, StateError
 from surefoot.hooks import run_hooks
+from surefoot.host import Host, LocalHost
 from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
 from surefoot.phase_api import Facts, PhaseContext, PhaseResult
@@ -82,6 +78,7 @@ class Runner:
     # Collaborators the caller may hand in (tests: a FakeDocker, a scripted prompter); by
     # default the local engine, and the terminal when there is one.
     docker: Compose | None = None
+    host: Host | None = None  # the server (default: this machine)
     open_prompter: Callable[[], AbstractContextManager[Prompter | None]] | None = None
 
     def __post_init__(self) -> None:
@@ -89,10 +86,11 @@ class Runner:
         self.processes = ProcessRunner(self.cancel)
         self.compose = self.docker or Compose(local_target(self.settings), self.processes, ahead=self.ahead)
         self.docker = self.compose
+        self.host = self.host or LocalHost(self.processes)
         self.facts = Facts(self.settings, self.compose, self.state_dir)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.checkpoints = Checkpoints(self.settings, self.state_dir, self.reporter, self.redact, self.clock,
-                                       self.cancel, self.processes)
+                                       self.cancel, self.host)
         self.notifier = Notifier(
             self.settings.notifications, self.settings.project_name,
             lambda text: self.reporter.emit(events.PhaseWarning(None, text)),
@@ -216,7 +214,7 @@ class Runner:
         def body(ctx: PhaseContext) -> PhaseResult:
             fingerprint.update(self.checkpoints.fingerprint(spec, self.facts))
             if hooks:
-                run_hooks(ctx, self.settings, self.processes, "before", hooks.before, run.attempt, log_path)
+                run_hooks(ctx, self.settings, "before", hooks.before, run.attempt, log_path)
             if spec.release_point:
                 store.save_release(self.keeper.capture(deployment_id, self.facts))
             if spec.prunes_releases:  # the release tags past keeping are its input
@@ -225,7 +223,7 @@ class Runner:
             if spec.fingerprint_after:
                 fingerprint.update(self.checkpoints.fingerprint(spec, self.facts))
             if hooks:
-                run_hooks(ctx, self.settings, self.processes, "after", hooks.after, run.attempt, log_path)
+                run_hooks(ctx, self.settings, "after", hooks.after, run.attempt, log_path)
             return result
 
         def record(status: str, note: str | None, error: str | None, exit_code: int | None) -> None:
@@ -273,7 +271,7 @@ class Runner:
 
     def prerequisites(self, dry_run: bool) -> DeployOutcome:
         """``surefoot prerequisites``: install what is missing, or (dry run) list it."""
-        from surefoot.phases.system import prerequisites
+        from surefoot.phases.prerequisites import prerequisites
 
         return self._standalone("prerequisites", prerequisites, DeployOptions(dry_run=dry_run))
 

@@ -74,9 +74,11 @@ class ContainerWatch:
     SHARED_FOR = 0.1
 
     def __init__(self, compose: Compose, services: Sequence[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic, events: EngineEvents | None = None):
+                 clock: Callable[[], float] = time.monotonic, events: EngineEvents | None = None,
+                 containers: Sequence[str] | None = None):
         self.compose = compose
         self.services = list(services) if services is not None else None
+        self.only = list(containers) if containers is not None else None  # these containers alone (ids)
         self._baseline: dict[str, int] | None = None
         self._clock = clock
         self._events = events
@@ -90,7 +92,10 @@ class ContainerWatch:
             taken, news_then, containers = self._last
             if news_then == news and self._clock() - taken < self.SHARED_FOR:
                 return containers
-        found = parse_inspect(self.compose.containers(self.services or ()))
+        if self.only is not None:
+            found = parse_inspect(self.compose.inspect(self.only))
+        else:
+            found = parse_inspect(self.compose.containers(self.services or ()))
         if self.services is not None:
             found = [c for c in found if c.service in self.services]
         self._last = (self._clock(), news, found)

@@ -23,9 +23,8 @@ def post_deploy(ctx: PhaseContext) -> PhaseResult:
         if command.service:
             code = ctx.docker.exec_stream(command.service, command.command, on_line=ctx.out,
                                           timeout=command.timeout)
-        else:  # a command on the server itself (the host seam's, once there is one)
-            code = ctx.host_processes().stream(command.command, ctx.out, cwd=ctx.settings.project_dir,
-                                               timeout=command.timeout)
+        else:  # on the host
+            code = ctx.host.stream(command.command, ctx.out, cwd=ctx.settings.project_dir, timeout=command.timeout)
         if code != 0:
             raise PhaseFailed(f"post-deploy command {shlex.join(command.command)} exited with code {code}",
                               exit_code=code)

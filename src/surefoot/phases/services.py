@@ -5,11 +5,13 @@ from __future__ import annotations
 from surefoot.compose import compose_reason
 from surefoot.errors import CommandTimeout, PhaseFailed
 from surefoot.phase_api import PhaseContext, PhaseResult, done
+from surefoot.phases.rollout import roll_out
 from surefoot.units import format_duration
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
     ctx.docker.finish_interrupted_recreates(ctx.out)
+    roll_out(ctx)  # the zero_downtime services first, start-first; compose up then leaves them be
     timeout = ctx.settings.phases.services_start.timeout
     lines: list[str] = []
 

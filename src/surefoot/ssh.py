@@ -1,0 +1,435 @@
+"""The SSH transport: the system OpenSSH client, one multiplexed connection per target.
+
+The operator's ``ssh`` does the work, so ``~/.ssh/config``, agents, jump hosts and
+known_hosts behave as they expect; surefoot only adds, on the command line:
+
+- ``BatchMode=yes`` (never a prompt) and ``StrictHostKeyChecking=yes`` (an unknown or
+  changed host key is refused, with a message saying what to do);
+- a timeout on every call: ``ConnectTimeout``, ``ServerAliveInterval``/``CountMax`` and a
+  local timeout on each process;
+- one master connection for the whole run (``ControlMaster``/``ControlPersist``), its
+  control socket in a private folder (0700, a short path: unix socket paths are limited
+  to about 104 bytes), opened by :meth:`SshConnection.open` and closed by
+  :meth:`SshConnection.close` (``ssh -O exit``).
+
+Remote commands are argument lists; each word is quoted with :func:`shlex.quote` for the
+remote shell. ``docker`` reaches the target's engine through the same connection:
+:meth:`SshConnection.forward_docker` forwards the remote docker socket to a unix socket in
+the private folder (``ssh -O forward -L``) and :meth:`SshConnection.docker_env` sets
+``DOCKER_HOST=unix://...`` for the docker CLI and compose. (``DOCKER_HOST=ssh://...`` would
+make the CLI open its own connections, one per container for compose, and sshd's default
+``MaxStartups 10:30:100`` drops them: a 20-service ``up`` fails.) With a forwarded socket,
+bind mounts and build contexts still resolve on the server.
+
+The argv builders and :func:`classify` are pure, so another executor (``proc.py``) can run
+the same commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from surefoot.errors import ConfigError, SurefootError
+
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+_MAX_SOCKET_PATH = 100  # sun_path is 104 bytes on BSD/macOS, 108 on Linux; ssh adds a suffix while binding
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_IPV6 = re.compile(r"^[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?$")
+
+
+class SshError(SurefootError):
+    """The target cannot be reached, refused the connection or our key, has an unknown host
+    key, or the connection dropped. ``kind`` names which, for callers that care."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where to connect: a host name, an address or a Host alias of the ssh config, with the
+    user and port when the URL gives them (else ssh's config decides)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    ssh_config: Path | None = None
+    name: str | None = None  # the declared target's name, for messages
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port is not None else ""
+        return f"ssh://{user}{host}{port}"
+
+    @property
+    def label(self) -> str:
+        return f"target {self.name} ({self.url})" if self.name else f"target {self.url}"
+
+
+def parse_target(text: str, *, ssh_config: Path | str | None = None, name: str | None = None) -> SshTarget:
+    """``ssh://[USER@]HOST[:PORT]`` or a bare ``[USER@]HOST`` (a Host alias of the ssh config
+    works as with ssh). Raises ConfigError naming what is wrong."""
+    raw = text.strip()
+    config = Path(ssh_config) if ssh_config is not None else None
+    if not raw:
+        raise ConfigError("the target is empty: expected ssh://[USER@]HOST[:PORT] or a Host alias")
+    if "://" in raw:
+        scheme, _, rest = raw.partition("://")
+        if scheme.lower() != "ssh":
+            raise ConfigError(f"target {raw!r}: only ssh:// URLs are supported (ssh://[USER@]HOST[:PORT])")
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        if any(c in rest for c in "/?#"):
+            raise ConfigError(f"target {raw!r}: a path, query or fragment is not allowed (ssh://[USER@]HOST[:PORT])")
+        user, host, port = _split_authority(raw, rest, allow_port=True)
+    else:
+        user, host, port = _split_authority(raw, raw, allow_port=False)
+    return SshTarget(host=host, user=user, port=port, ssh_config=config, name=name)
+
+
+def _split_authority(raw: str, text: str, *, allow_port: bool) -> tuple[str | None, str, int | None]:
+    user: str | None = None
+    if "@" in text:
+        user, _, text = text.rpartition("@")
+        if not _USER.match(user):
+            raise ConfigError(f"target {raw!r}: {user!r} is not a valid user name")
+    port_text: str | None = None
+    if text.startswith("["):
+        host, bracket, after = text[1:].partition("]")
+        if not bracket or not _IPV6.match(host):
+            raise ConfigError(f"target {raw!r}: {text!r} is not a valid [IPv6] address")
+        if after:
+            if not after.startswith(":"):
+                raise ConfigError(f"target {raw!r}: unexpected {after!r} after the address")
+            port_text = after[1:]
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    else:
+        host = text
+    if port_text is not None and not allow_port:
+        raise ConfigError(f"target {raw!r}: write a port as ssh://HOST:PORT (or set Port in the ssh config)")
+    if not text.startswith("[") and not _HOST.match(host):
+        raise ConfigError(f"target {raw!r}: {host!r} is not a valid host name" if host
+                          else f"target {raw!r}: the host is missing")
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ConfigError(f"target {raw!r}: the port must be a number from 1 to 65535, not {port_text!r}")
+        port = int(port_text)
+    return user, host, port
+
+
+# --- argv builders (pure) ---------------------------------------------------------------
+
+def base_options(target: SshTarget, control_path: Path | str, *, connect_timeout: int = 10,
+                 alive_interval: int = 15, alive_count: int = 3) -> list[str]:
+    """The options every ssh call of a target shares (master and clients)."""
+    options: list[str] = []
+    if target.ssh_config is not None:
+        options += ["-F", str(target.ssh_config)]
+    options += [
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"ConnectTimeout={connect_timeout}",
+        "-o", f"ServerAliveInterval={alive_interval}",
+        "-o", f"ServerAliveCountMax={alive_count}",
+        "-o", f"ControlPath={control_path}",
+    ]
+    if target.user:
+        options += ["-l", target.user]
+    if target.port is not None:
+        options += ["-p", str(target.port)]
+    return options
+
+
+def master_argv(options: Sequence[str], target: SshTarget, persist: str = "10m") -> list[str]:
+    """Starts the master connection and goes to the background once it is authenticated.
+    ``persist`` is how long it outlives its last client (a safety net when surefoot is killed)."""
+    return ["ssh", *options, "-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}",
+            "-N", "-f", "--", target.host]
+
+
+def command_argv(options: Sequence[str], target: SshTarget, command: Sequence[str]) -> list[str]:
+    """Runs ``command`` on the target through the master; each word quoted for the remote shell."""
+    if not command:
+        raise ValueError("a remote command is needed")
+    return ["ssh", *options, "-o", "ControlMaster=no", "-T", "--", target.host, shlex.join(command)]
+
+
+def control_argv(options: Sequence[str], target: SshTarget, operation: str, *extra: str) -> list[str]:
+    """``ssh -O check|exit|forward|cancel`` to the master."""
+    return ["ssh", *options, "-O", operation, *extra, "--", target.host]
+
+
+# --- errors (pure) ----------------------------------------------------------------------
+
+def classify(target: SshTarget, stderr: str) -> SshError | None:
+    """The transport error that ssh's stderr describes, as one clear line naming the target;
+    None when the text is not one of ssh's own failures (the remote command's output)."""
+    text = stderr.lower()
+    where = target.label
+    hint_host = target.host if target.port is None else f"[{target.host}]:{target.port}"
+    if "remote host identification has changed" in text or ("host key for" in text and "has changed" in text):
+        return SshError(
+            f"{where}: the server's host key has CHANGED since it was saved in known_hosts (the server was "
+            f"reinstalled, or someone is intercepting the connection); check the new fingerprint with the "
+            f"server's administrator, then replace the old entry (ssh-keygen -R '{hint_host}')", "host-key-changed")
+    if "host key verification failed" in text or "host key is known for" in text:
+        scan = f"ssh-keyscan{'' if target.port is None else f' -p {target.port}'} {target.host}"
+        return SshError(
+            f"{where}: the server's host key is not in known_hosts and strict host-key checking is on; "
+            f"connect once with ssh and compare the fingerprint with the server's, or add it with "
+            f"`{scan} >> ~/.ssh/known_hosts` after checking it", "host-key-unknown")
+    if "permission denied" in text:
+        user = target.user or "the configured user"
+        return SshError(
+            f"{where}: the server refused our key for {user} (Permission denied); check the user, the key "
+            f"(IdentityFile or ssh-agent) and the server's authorized_keys", "auth")
+    if "could not resolve hostname" in text or "name or service not known" in text:
+        return SshError(f"{where}: unknown host name {target.host!r} (could not resolve it)", "unreachable")
+    if "connection refused" in text:
+        port = target.port if target.port is not None else "the configured port (22)"
+        return SshError(f"{where}: connection refused on port {port}: is sshd running, and is the port right?",
+                        "refused")
+    for phrase in ("connection timed out", "operation timed out", "no route to host", "network is unreachable",
+                   "host is unreachable", "host is down"):
+        if phrase in text:
+            return SshError(f"{where}: cannot reach the host ({phrase})", "unreachable")
+    for phrase in ("kex_exchange_identification", "connection closed by", "connection reset", "broken pipe",
+                   "timeout, server", "not responding", "mux_client", "control socket", "connection to"):
+        if phrase in text:
+            line = _last_line(stderr)
+            return SshError(f"{where}: the SSH connection dropped ({line})", "dropped")
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def _socket_base() -> Path:
+    """A short folder for control sockets: /tmp when there is one, else the temp folder."""
+    for candidate in ("/tmp", os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return Path(tempfile.gettempdir())
+
+
+# --- the connection ---------------------------------------------------------------------
+
+class SshConnection:
+    """One multiplexed connection to a target for the whole run.
+
+        with SshConnection(parse_target("ssh://root@web1")) as conn:
+            conn.run(["docker", "info"])
+            env = conn.docker_env()      # DOCKER_HOST=unix://<private folder>/docker.sock
+    """
+
+    def __init__(self, target: SshTarget, *, connect_timeout: int = 10, alive_interval: int = 15,
+                 alive_count: int = 3, persist: str = "10m", control_timeout: float = 20):
+        self.target = target
+        self.connect_timeout = connect_timeout
+        self.alive_interval = alive_interval
+        self.alive_count = alive_count
+        self.persist = persist
+        self.control_timeout = control_timeout
+        self.folder: Path | None = None
+        self.master_pid: int | None = None
+        self.docker_socket: Path | None = None
+        self._forwarded_remote: str | None = None
+
+    @property
+    def control_path(self) -> Path:
+        if self.folder is None:
+            raise SshError(f"{self.target.label}: the connection is not open", "closed")
+        return self.folder / "c"
+
+    def options(self) -> list[str]:
+        return base_options(self.target, self.control_path, connect_timeout=self.connect_timeout,
+                            alive_interval=self.alive_interval, alive_count=self.alive_count)
+
+    def __enter__(self) -> SshConnection:
+        self.open()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Starts the master connection (once). Raises SshError with a clear line."""
+        if self.folder is not None:
+            return
+        self.folder = Path(tempfile.mkdtemp(prefix="sf-", dir=_socket_base()))  # mode 0700
+        if len(str(self.control_path)) > _MAX_SOCKET_PATH - 20:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
+        self._start_master()
+
+    def ensure_open(self) -> None:
+        """Opens the master again when it ended (idle past ControlPersist, or dropped), in the
+        same folder, with the docker socket forwarded again at the same path: a DOCKER_HOST
+        handed out before stays valid."""
+        if self.folder is None:
+            self.open()
+            return
+        if self._check() is not None:
+            return
+        forwarded = self._forwarded_remote
+        for stale in (self.control_path, self.control_path.with_name("docker.sock")):
+            stale.unlink(missing_ok=True)
+        self.master_pid = None
+        self.docker_socket = None
+        self._start_master(keep_folder=True)
+        if forwarded is not None:
+            self.forward_docker(forwarded)
+
+    def _start_master(self, keep_folder: bool = False) -> None:
+        argv = master_argv(self.options(), self.target, self.persist)
+        # The master goes to the background holding its stderr: a file, not a pipe, or
+        # reading it would wait for the master to end.
+        with tempfile.TemporaryFile() as errors:
+            try:
+                result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                                        timeout=2 * self.connect_timeout + 20)
+            except FileNotFoundError:
+                self._discard(keep_folder)
+                raise SshError("ssh: the OpenSSH client is not installed (apt-get install openssh-client)",
+                               "missing") from None
+            except subprocess.TimeoutExpired:
+                self._discard(keep_folder)
+                raise SshError(f"{self.target.label}: no answer within {2 * self.connect_timeout + 20} s "
+                               f"(connecting and logging in)", "unreachable") from None
+            errors.seek(0)
+            message = errors.read().decode(errors="replace")
+        if result.returncode != 0:
+            self._discard(keep_folder)
+            raise classify(self.target, message) or SshError(
+                f"{self.target.label}: ssh could not connect: {_last_line(message)}", "failed")
+        self.master_pid = self._check()
+
+    def _check(self) -> int | None:
+        """The master's pid when it runs, else None."""
+        try:
+            result = subprocess.run(control_argv(self.options(), self.target, "check"), capture_output=True,
+                                    text=True, timeout=self.control_timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return None
+        found = re.search(r"pid=(\d+)", result.stderr)
+        return int(found.group(1)) if result.returncode == 0 and found else None
+
+    def alive(self) -> bool:
+        return self.folder is not None and self._check() is not None
+
+    def run(self, command: Sequence[str], *, input: str | None = None, timeout: float = 60,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Runs ``command`` (an argument list) on the target through the master connection.
+        Transport failures raise SshError; the remote command's own exit code is returned
+        (or raised as SshError with ``check``)."""
+        argv = command_argv(self.options(), self.target, command)
+        try:
+            result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL if input is None else None)
+        except subprocess.TimeoutExpired:
+            raise SshError(f"{self.target.label}: `{shlex.join(command)}` gave no answer within {timeout:g} s",
+                           "timeout") from None
+        if result.returncode == 255:
+            error = classify(self.target, result.stderr)
+            if error is not None:
+                raise error
+            if self._check() is None:  # ssh's own failure, said quietly (LogLevel): the master ended
+                raise SshError(f"{self.target.label}: the SSH connection dropped (the shared connection ended "
+                               f"during `{shlex.join(command)}`)", "dropped")
+        if check and result.returncode != 0:
+            raise SshError(f"{self.target.label}: `{shlex.join(command)}` failed ({result.returncode}): "
+                           f"{_last_line(result.stderr)}", "command")
+        return result
+
+    def forward_docker(self, remote_socket: str = DEFAULT_DOCKER_SOCKET) -> str:
+        """Forwards the target's docker socket to a local unix socket over the master; returns
+        the DOCKER_HOST value (``unix://...``). Once per connection."""
+        if self.docker_socket is None:
+            local = self.control_path.with_name("docker.sock")
+            argv = control_argv(self.options(), self.target, "forward", "-L", f"{local}:{remote_socket}")
+            try:
+                result = subprocess.run(argv, capture_output=True, text=True, timeout=self.control_timeout,
+                                        stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise SshError(f"{self.target.label}: forwarding the docker socket gave no answer", "timeout") from None
+            if result.returncode != 0:
+                raise classify(self.target, result.stderr) or SshError(
+                    f"{self.target.label}: could not forward the docker socket {remote_socket}: "
+                    f"{_last_line(result.stderr)}", "failed")
+            self.docker_socket = local
+            self._forwarded_remote = remote_socket
+        return f"unix://{self.docker_socket}"
+
+    def docker_env(self, base: Mapping[str, str] | None = None,
+                   remote_socket: str = DEFAULT_DOCKER_SOCKET) -> dict[str, str]:
+        """An environment for ``docker``/``docker compose`` that reaches the target's engine
+        through the shared connection."""
+        env = dict(os.environ if base is None else base)
+        for key in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+            env.pop(key, None)
+        env["DOCKER_HOST"] = self.forward_docker(remote_socket)
+        return env
+
+    def close(self, timeout: float = 10) -> None:
+        """Closes the master connection (``ssh -O exit``), waits for it to end and removes the
+        private folder. Safe to call twice."""
+        if self.folder is None:
+            return
+        pid = self._check()  # the running master's pid (a remembered one may be gone and reused)
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            subprocess.run(control_argv(self.options(), self.target, "exit"), capture_output=True,
+                           timeout=self.control_timeout, stdin=subprocess.DEVNULL)
+        if pid is not None:
+            deadline = time.monotonic() + timeout
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _running(pid) and _names(pid, str(self.control_path)):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, 15)
+        self._discard()
+
+    def _discard(self, keep_folder: bool = False) -> None:
+        if keep_folder:
+            return
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = None
+        self.master_pid = None
+        self.docker_socket = None
+        self._forwarded_remote = None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _names(pid: int, text: str) -> bool:
+    """Whether process ``pid``'s command line contains ``text`` (False where /proc is missing)."""
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

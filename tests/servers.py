@@ -1,0 +1,279 @@
+"""Test servers: containers on the local engine, each running its own dockerd and sshd.
+
+A server is reached over real SSH on a port published on 127.0.0.1, as root, with a
+key pair the pool generates; strict host-key checking stays on (the pool writes a
+known_hosts from each server's own host key) and sshd keeps its default settings
+(``MaxStartups 10:30:100``), so tests meet what a real server does. Facts about what
+works on this machine: "Test servers" in DESIGN.md.
+
+    pool = ServerPool(folder)           # a session fixture in conftest.py: test_servers
+    server = pool.server(0)             # started on first use, then shared (at most 3)
+    server.ssh("docker", "info")        # ssh -F pool.ssh_config server-0 docker info
+    server.load_image("surefoot-test/busybox:1")   # docker save | ssh server docker load
+    pool.teardown()                     # removes the containers and volumes it made
+
+The image (``surefoot-test/server:<hash>``) is built once from the local
+``debian:bookworm-slim`` and kept between runs; its tag is a hash of the Dockerfile and
+the entrypoint, so changing either builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_REPOSITORY = "surefoot-test/server"
+MAX_SERVERS = 3
+COMPOSE_PLUGINS = [Path(folder) / "docker-compose" for folder in (
+    "/usr/local/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+    str(Path.home() / ".docker" / "cli-plugins"))]
+LABEL = "surefoot-test.server"
+
+DOCKERFILE = """\
+FROM debian:bookworm-slim
+RUN apt-get update -q \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
+      docker.io openssh-server iptables python3 ca-certificates \\
+ && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*_key* \\
+ && mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh
+COPY docker-compose /usr/local/lib/docker/cli-plugins/docker-compose
+COPY entrypoint.sh /entrypoint.sh
+ENTRYPOINT ["/bin/sh", "/entrypoint.sh"]
+"""
+
+# /sys and the cgroup v1 hierarchies come read-only without --privileged: remount them
+# read-write so dockerd can make cgroups. Each server gets its own host key.
+ENTRYPOINT = """\
+set -e
+mount -o remount,rw /sys 2>/dev/null || mount -o remount,bind,rw /sys || true
+mount -o remount,bind,rw /sys/fs/cgroup 2>/dev/null || true
+for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts); do
+    mount -o remount,bind,rw "$m" 2>/dev/null || true
+done
+printf '%s\\n' "$AUTHORIZED_KEY" > /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+rm -f /var/run/docker.pid
+setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ssh_host_ed25519_key
+"""
+
+RUN_FLAGS = [
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+    "--device", "/dev/fuse", "--device-cgroup-rule", "a *:* rwm",
+]
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def _run(argv: Sequence[str], *, timeout: float = 60, check: bool = True,
+         input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                            input=None if input is None else input.decode())
+    if check and result.returncode != 0:
+        raise ServerError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return result
+
+
+def image_tag() -> str:
+    digest = hashlib.sha256((DOCKERFILE + "\0" + ENTRYPOINT).encode()).hexdigest()[:12]
+    return f"{SERVER_REPOSITORY}:{digest}"
+
+
+def ensure_image(workdir: Path) -> tuple[str, float | None]:
+    """The server image, built when missing. Returns its tag and the build time (None: reused)."""
+    tag = image_tag()
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag, None
+    plugin = next((path for path in COMPOSE_PLUGINS if path.exists()), None)
+    if plugin is None:
+        raise ServerError(f"the compose v2 plugin is missing ({COMPOSE_PLUGINS[0]}): run scripts/setup.sh")
+    context = workdir / "server-image"
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(DOCKERFILE)
+    (context / "entrypoint.sh").write_text(ENTRYPOINT)
+    shutil.copy(plugin, context / "docker-compose")
+    started = time.monotonic()
+    build = ["docker", "build", "-q", "-t", tag, "--label", f"{LABEL}.image=1", str(context)]
+    try:
+        _run(build, timeout=900)
+    except ServerError:  # the legacy builder's untagged step images can vanish under a concurrent prune: once more
+        _run(build, timeout=900)
+    shutil.rmtree(context, ignore_errors=True)
+    return tag, time.monotonic() - started
+
+
+@dataclass
+class Server:
+    """One running test server. ``alias`` is its Host in ``ssh_config``."""
+
+    alias: str
+    container: str
+    volume: str
+    port: int
+    ssh_config: Path
+
+    @property
+    def url(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    def ssh_argv(self, *command: str) -> list[str]:
+        """ssh to this server; the remote command's words are quoted for the remote shell."""
+        argv = ["ssh", "-F", str(self.ssh_config), self.alias]
+        if command:
+            argv += ["--", shlex.join(command)]
+        return argv
+
+    def ssh(self, *command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run(self.ssh_argv(*command), timeout=timeout, check=check)
+
+    def exec(self, *command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A command inside the server, through the local engine (not over SSH)."""
+        return _run(["docker", "exec", self.container, *command], timeout=timeout, check=check)
+
+    def load_image(self, image: str, timeout: float = 300) -> None:
+        """Ship an image from the local engine: docker save | ssh server docker load
+        (skipped when the server already has the same image id)."""
+        local_id = _run(["docker", "image", "inspect", "-f", "{{.Id}}", image]).stdout.strip()
+        remote = self.ssh("docker", "image", "inspect", "-f", "{{.Id}}", image, check=False)
+        if remote.returncode == 0 and remote.stdout.strip() == local_id:
+            return
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        try:
+            load = subprocess.run(self.ssh_argv("docker", "load", "-q"), stdin=save.stdout,
+                                  capture_output=True, text=True, timeout=timeout)
+        finally:
+            assert save.stdout is not None
+            save.stdout.close()
+            save.wait(timeout=timeout)
+        if save.returncode != 0 or load.returncode != 0:
+            raise ServerError(f"shipping {image} to {self.alias} failed: {load.stderr.strip()}")
+
+
+class ServerPool:
+    """Up to three servers for a test session, started on first use and shared."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)
+        self.session = uuid.uuid4().hex[:8]
+        self.key = folder / "id_ed25519"
+        self.known_hosts = folder / "known_hosts"
+        self.ssh_config = folder / "ssh_config"
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "surefoot-test", "-f", str(self.key)])
+        self.known_hosts.write_text("")
+        self.servers: dict[int, Server] = {}
+        self.image: str | None = None
+        self.build_seconds: float | None = None
+        self.start_seconds: dict[int, float] = {}
+        self._write_config()
+
+    def server(self, index: int = 0) -> Server:
+        return self.start(index + 1)[index]
+
+    def start(self, count: int) -> list[Server]:
+        """The first ``count`` servers, starting the missing ones at the same time."""
+        if not 1 <= count <= MAX_SERVERS:
+            raise ValueError(f"at most {MAX_SERVERS} test servers")
+        if self.image is None:
+            self.image, self.build_seconds = ensure_image(self.folder)
+        missing = [i for i in range(count) if i not in self.servers]
+        if missing:
+            started = time.monotonic()
+            launched = [self._launch(i) for i in missing]
+            self._write_config()
+            with ThreadPoolExecutor(len(launched)) as workers:
+                list(workers.map(self._wait_ready, launched))
+            for i in missing:
+                self.start_seconds[i] = time.monotonic() - started
+        return [self.servers[i] for i in range(count)]
+
+    def _launch(self, index: int) -> Server:
+        assert self.image is not None
+        name = f"sft-server-{self.session}-{index}"
+        volume = f"{name}-docker"
+        labels = ["--label", f"{LABEL}={self.session}"]
+        _run(["docker", "volume", "create", *labels, volume])
+        public_key = (self.key.parent / (self.key.name + ".pub")).read_text().strip()
+        try:
+            _run(["docker", "run", "-d", "--name", name, "--hostname", f"server-{index}", *labels, *RUN_FLAGS,
+                  "-v", f"{volume}:/var/lib/docker", "-p", "127.0.0.1::22",
+                  "-e", f"AUTHORIZED_KEY={public_key}", self.image])
+            port = int(_run(["docker", "port", name, "22/tcp"]).stdout.split()[0].rsplit(":", 1)[1])
+        except Exception:
+            _run(["docker", "rm", "-f", "-v", name], check=False)
+            _run(["docker", "volume", "rm", "-f", volume], check=False)
+            raise
+        server = Server(f"server-{index}", name, volume, port, self.ssh_config)
+        self.servers[index] = server
+        host_key = self._host_key(server)
+        with self.known_hosts.open("a") as known:
+            known.write(f"[127.0.0.1]:{port} {host_key}\n")
+        return server
+
+    def _host_key(self, server: Server, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = server.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub", check=False)
+            if result.returncode == 0 and result.stdout.strip():
+                kind, key = result.stdout.split()[:2]
+                return f"{kind} {key}"
+            if time.monotonic() > deadline:
+                raise ServerError(f"{server.alias} made no host key: {self._logs(server)}")
+            time.sleep(0.1)
+
+    def _wait_ready(self, server: Server, timeout: float = 90) -> None:
+        """Until SSH answers and `docker info` works inside."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            result = server.ssh("docker", "info", "--format", "{{.ServerVersion}}", check=False, timeout=30)
+            if result.returncode == 0 and result.stdout.strip():
+                return
+            last = result.stderr.strip()
+            time.sleep(0.2)
+        raise ServerError(f"{server.alias} not ready in {timeout:.0f} s: {last}\n{self._logs(server)}")
+
+    def _logs(self, server: Server) -> str:
+        logs = _run(["docker", "logs", "--tail", "20", server.container], check=False)
+        daemon = server.exec("tail", "-n", "20", "/var/log/dockerd.log", check=False)
+        return f"{logs.stdout}{logs.stderr}\n{daemon.stdout}"
+
+    def _write_config(self) -> None:
+        lines = []
+        for server in self.servers.values():
+            lines += [f"Host {server.alias}", "    HostName 127.0.0.1", f"    Port {server.port}", ""]
+        lines += [
+            "Host *",
+            "    User root",
+            f"    IdentityFile {self.key}",
+            "    IdentitiesOnly yes",
+            f"    UserKnownHostsFile {self.known_hosts}",
+            "    GlobalKnownHostsFile /dev/null",
+            "    StrictHostKeyChecking yes",
+            "    BatchMode yes",
+            "    ConnectTimeout 10",
+            "    LogLevel ERROR",
+            "",
+        ]
+        self.ssh_config.write_text("\n".join(lines))
+
+    def teardown(self) -> None:
+        """Removes the containers and volumes this pool made, and nothing else."""
+        for server in self.servers.values():
+            _run(["docker", "rm", "-f", "-v", server.container], check=False, timeout=120)
+            _run(["docker", "volume", "rm", "-f", server.volume], check=False, timeout=120)
+        self.servers.clear()

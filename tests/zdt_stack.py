@@ -1,0 +1,128 @@
+"""A small stack for zero-downtime updates: an API slow to stop and to start, behind the
+example's nginx (examples/shop/proxy), and a client loop that counts failed requests.
+Shared by tests/test_zero_downtime.py and bench/zero_downtime.py."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NGINX_IMAGE = "surefoot-test/nginx:1"
+PROXY_DIR = REPO / "examples" / "shop" / "proxy"
+
+# The api ignores SIGTERM (a shell or httpd as PID 1 has no handler), so stopping it takes its
+# stop_grace_period; it sleeps before listening, so a recreated one leaves a real gap.
+# VERSION=bad: it never listens, so it never turns healthy.
+ZDT_COMPOSE = """
+services:
+  api:
+    image: {image}
+    environment:
+      VERSION: ${{VERSION:?set VERSION}}
+    stop_grace_period: 2s
+    command:
+      - sh
+      - -c
+      - 'mkdir -p /www && echo "version $$VERSION" > /www/index.html && sleep 2 &&
+         if [ "$$VERSION" = bad ]; then exec sleep 3600; fi; exec httpd -f -p 8000 -h /www'
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  proxy:
+    image: {nginx}
+    stop_signal: SIGKILL
+    volumes: ["./nginx.conf:/etc/nginx/nginx.conf:ro"]
+    ports: ["127.0.0.1:{port}:80"]
+"""
+
+ZDT_CONFIG = """
+[project]
+name = "{name}"
+env_file = ".env"
+
+[phases.pull-images]
+enabled = false
+
+[phases.health-wait]
+url = "http://127.0.0.1:{port}/"
+expect_body = "version"
+consecutive = 2
+interval = "0.3s"
+timeout = "60s"
+
+[phases.services-start]
+"""
+
+ZERO_DOWNTIME = 'zero_downtime = ["api"]\ndrain = "1s"\n'
+
+
+def ensure_nginx_image() -> str:
+    """The example's proxy image, built once per machine (apt-get install nginx from Debian)."""
+    if subprocess.run(["docker", "image", "inspect", NGINX_IMAGE], capture_output=True).returncode != 0:
+        subprocess.run(["docker", "build", "-q", "-t", NGINX_IMAGE, str(PROXY_DIR)], check=True,
+                       capture_output=True, timeout=900)
+    return NGINX_IMAGE
+
+
+def nginx_conf() -> str:
+    return (PROXY_DIR / "nginx.conf").read_text()
+
+
+class Traffic:
+    """GET http://127.0.0.1:PORT/ about ``rate`` times a second, at most ``limit`` requests,
+    in a thread, one at a time; counts the failures and the longest gap between answers."""
+
+    def __init__(self, port: int, *, limit: int = 2000, rate: float = 50.0, timeout: float = 10.0):
+        self.url = f"http://127.0.0.1:{port}/"
+        self.limit, self.period, self.timeout = limit, 1.0 / rate, timeout
+        self.ok = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self.bodies: list[str] = []  # each distinct answer, in the order first seen
+        self.longest_gap = 0.0  # seconds between two successful answers
+        self._last_ok: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    @property
+    def sent(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def exhausted(self) -> bool:
+        return self.sent >= self.limit
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> Traffic:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.sent < self.limit:
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+                    body = response.read().decode().strip()
+                now = time.monotonic()
+                if self._last_ok is not None:
+                    self.longest_gap = max(self.longest_gap, now - self._last_ok)
+                self._last_ok = now
+                self.ok += 1
+                if body not in self.bodies:
+                    self.bodies.append(body)
+            except (urllib.error.URLError, OSError) as exc:
+                self.failed += 1
+                if len(self.errors) < 5:
+                    self.errors.append(str(exc))
+            self._stop.wait(max(0.0, self.period - (time.monotonic() - began)))
