@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from surefoot.dockerargs import Target, config_argv, env_file_keys
+from surefoot.dockerargs import Target, config_argv, env_file_keys, raw_config_argv
 from surefoot.proc import Captured, ProcessRunner
 from surefoot.project import guess_compose_project
 
@@ -39,8 +39,11 @@ class AskedAhead:
         guess = guess_compose_project(folder, config_path)
         if guess is not None:
             # As Compose runs it: without the variables the env file defines (the file wins).
-            ahead.ask(config_argv(Target(guess[0], folder, guess[1], guess[2])), folder, 60,
-                      env_file_keys(guess[2]))
+            target = Target(guess[0], folder, guess[1], guess[2])
+            without = env_file_keys(guess[2])
+            ahead.ask(config_argv(target), folder, 60, without)
+            # What services-start's release keeps, a few seconds later (it reads no env value).
+            ahead.ask(raw_config_argv(target), folder, 60, without)
         return ahead
 
     def ask(self, argv: Sequence[str], cwd: Path | None, timeout: float,

@@ -27,6 +27,7 @@ from surefoot.dockerargs import (
     config_argv,
     env_file_keys,
     env_values,
+    raw_config_argv,
     shadowing,
 )
 from surefoot.dockermodel import (
@@ -225,8 +226,7 @@ class Compose:
     def raw_model(self) -> dict[str, Any]:
         """The compose model with extends and include resolved and paths made absolute, but
         ``${VAR}`` left as written (so it holds no value of the env file)."""
-        text = self.check(self.argv("config", "--no-interpolate", "--format", "json"),
-                          "docker compose config --no-interpolate")
+        text = self.check(raw_config_argv(self.target), "docker compose config --no-interpolate")
         return dict(json.loads(text))
 
     def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:

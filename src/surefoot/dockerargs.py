@@ -74,6 +74,11 @@ def config_argv(target: Target) -> list[str]:
     return compose_args(target, "config", "--format", "json")
 
 
+def raw_config_argv(target: Target) -> list[str]:
+    """``compose config`` as JSON with ``${VAR}`` left as written: what a release keeps."""
+    return compose_args(target, "config", "--no-interpolate", "--format", "json")
+
+
 def up_argv(target: Target, services: Sequence[str] = (), *, remove_orphans: bool = False,
             no_build: bool = False, pull_never: bool = False, no_deps: bool = False,
             force_recreate: bool = False) -> list[str]:
