@@ -94,6 +94,9 @@ class FakeHost:
         self.files["/proc/4242/stat"] = "4242 (dockerd) S 1 4242"
         return 4242
 
+    def reach(self, host: str, port: int) -> tuple[str, int]:
+        return host, port
+
 
 class QuickCancel(CancelToken):
     """Sleeps count and call ``on_sleep``, and take no time."""

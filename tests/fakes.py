@@ -250,3 +250,16 @@ def phase_context(tmp_path: Path, docker: FakeDocker, toml: str = "", name: str 
         reached=seen.milestones.append, **extra,
     )
     return ctx, seen
+
+
+def local_runner(settings: Any, state_dir: Path, reporter: Any, *, pipeline: Any = None, docker: Any = None,
+                 host: Any = None, prompter: Any = None) -> Any:
+    """A Runner on this machine (the CLI's wiring), its collaborators handed in: a FakeDocker,
+    a FakeHost, a scripted prompter. The store stays open for the test's length."""
+    from surefoot.deploytarget import LocalTarget
+    from surefoot.proc import CancelToken
+    from surefoot.runner import STATE_DB, Runner
+    from surefoot.state import StateStore
+
+    target = LocalTarget(settings, state_dir, CancelToken(), docker=docker, host=host)
+    return Runner(settings, target, StateStore.open(state_dir / STATE_DB), reporter, prompter, pipeline=pipeline)

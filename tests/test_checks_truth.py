@@ -198,7 +198,7 @@ def test_a_tcp_probe_of_a_published_port_fails_while_its_service_s_container_is_
         port = listener.getsockname()[1]
         db = ContainerHealth("db", "shop-db-1", "running", "", 0, 0, False)
         watch = Containers(db)
-        check = _published_tcp_check("127.0.0.1", port, 2, "db", watch)  # type: ignore[arg-type]
+        check = _published_tcp_check(f"127.0.0.1:{port}", ("127.0.0.1", port), 2, "db", watch)  # type: ignore[arg-type]
         assert check().ok
         watch.states = [replace(db, status="restarting", exit_code=1)]
         stopped = check()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import FakeDocker, Script, phase_context, running
+from fakes import FakeDocker, Script, local_runner, phase_context, running
 
 from surefoot.compose import ContainerState
 from surefoot.errors import PhaseFailed
@@ -297,13 +297,11 @@ def test_a_rollback_whose_images_are_gone_starts_nothing(tmp_path: Path) -> None
 # -- the runner, handed its collaborators ---------------------------------------------------------
 
 def test_the_runner_uses_the_docker_and_the_prompter_it_is_handed(tmp_path: Path) -> None:
-    import contextlib
-    from collections.abc import Iterator
 
     from surefoot.config import load_settings
     from surefoot.phase_api import PhaseContext, PhaseResult, done
     from surefoot.pipeline import PhaseSpec
-    from surefoot.runner import DeployOptions, Runner
+    from surefoot.runner import DeployOptions
 
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     docker = FakeDocker()
@@ -315,17 +313,12 @@ def test_the_runner_uses_the_docker_and_the_prompter_it_is_handed(tmp_path: Path
         ctx.docker.up(on_line=ctx.out, remove_orphans=True)
         return done()
 
-    @contextlib.contextmanager
-    def open_prompter() -> Iterator[object]:
-        yield prompter
-
     class Quiet:
         def emit(self, event: object) -> None:
             pass
 
-    runner = Runner(load_settings(tmp_path), tmp_path / ".surefoot", Quiet(),  # type: ignore[arg-type]
-                    pipeline=[PhaseSpec("services-start", start)], docker=docker,  # type: ignore[arg-type]
-                    open_prompter=open_prompter)  # type: ignore[arg-type]
+    runner = local_runner(load_settings(tmp_path), tmp_path / ".surefoot", Quiet(),
+                          pipeline=[PhaseSpec("services-start", start)], docker=docker, prompter=prompter)
     outcome = runner.deploy(DeployOptions())
     assert outcome.state == "completed", outcome
     assert docker.args("up") == [{"services": (), "remove_orphans": True}]

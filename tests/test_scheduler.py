@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fakes import local_runner
 
 from surefoot import events
 from surefoot.config import load_settings
@@ -65,7 +66,7 @@ def pipeline(pull: Phase = noop, build: Phase = noop, database: Phase = noop, mi
 
 def deploy(project: Path, specs: list[PhaseSpec]) -> tuple[DeployOutcome, Recorder]:
     recorder = Recorder()
-    runner = Runner(load_settings(project), project / ".surefoot", recorder, pipeline=specs)
+    runner = local_runner(load_settings(project), project / ".surefoot", recorder, pipeline=specs)
     return runner.deploy(DeployOptions(interactive=False)), recorder
 
 
@@ -168,7 +169,7 @@ def test_an_interruption_stops_every_running_phase(project: Path) -> None:
 
     specs = pipeline(pull=blocked, build=blocked)
     recorder = Recorder()
-    runner = Runner(load_settings(project), project / ".surefoot", recorder, pipeline=specs)
+    runner = local_runner(load_settings(project), project / ".surefoot", recorder, pipeline=specs)
     runner_box.append(runner)
 
     def interrupt() -> None:

@@ -124,7 +124,8 @@ class Checkpoints:
     redact: Redactor
     clock: Callable[[], float]
     cancel: CancelToken
-    host: Host  # the server: hooks, host probes and host commands run there
+    host: Host  # the server: host probes and host commands run there
+    control: Host | None = None  # this machine (where hooks run by default); None: the same as host
 
     def why_run(
         self, store: StateStore, deployment_id: int, spec: PhaseSpec, last: PhaseRun | None,
@@ -207,6 +208,7 @@ class Checkpoints:
             skip_checks=options.skip_checks,
             dry_run=options.dry_run,
             host=self.host,
+            control=self.control or self.host,
         )
         if reached is not None:
             ctx.reached = reached

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from surefoot.ahead import AskedAhead
     from surefoot.proc import CancelToken
     from surefoot.runner import DeployOutcome, Runner
+    from surefoot.targets import TargetChoice
 
 DEFAULT_STATE_DIR = ".surefoot"
 
@@ -39,9 +40,21 @@ class GlobalOptions:
     config: Path | None
     state_dir: Path | None
     argv_prefix: tuple[str, ...]  # how the user named the project, to print the resume command
+    target: str | None = None  # --target NAME|ssh://...
 
     def resolved_state_dir(self) -> Path:
+        """The state folder of the chosen target (read without validating the configuration)."""
+        return self.choose_target().state_dir(self.base_state_dir())
+
+    def base_state_dir(self) -> Path:
         return (self.state_dir or self.project_dir / DEFAULT_STATE_DIR).absolute()
+
+    def choose_target(self) -> TargetChoice:
+        from surefoot.project import read_project_name, read_targets
+        from surefoot.targets import choose_target
+
+        return choose_target(read_targets(self.project_dir, self.config), self.target, self.project_dir,
+                             read_project_name(self.project_dir, self.config))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,8 +71,14 @@ class GlobalOptions:
     "--state-dir", metavar="DIR", type=click.Path(path_type=Path), envvar="SUREFOOT_STATE_DIR",
     help="Where state and logs live (default: DIR/.surefoot; env SUREFOOT_STATE_DIR).",
 )
+@click.option(
+    "--target", metavar="NAME|ssh://[USER@]HOST[:PORT]", envvar="SUREFOOT_TARGET",
+    help="Where to deploy: a [targets.NAME] of surefoot.toml, or a server by URL (default: the one "
+         "declared target, else this machine; env SUREFOOT_TARGET).",
+)
 @click.pass_context
-def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: Path | None) -> None:
+def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: Path | None,
+        target: str | None) -> None:
     """Resumable, checkpointed deployments of a Docker Compose application.
 
     \b
@@ -75,9 +94,11 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
         prefix += ["-c", str(config)]
     if state_dir is not None and "SUREFOOT_STATE_DIR" not in os.environ:
         prefix += ["--state-dir", str(state_dir)]
+    if target is not None and "SUREFOOT_TARGET" not in os.environ:
+        prefix += ["--target", target]
     if config is not None and not config.is_absolute():
         config = project_dir / config  # as compose reads -f against --project-directory
-    ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix))
+    ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix), target)
 
 
 def progress_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,7 +139,8 @@ def deploy(
 
     options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
                             interactive=not non_interactive, values=values, skip_checks=skip_checks)
-    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead, progress=progress)
+    return _with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead, progress=progress,
+                        prompt=not non_interactive)
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -132,26 +154,41 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 def _with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
                  cancel: CancelToken | None = None, ahead: AskedAhead | None = None,
-                 progress: str | None = None) -> int:
-    """Load the settings, wire signals to a cancel token, run ``action``, report its outcome.
-    ``ahead``: the answers of commands started already, with ``cancel`` (their token).
-    ``progress``: the renderer (--progress); with json, stdout holds only the events."""
+                 progress: str | None = None, prompt: bool = False) -> int:
+    """Load the settings, connect to the target, wire signals to a cancel token, run
+    ``action``, report its outcome. ``ahead``: the answers of commands started already, with
+    ``cancel`` (their token). ``progress``: the renderer (--progress); with json, stdout holds
+    only the events. ``prompt``: open the terminal for the configuration's questions."""
     from surefoot.proc import CancelToken
 
     cancel = cancel or CancelToken()
+    from contextlib import ExitStack
+
     from surefoot.config import load_settings
+    from surefoot.configure import PausingPrompter, TerminalPrompter
     from surefoot.console import JsonRenderer, reporter_for
-    from surefoot.runner import Runner
+    from surefoot.deploytarget import open_target
+    from surefoot.runner import STATE_DB, Runner
+    from surefoot.state import StateStore
+    from surefoot.targets import choose_target
 
     settings = load_settings(opts.project_dir, opts.config)
-    state_dir = (opts.state_dir or settings.project_dir / DEFAULT_STATE_DIR).absolute()
+    choice = choose_target(settings.targets, opts.target, settings.project_dir, settings.project_name)
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     reporter = reporter_for(progress)
     try:
-        outcome = action(Runner(settings, state_dir, reporter, cancel=cancel, ahead=ahead))
+        with ExitStack() as stack:
+            target = open_target(settings, choice, opts.base_state_dir(), cancel, ahead=ahead)
+            stack.callback(target.close)
+            store = stack.enter_context(StateStore.open(target.state_dir / STATE_DB))
+            prompter = None
+            if prompt:
+                terminal = stack.enter_context(TerminalPrompter.open())
+                prompter = PausingPrompter(terminal, reporter.paused) if terminal else None
+            outcome = action(Runner(settings, target, store, reporter, prompter))
     finally:
         reporter.close()
         for sig, handler in previous.items():
@@ -221,7 +258,21 @@ def status(opts: GlobalOptions, as_json: bool) -> int:
         raise ConfigError(f"{opts.project_dir}: project folder not found (given with -C)")
     project = read_project_name(opts.project_dir, opts.config)
     optional = configured_optional_phases(opts.project_dir, opts.config)
-    data: dict[str, Any] = collect_status(opts.resolved_state_dir(), project, optional)
+    choice = opts.choose_target()
+    data: dict[str, Any] = collect_status(choice.state_dir(opts.base_state_dir()), project, optional)
+    data["target"] = choice.describe()
+    if not choice.local:
+        from surefoot.targets import server_view
+
+        view = server_view(choice)
+        if "error" in view:
+            data["warnings"] = [*data.get("warnings", []), f"cannot ask the server: {view['error']}"]
+        else:
+            data["lock"] = view["lock"] or data["lock"]
+            release = view["release"]
+            data["target"]["release"] = release
+            if data["current_release"] is None and release is not None:
+                data["current_release"] = release.get("release")
     click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
     return ExitCode.OK
 
@@ -269,12 +320,19 @@ def rollback(opts: GlobalOptions, release: int | None, yes: bool, progress: str 
 def _confirm_rollback(opts: GlobalOptions, release: int | None) -> int:
     """Ask before a rollback, naming the release it will restore; returns that release's number."""
     from surefoot.config import load_settings
-    from surefoot.events import NullReporter
-    from surefoot.runner import Runner, describe_release
+    from surefoot.errors import NoRelease
+    from surefoot.runner import STATE_DB, choose_release, describe_release
+    from surefoot.state import StateStore
+    from surefoot.targets import choose_target
 
     settings = load_settings(opts.project_dir, opts.config)
-    state_dir = (opts.state_dir or settings.project_dir / DEFAULT_STATE_DIR).absolute()
-    target = Runner(settings, state_dir, NullReporter()).rollback_choice(release)
+    choice = choose_target(settings.targets, opts.target, settings.project_dir, settings.project_name)
+    try:
+        opened = StateStore.open(choice.state_dir(opts.base_state_dir()) / STATE_DB, create=False)
+    except FileNotFoundError:
+        raise NoRelease("no releases yet: nothing to roll back to") from None
+    with opened as store:
+        target = choose_release(store, settings.project_name, release, settings.rollback.keep_releases)
     click.confirm(f"Restore {describe_release(target)}? Database changes are not undone.", abort=True)
     return target.id
 

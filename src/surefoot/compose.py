@@ -73,12 +73,18 @@ class Compose:
     (containers, images, tags) go over its API socket when it is the local engine, else, or when
     the socket fails, through the ``docker`` CLI; ``engine=False`` always uses the CLI."""
 
-    def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool = True,
-                 ahead: Answers | None = None):
+    def __init__(self, target: Target, runner: ProcessRunner, *, engine: bool | Engine = True,
+                 ahead: Answers | None = None, reader: ProcessRunner | None = None):
         self.target = target
-        self.runner = runner
-        self.engine = Engine.local(target.docker) if engine else None
+        self.runner = runner  # runs the commands that reach the engine (on a server: over SSH)
+        # reads the compose files (``compose config``): on this machine, where the files are
+        self.reader = reader or runner
+        self.engine = engine if isinstance(engine, Engine) else Engine.local(target.docker) if engine else None
         self.ahead = ahead  # answers to commands started before the settings were loaded
+
+    def for_target(self, target: Target) -> Compose:
+        """The same engine, for other files (a release's model, to restore it)."""
+        return Compose(target, self.runner, engine=self.engine or False, reader=self.reader)
 
     def _ask(self, engine_way: Callable[[Engine], T], cli_way: Callable[[], T]) -> T:
         """The engine's answer over its socket; the CLI's when the socket cannot answer
@@ -120,17 +126,18 @@ class Compose:
         return self.runner.stream(args, on_line, cwd=self.target.project_dir, timeout=timeout,
                                   without=self.environ_without())
 
-    def capture(self, args: Sequence[str], timeout: float | None = 60.0) -> Captured:
+    def capture(self, args: Sequence[str], timeout: float | None = 60.0, *, read: bool = False) -> Captured:
+        """Run and keep the output; ``read``: a command that only reads the compose files."""
         if self.ahead is not None:
             answer = self.ahead.take(args, self.target.project_dir)
             if answer is not None:
                 return answer
-        return self.runner.capture(args, cwd=self.target.project_dir, timeout=timeout,
-                                   without=self.environ_without())
+        return (self.reader if read else self.runner).capture(
+            args, cwd=self.target.project_dir, timeout=timeout, without=self.environ_without())
 
-    def check(self, args: Sequence[str], what: str, timeout: float | None = 60.0) -> str:
+    def check(self, args: Sequence[str], what: str, timeout: float | None = 60.0, *, read: bool = False) -> str:
         """Capture, and fail the phase with compose's own message when the command fails."""
-        result = self.capture(args, timeout)
+        result = self.capture(args, timeout, read=read)
         if result.returncode != 0:
             message = (result.stderr.strip() or result.stdout.strip()).splitlines()
             raise PhaseFailed(
@@ -220,13 +227,13 @@ class Compose:
 
     # -- queries ----------------------------------------------------------------
     def model(self) -> ComposeModel:
-        text = self.check(config_argv(self.target), "docker compose config")
+        text = self.check(config_argv(self.target), "docker compose config", read=True)
         return ComposeModel.from_json(self.target.project_name, text)
 
     def raw_model(self) -> dict[str, Any]:
         """The compose model with extends and include resolved and paths made absolute, but
         ``${VAR}`` left as written (so it holds no value of the env file)."""
-        text = self.check(raw_config_argv(self.target), "docker compose config --no-interpolate")
+        text = self.check(raw_config_argv(self.target), "docker compose config --no-interpolate", read=True)
         return dict(json.loads(text))
 
     def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:
@@ -335,7 +342,8 @@ class Compose:
         """The config hash compose gives the service's containers now (a container labelled
         with another ``com.docker.compose.config-hash`` is out of date)."""
         what = f"docker compose config --hash {service}"
-        found = parse_config_hash(self.check(dockerargs.config_hash_argv(self.target, service), what), service)
+        found = parse_config_hash(self.check(dockerargs.config_hash_argv(self.target, service), what, read=True),
+                                  service)
         if found is None:
             raise PhaseFailed(f"{what} printed no hash")
         return found

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from surefoot.errors import ConfigError
 from surefoot.names import CHECK_NAMES
 from surefoot.project import COMPOSE_CANDIDATES, CONFIG_NAME, default_project_name, discover_compose_files, read_toml
+from surefoot.ssh import parse_target
 from surefoot.units import parse_duration, parse_size
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -250,12 +251,35 @@ class PostDeploySettings(PhaseSettings):
 class HookSettings(_Strict):
     before: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure fails the phase
     after: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure warns
+    on: Literal["control", "target"] = "control"  # where they run when the target is a server
 
 
 class NotificationSettings(_Strict):
     webhook: HttpURL | None = None  # receives JSON on start, success, failure and rollback
     environment: str = "production"
     timeout: Duration = 5.0
+
+
+class TargetSettings(_Strict):
+    """One ``[targets.NAME]`` table."""
+
+    host: str  # ssh://[USER@]HOST[:PORT], or a Host alias of the ssh config
+    ssh_config: str | None = None  # passed to ssh as -F (absolute, or relative to the project folder)
+    # The project's folder on the target (compose runs there; relative paths resolve there).
+    folder: str | None = Field(default=None, pattern=r"^/[^\s]*$")
+    # Where images are built: on the target (its engine builds from the files sent there), or
+    # on this machine, then shipped (docker save | docker load over the connection, only those
+    # the target lacks).
+    build: Literal["target", "control"] = "target"
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        try:
+            parse_target(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class RollbackSection(_Strict):
@@ -291,6 +315,7 @@ class ConfigFile(_Strict):
     rollback: RollbackSection = RollbackSection()
     notifications: NotificationSettings = NotificationSettings()
     hooks: dict[str, HookSettings] = {}
+    targets: dict[str, TargetSettings] = {}
 
     @model_validator(mode="after")
     def _check_hooks(self) -> ConfigFile:
@@ -317,6 +342,7 @@ class Settings:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     hooks: dict[str, HookSettings] = field(default_factory=dict)
     env_files: tuple[Path, ...] = ()  # every env file, in order (env_file is the last); () when none
+    targets: dict[str, TargetSettings] = field(default_factory=dict)  # [targets.NAME]
 
     @property
     def earlier_env_files(self) -> tuple[Path, ...]:
@@ -414,4 +440,5 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
         notifications=parsed.notifications,
         hooks=parsed.hooks,
         env_files=tuple(file.resolve() for file in env_files),
+        targets=parsed.targets,
     )

@@ -6,6 +6,7 @@ Used by database-start, health-wait, verify and rollback: the probes come from
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -79,7 +80,7 @@ def _check_for(
 ) -> Callable[[], ProbeResult]:
     timeout = settings.request_timeout
     if settings.type == "http":
-        url = settings.url or ""
+        url = reached_url(settings.url or "", ctx.host)
         context = None
         if url.startswith("https://"):
             ca_file = str(ctx.project_dir / settings.ca_file) if settings.ca_file else None
@@ -89,9 +90,12 @@ def _check_for(
     if settings.type == "tcp":
         host, port = settings.host, settings.port or 0
         owner = ctx.model().service_publishing(port, host)
+        reached = ctx.host.reach(host, port)
+        # Through an SSH forward the local end always accepts: judged as behind a proxy.
+        forwarded = reached != (host, port)
         if owner is None:
-            return lambda: tcp_probe(host, port, timeout)
-        return _published_tcp_check(host, port, timeout, owner, watch)
+            return lambda: tcp_probe(*reached, timeout, proxied=forwarded)
+        return _published_tcp_check(f"{host}:{port}", reached, timeout, owner, watch)
     if settings.type == "container":
         return watch.probe(settings.service or "")
     command = list(settings.command or [])
@@ -113,8 +117,21 @@ def _check_for(
     return run_command
 
 
+def reached_url(url: str, host: Host) -> str:
+    """``url`` as this machine reaches it: a server's own loopback (``http://127.0.0.1:8080``)
+    through the connection to it (a forwarded local port), any other address as it is."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or parts.hostname not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+        return url
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address, local = host.reach(parts.hostname, port)
+    if (address, local) == (parts.hostname, port):
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{address}:{local}"))
+
+
 def _published_tcp_check(
-    host: str, port: int, timeout: float, service: str, watch: ContainerWatch
+    label: str, reached: tuple[str, int], timeout: float, service: str, watch: ContainerWatch
 ) -> Callable[[], ProbeResult]:
     """A TCP probe of a port the project publishes. Docker's proxy listens on it, and accepts
     a connection even while nothing listens behind it; so the probe passes only while the
@@ -124,9 +141,9 @@ def _published_tcp_check(
         containers = [c for c in watch.snapshot() if c.service == service]
         if not any(c.status == "running" for c in containers):
             state = ", ".join(sorted({c.status for c in containers})) or "no container"
-            return ProbeResult(False, f"{host}:{port} is published by {service}, whose container is "
+            return ProbeResult(False, f"{label} is published by {service}, whose container is "
                                       f"not running ({state})")
-        return tcp_probe(host, port, timeout, proxied=True)
+        return tcp_probe(*reached, timeout, proxied=True)
 
     return check
 

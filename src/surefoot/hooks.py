@@ -12,9 +12,10 @@ from surefoot.phase_api import PhaseContext
 
 def run_hooks(
     ctx: PhaseContext, settings: Settings, when: str, commands: list[list[str]],
-    attempt: int, log_path: Path,
+    attempt: int, log_path: Path, on: str = "control",
 ) -> None:
-    """Run a phase's hooks on the server (``ctx.host``), given the phase's context in SUREFOOT_* variables.
+    """Run a phase's hooks on the control machine (``ctx.control``; ``on="target"``: on the
+    server, ``ctx.host``; the same machine when deploying here), given the phase's context in SUREFOOT_* variables.
     A failing before-hook fails the phase; a failing after-hook warns."""
     env = {
         "SUREFOOT_PROJECT": settings.project_name,
@@ -27,10 +28,11 @@ def run_hooks(
         "SUREFOOT_LOG": str(log_path),
         "SUREFOOT_ENV_FILE": str(settings.env_file or ""),
     }
+    where = ctx.host if on == "target" or ctx.control is None else ctx.control
     for argv in commands:
         ctx.out(f"{when}-{ctx.name} hook: {shlex.join(argv)}")
         try:
-            code = ctx.host.stream(argv, ctx.out, cwd=settings.project_dir, env=env)
+            code = where.stream(argv, ctx.out, cwd=settings.project_dir, env=env)
         except CommandNotFound:
             code = 127
         if code == 0:

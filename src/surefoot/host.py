@@ -59,6 +59,11 @@ class Host(Protocol):
         """Start a daemon that outlives surefoot, its output appended to ``log_path``; its pid."""
         ...
 
+    def reach(self, host: str, port: int) -> tuple[str, int]:
+        """Where this machine reaches ``host:port`` as the server names it (a server's own
+        loopback: through the connection)."""
+        ...
+
 
 class LocalHost:
     """This machine."""
@@ -102,3 +107,6 @@ class LocalHost:
 
     def start_detached(self, argv: Sequence[str], log_path: str) -> int:
         return self.processes.start_detached(argv, Path(log_path))
+
+    def reach(self, host: str, port: int) -> tuple[str, int]:
+        return host, port

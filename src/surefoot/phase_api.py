@@ -211,7 +211,7 @@ class PhaseContext:
     out: Callable[[str], None]  # one line to the phase log and the live view
     progress: Callable[[str], None]  # a transient status (the streak, the states)
     warn: Callable[[str], None]
-    host: Host  # the server: commands and files (preflight, prerequisites, host probes and commands, hooks)
+    host: Host  # the server: commands and files (preflight, prerequisites, host probes and commands)
     deployment_id: int = 0
     state_dir: Path = Path(".surefoot")
     prompter: Prompter | None = None  # None: no terminal, or --non-interactive
@@ -224,6 +224,7 @@ class PhaseContext:
     # Announce a milestone of this phase ("database-images"): phases waiting on
     # "<phase>:<milestone>" may start before this phase ends.
     reached: Callable[[str], None] = lambda milestone: None
+    control: Host | None = None  # this machine, the control machine (hooks run here); None: host
 
     @property
     def project_dir(self) -> Path:

@@ -120,6 +120,12 @@ def terminate_group(child: subprocess.Popen[bytes]) -> None:
     threading.Thread(target=finish, daemon=True).start()
 
 
+def _close_stdin(child: subprocess.Popen[bytes]) -> None:
+    if child.stdin is not None:
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+
+
 @dataclass(frozen=True)
 class Captured:
     returncode: int
@@ -130,9 +136,13 @@ class Captured:
 class ProcessRunner:
     """Starts children on behalf of the phases; the one place that calls ``Popen``."""
 
-    def __init__(self, cancel: CancelToken, env: dict[str, str] | None = None):
+    def __init__(self, cancel: CancelToken, env: dict[str, str] | None = None, *, hold_stdin: bool = False):
         self.cancel = cancel
         self.env = env
+        # Give each child a standard input that stays open, never written, until it ends (or
+        # surefoot dies): a command run on a server over SSH watches it and stops when it
+        # closes (see surefoot.remote), so no work is left running there.
+        self.hold_stdin = hold_stdin
 
     def _popen(
         self, argv: Sequence[str], cwd: Path | None, stdout: int, stderr: int, cancellable: bool,
@@ -149,7 +159,7 @@ class ProcessRunner:
                 list(argv),
                 cwd=cwd,
                 env=environ,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.hold_stdin else subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
@@ -192,6 +202,7 @@ class ProcessRunner:
                 on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
             returncode = child.wait()
         finally:
+            _close_stdin(child)
             if timer:
                 timer.cancel()
             self.cancel.unregister(child)
@@ -226,6 +237,7 @@ class ProcessRunner:
             yield
         finally:
             self.cancel.unregister(child)
+            _close_stdin(child)
             terminate_group(child)
             reader.join(timeout=_KILL_GRACE)
 
@@ -275,6 +287,7 @@ class ProcessRunner:
     ) -> Captured:
         if cancellable:
             self.cancel.register(child)
+        held, child.stdin = child.stdin, None  # communicate() would close it at once
         try:
             out, err = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -282,6 +295,8 @@ class ProcessRunner:
             child.communicate()
             raise CommandTimeout(f"{' '.join(argv[:3])} did not finish within {timeout:g}s") from None
         finally:
+            if held is not None:
+                held.close()
             self.cancel.unregister(child)
         if cancellable:
             self.cancel.check()

@@ -51,6 +51,13 @@ def read_project_name(project_dir: Path, config_path: Path | None) -> str:
     return default_project_name(project_dir)
 
 
+def read_targets(project_dir: Path, config_path: Path | None) -> dict[str, Any]:
+    """The ``[targets.NAME]`` tables as written (unvalidated: for the fast commands)."""
+    path = config_path or project_dir / CONFIG_NAME
+    targets = read_toml(path).get("targets", {}) if path.is_file() else {}
+    return {str(k): v for k, v in targets.items() if isinstance(v, dict)} if isinstance(targets, dict) else {}
+
+
 def configured_optional_phases(project_dir: Path, config_path: Path | None) -> tuple[str, ...]:
     """The phases after cleanup that this configuration runs (as the pipeline decides it:
     verify when it lists urls, post-deploy when it has urls, credentials or commands),

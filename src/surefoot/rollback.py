@@ -17,7 +17,6 @@ from surefoot.gates import build_probe, run_probes
 from surefoot.notify import Notifier
 from surefoot.phase_api import Facts, PhaseContext, PhaseResult, done
 from surefoot.pipeline import PhaseSpec
-from surefoot.proc import ProcessRunner
 from surefoot.releases import ReleaseKeeper
 from surefoot.state import Release, StateStore, now_iso
 from surefoot.watch import ContainerWatch
@@ -125,7 +124,7 @@ class Rollbacks:
     reporter: events.Reporter
     checkpoints: Checkpoints
     keeper: ReleaseKeeper
-    processes: ProcessRunner
+    docker: Compose  # the target's adapter: the release's files are handed to it
     notifier: Notifier
     clock: Callable[[], float]
 
@@ -194,7 +193,7 @@ class Rollbacks:
         log_path = self.state_dir / "logs" / "rollbacks" / f"to-release-{release.id}-{now_iso()}.log"
         rollback_id = store.start_rollback(project, trigger, from_release, release.id, who(),
                                            socket.gethostname(), str(log_path))
-        compose = Compose(self.keeper.target(release), self.processes)
+        compose = self.docker.for_target(self.keeper.target(release))
         facts = Facts(self.settings, compose)
         notes = data_notes(store, project, release) + tuple(
             f"not restored (release {release.id} could not keep it; as it is now): {item}"

@@ -15,12 +15,10 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from surefoot import events
-from surefoot.ahead import AskedAhead
 from surefoot.checkpoint import (
     TAIL_LINES,
     Checkpoints,
@@ -31,32 +29,22 @@ from surefoot.checkpoint import (
     settings_digest,
     who,
 )
-from surefoot.compose import Compose, Target
 from surefoot.config import Settings
-from surefoot.configure import PausingPrompter, Prompter, TerminalPrompter
+from surefoot.configure import Prompter
+from surefoot.deploytarget import DeployTarget
 from surefoot.errors import ConfigError, Interrupted, NoRelease, StateError
 from surefoot.hooks import run_hooks
-from surefoot.host import Host, LocalHost
-from surefoot.lock import ProjectLock
 from surefoot.notify import Notifier
 from surefoot.phase_api import Facts, PhaseContext, PhaseResult
 from surefoot.pipeline import PhaseSpec
-from surefoot.proc import CancelToken, ProcessRunner
 from surefoot.registry import build_pipeline
 from surefoot.releases import ReleaseKeeper
 from surefoot.rollback import Rollbacks, choose_release, describe_release
 from surefoot.scheduler import run_side_by_side
 from surefoot.secrets import Redactor
-from surefoot.state import PhaseRun, Release, StateStore, now_iso
+from surefoot.state import PhaseRun, StateStore, now_iso
 
 STATE_DB = "state.db"
-
-
-def local_target(settings: Settings) -> Target:
-    """The project on this machine's engine."""
-    return Target(project_name=settings.project_name, project_dir=settings.project_dir,
-                  compose_files=settings.compose_files, env_file=settings.env_file,
-                  earlier_env_files=settings.earlier_env_files)
 
 __all__ = ["STATE_DB", "TAIL_LINES", "DeployOptions", "DeployOutcome", "NoRelease", "PhaseLog", "Runner",
            "choose_release", "describe_release", "settings_digest"]
@@ -68,45 +56,47 @@ NO_HEALTH_PROBE = ("no health probe configured: nothing checked that the applica
 
 @dataclass
 class Runner:
+    """Runs deployments, rollbacks and single phases against ``target`` (this machine or a
+    server: :mod:`surefoot.deploytarget`), recording them in ``store``. ``prompter``: the
+    terminal to ask on (None: never ask)."""
+
     settings: Settings
-    state_dir: Path
+    target: DeployTarget
+    store: StateStore
     reporter: events.Reporter
-    cancel: CancelToken = field(default_factory=CancelToken)
+    prompter: Prompter | None = None
     clock: Callable[[], float] = time.monotonic
-    pipeline: list[PhaseSpec] | None = None
-    ahead: AskedAhead | None = None  # the first commands, started before the settings were loaded
-    # Collaborators the caller may hand in (tests: a FakeDocker, a scripted prompter); by
-    # default the local engine, and the terminal when there is one.
-    docker: Compose | None = None
-    host: Host | None = None  # the server (default: this machine)
-    open_prompter: Callable[[], AbstractContextManager[Prompter | None]] | None = None
+    pipeline: list[PhaseSpec] | None = None  # default: the registry's
 
     def __post_init__(self) -> None:
+        self.state_dir = self.target.state_dir
+        self.cancel = self.target.cancel
         self.redact = Redactor.from_env_file(self.settings.env_files)
-        self.processes = ProcessRunner(self.cancel)
-        self.compose = self.docker or Compose(local_target(self.settings), self.processes, ahead=self.ahead)
-        self.docker = self.compose
-        self.host = self.host or LocalHost(self.processes)
+        self.compose = self.docker = self.target.docker
+        self.host = self.target.host
         self.facts = Facts(self.settings, self.compose, self.state_dir)
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.compose)
         self.checkpoints = Checkpoints(self.settings, self.state_dir, self.reporter, self.redact, self.clock,
-                                       self.cancel, self.host)
+                                       self.cancel, self.host, self.target.control)
         self.notifier = Notifier(
             self.settings.notifications, self.settings.project_name,
             lambda text: self.reporter.emit(events.PhaseWarning(None, text)),
         )
         self.rollbacks = Rollbacks(self.settings, self.state_dir, self.reporter, self.checkpoints, self.keeper,
-                                   self.processes, self.notifier, self.clock)
+                                   self.compose, self.notifier, self.clock)
 
     @contextmanager
     def _locked_store(self) -> Iterator[StateStore]:
-        """The store, with the project lock held. A deployment still marked running was
+        """The store, with the target's lock held. A deployment still marked running was
         left by a holder that died (we hold the lock now): it is marked interrupted."""
-        with StateStore.open(self.state_dir / STATE_DB) as store, ProjectLock(self.state_dir):
-            latest = store.latest_deployment(self.settings.project_name)
+        with self.target.lock():
+            latest = self.store.latest_deployment(self.settings.project_name)
             if latest is not None and latest.state == "running":
-                store.mark_abandoned(latest)
-            yield store
+                self.store.mark_abandoned(latest)
+            yield self.store
+
+    def _say(self, text: str) -> None:
+        self.reporter.emit(events.PhaseWarning(None, text))
 
     # -- the deployment ---------------------------------------------------------
     def deploy(self, options: DeployOptions) -> DeployOutcome:
@@ -116,19 +106,12 @@ class Runner:
             why = ("no env file is configured (project.env_file)" if self.settings.env_file is None
                    else "the configuration phase is disabled (phases.configuration.enabled)")
             raise ConfigError(f"--set cannot be applied: {why}")
-        if not options.interactive:
-            return self._deploy(options)
-        with (self.open_prompter or self._terminal_prompter)() as prompter:
-            return self._deploy(options, prompter)
-
-    @contextmanager
-    def _terminal_prompter(self) -> Iterator[Prompter | None]:
-        with TerminalPrompter.open() as terminal:
-            yield PausingPrompter(terminal, self.reporter.paused) if terminal else None
+        return self._deploy(options, self.prompter if options.interactive else None)
 
     def _deploy(self, options: DeployOptions, prompter: Prompter | None = None) -> DeployOutcome:
         project = self.settings.project_name
         with self._locked_store() as store:
+            self.target.prepare(lambda text: store.add_event(None, "target", text))
             latest = store.latest_deployment(project)
             unfinished = latest if latest and latest.state in ("failed", "interrupted") else None
             previous: dict[str, PhaseRun] = {}
@@ -188,7 +171,23 @@ class Runner:
             if outcome.restored_release:
                 message += f"; release {outcome.restored_release} restored"
             self.notifier.send(outcome.state, deployment_id, message, outcome.failed_phase)
+            if outcome.state in ("completed", "rolled-back"):
+                self._record_current(store)
             return outcome
+
+    def _record_current(self, store: StateStore) -> None:
+        """Tell the target which release runs there now (a server keeps it for the other
+        control machines: ``status`` and ``rollback`` from there)."""
+        project = self.settings.project_name
+        current = store.current_release(project)
+        release = store.release(project, current) if current is not None else None
+        if release is None:
+            return
+        self.target.record({
+            "project": project, "release": release.id, "outcome": release.outcome,
+            "created_at": release.created_at, "healthy_at": release.healthy_at, "images": release.images,
+            "git_commit": release.git_commit, "by": who(), "host": socket.gethostname(), "recorded_at": now_iso(),
+        })
 
     def _unchecked_warnings(self) -> tuple[str, ...]:
         """What the operator must hear at the end of a successful deployment: no health
@@ -214,7 +213,7 @@ class Runner:
         def body(ctx: PhaseContext) -> PhaseResult:
             fingerprint.update(self.checkpoints.fingerprint(spec, self.facts))
             if hooks:
-                run_hooks(ctx, self.settings, "before", hooks.before, run.attempt, log_path)
+                run_hooks(ctx, self.settings, "before", hooks.before, run.attempt, log_path, hooks.on)
             if spec.release_point:
                 store.save_release(self.keeper.capture(deployment_id, self.facts))
             if spec.prunes_releases:  # the release tags past keeping are its input
@@ -223,7 +222,7 @@ class Runner:
             if spec.fingerprint_after:
                 fingerprint.update(self.checkpoints.fingerprint(spec, self.facts))
             if hooks:
-                run_hooks(ctx, self.settings, "after", hooks.after, run.attempt, log_path)
+                run_hooks(ctx, self.settings, "after", hooks.after, run.attempt, log_path, hooks.on)
             return result
 
         def record(status: str, note: str | None, error: str | None, exit_code: int | None) -> None:
@@ -250,17 +249,10 @@ class Runner:
     def rollback(self, release_id: int | None) -> DeployOutcome:
         """``surefoot rollback``: restore a release (default: the one before the current one)."""
         with self._locked_store() as store:
-            return self.rollbacks.manual(store, release_id)
-
-    def rollback_choice(self, release_id: int | None) -> Release:
-        """The release ``rollback`` would restore (for its question), without taking the lock."""
-        try:
-            opened = StateStore.open(self.state_dir / STATE_DB, create=False)
-        except FileNotFoundError:
-            raise NoRelease("no releases yet: nothing to roll back to") from None
-        with opened as store:
-            return choose_release(store, self.settings.project_name, release_id,
-                                  self.settings.rollback.keep_releases)
+            outcome = self.rollbacks.manual(store, release_id)
+            if outcome.state == "restored":
+                self._record_current(store)
+            return outcome
 
     # -- single phases on demand --------------------------------------------------
     def verify(self) -> DeployOutcome:

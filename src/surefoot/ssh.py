@@ -32,6 +32,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -377,6 +378,25 @@ class SshConnection:
             self.docker_socket = local
             self._forwarded_remote = remote_socket
         return f"unix://{self.docker_socket}"
+
+    def forward_port(self, host: str, port: int) -> int:
+        """Forwards a free local port to ``host:port`` as the target sees it (its loopback:
+        a health port that is not public) over the master; returns the local port."""
+        for _ in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                local = probe.getsockname()[1]
+            remote = f"[{host}]" if ":" in host else host
+            argv = control_argv(self.options(), self.target, "forward", "-L", f"127.0.0.1:{local}:{remote}:{port}")
+            try:
+                result = subprocess.run(argv, capture_output=True, text=True, timeout=self.control_timeout,
+                                        stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise SshError(f"{self.target.label}: forwarding port {port} gave no answer", "timeout") from None
+            if result.returncode == 0:
+                return int(local)
+        raise classify(self.target, result.stderr) or SshError(
+            f"{self.target.label}: could not forward port {port}: {_last_line(result.stderr)}", "failed")
 
     def docker_env(self, base: Mapping[str, str] | None = None,
                    remote_socket: str = DEFAULT_DOCKER_SOCKET) -> dict[str, str]:

@@ -114,6 +114,9 @@ def render_status(status: dict[str, Any]) -> str:
         head += f" (deployment #{dep['id']}, {dep['kind']}, started {_clock(dep['started_at'])} UTC"
         head += f" by {dep['user']}@{dep['host']})"
     lines.append(head)
+    target = status.get("target")
+    if target and target.get("host") != "local":
+        lines.append(f"target: {target['name']} ({target['host']})")
     if status.get("current_release"):
         lines.append(f"current release: {status['current_release']}")
     if status["lock"]:

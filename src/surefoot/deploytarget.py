@@ -1,0 +1,170 @@
+"""The target a run deploys to, with everything that reaches it: the Docker adapter, the host
+(the server), this machine (the control machine: hooks run here), the lock and the state folder.
+
+:func:`open_target` builds it from the choice the command line made (:mod:`surefoot.targets`):
+this machine, or a server over SSH (:mod:`surefoot.remote`). The runner is handed it and does
+not care which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from surefoot.compose import Answers, Compose, Target
+from surefoot.config import Settings
+from surefoot.engine import Engine
+from surefoot.host import Host, LocalHost
+from surefoot.lock import ProjectLock
+from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.remote import TRANSLATED_SUFFIXES, PathMap, RemoteProcesses, SshHost
+from surefoot.ssh import SshConnection
+from surefoot.targets import RELEASE_RECORD, TargetChoice
+
+
+def local_target(settings: Settings) -> Target:
+    """The project as the Docker adapter names it: its name, folder, compose and env files."""
+    return Target(project_name=settings.project_name, project_dir=settings.project_dir,
+                  compose_files=settings.compose_files, env_file=settings.env_file,
+                  earlier_env_files=settings.earlier_env_files)
+
+
+class DeployTarget(Protocol):
+    choice: TargetChoice
+    state_dir: Path
+    cancel: CancelToken
+    docker: Compose
+    host: Host  # the server
+    control: Host  # this machine
+
+    def lock(self) -> AbstractContextManager[None]: ...
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        """Before any phase: what the server needs from this machine (the project's files)."""
+        ...
+
+    def record(self, release: dict[str, Any]) -> None:
+        """The release now running there, for the other control machines."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalTarget:
+    """This machine: compose and the engine here, the state folder beside the project."""
+
+    def __init__(self, settings: Settings, state_dir: Path, cancel: CancelToken, *,
+                 ahead: Answers | None = None, docker: Compose | None = None, host: Host | None = None):
+        self.choice = TargetChoice("local", None, "")
+        self.state_dir = state_dir
+        self.cancel = cancel
+        processes = ProcessRunner(cancel)
+        self.docker = docker or Compose(local_target(settings), processes, ahead=ahead)
+        self.host = host or LocalHost(processes)
+        self.control = self.host
+
+    def lock(self) -> AbstractContextManager[None]:
+        return _held(ProjectLock(self.state_dir))
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        pass
+
+    def record(self, release: dict[str, Any]) -> None:
+        pass  # the state store here is the record
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def _held(lock: ProjectLock) -> Iterator[None]:
+    with lock:
+        yield
+
+
+class SshServer:
+    """A server over SSH: compose runs in ``choice.folder`` there (see :mod:`surefoot.remote`)."""
+
+    def __init__(self, settings: Settings, choice: TargetChoice, state_dir: Path, cancel: CancelToken,
+                 conn: SshConnection | None = None):
+        from surefoot.filesync import Mirror
+
+        assert choice.ssh is not None
+        self.settings = settings
+        self.choice = choice
+        self.state_dir = state_dir
+        self.cancel = cancel
+        self.conn = conn or SshConnection(choice.ssh)
+        self.conn.open()  # raises SshError: one line naming the target
+        folder = choice.folder
+        self.paths = PathMap([(state_dir, f"{folder}/.surefoot"), (settings.project_dir, folder)])
+        excluded = [".git", ".surefoot"]
+        if state_dir.is_relative_to(settings.project_dir):
+            excluded.append(str(state_dir.relative_to(settings.project_dir)))
+        self.mirror = Mirror(self.conn, settings.project_dir, folder, exclude=excluded,
+                             private=settings.env_files)
+        self.processes = RemoteProcesses(self.conn, cancel, self.paths, folder, before=self._send_named)
+        self.host: Host = SshHost(self.processes)
+        self.control: Host = LocalHost(ProcessRunner(cancel))
+        engine = Engine(self.conn.forward_docker().removeprefix("unix://"))
+        self.docker = Compose(local_target(settings), self.processes, engine=engine,  # type: ignore[arg-type]
+                              reader=ProcessRunner(cancel))
+
+    def lock(self) -> AbstractContextManager[None]:
+        from surefoot.remotelock import RemoteLock
+
+        @contextmanager
+        def both() -> Iterator[None]:
+            with ProjectLock(self.state_dir), RemoteLock(self.conn, self.choice.folder, label=self.choice.name,
+                                                         host=socket.gethostname(), pid=os.getpid()):
+                yield
+        return both()
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        for env_file in self.settings.env_files:  # another control machine configured it: use its values
+            if not env_file.exists():
+                found = self.mirror.fetch(self.paths.word(str(env_file)))
+                if found is not None:
+                    env_file.touch(mode=0o600)
+                    env_file.write_bytes(found)
+                    out(f"{env_file.name}: taken from {self.choice.name} (written there by another control machine)")
+        report = self.mirror.sync()
+        out(f"project files on {self.choice.name}: {report.sent} sent, {report.removed} removed, "
+            f"{report.files} in {self.choice.folder}")
+
+    def _send_named(self, argv: Sequence[str]) -> None:
+        """Before a command runs there: the env files (configuration may have just written
+        them) and the folders of the state files it names (a release's model and copies)."""
+        for word in argv:
+            path = Path(word)
+            if not path.is_absolute() or not path.is_file():
+                continue
+            if path in self.settings.env_files:
+                self.mirror.put(path, self.paths.word(word), mode=0o600)
+            elif path.is_relative_to(self.state_dir):
+                for file in sorted(p for p in path.parent.rglob("*") if p.is_file()):
+                    text_map = self.paths.text if file.suffix in TRANSLATED_SUFFIXES else None
+                    self.mirror.put(file, self.paths.word(str(file)), text_map=text_map,
+                                    mode=file.stat().st_mode & 0o777)
+
+    def record(self, release: dict[str, Any]) -> None:
+        self.host.write_text(f"{self.choice.folder}/{RELEASE_RECORD}", json.dumps(release, indent=2) + "\n")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_target(settings: Settings, choice: TargetChoice, state_base: Path, cancel: CancelToken, *,
+                ahead: Answers | None = None) -> DeployTarget:
+    """The target ``choice`` names, connected (a server: its connection open)."""
+    state_dir = choice.state_dir(state_base)
+    if choice.local:
+        return LocalTarget(settings, state_dir, cancel, ahead=ahead)
+    if ahead is not None:
+        ahead.drop()  # asked of this machine's engine: not the server's
+    return SshServer(settings, choice, state_dir, cancel)

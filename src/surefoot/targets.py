@@ -1,0 +1,138 @@
+"""Where a deployment goes: this machine, or a server reached over SSH.
+
+``[targets.NAME]`` in surefoot.toml declares servers; ``--target NAME`` picks one, and
+``--target ssh://[USER@]HOST[:PORT]`` names one ad hoc. With no target declared the one
+target is this machine ("local"); with exactly one declared, it is the default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from surefoot.errors import ConfigError
+from surefoot.ssh import SshTarget, parse_target
+
+LOCAL = "local"
+REMOTE_ROOT = "/var/lib/surefoot"
+RELEASE_RECORD = ".surefoot/release.json"  # on a server: the release running there, for other control machines
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class TargetDecl:
+    """One ``[targets.NAME]`` table as declared (validated by ``config.TargetSettings``; read
+    raw by ``status``, which must start fast)."""
+
+    host: str
+    ssh_config: str | None = None
+    folder: str | None = None
+    build: str = "target"
+
+    @classmethod
+    def from_raw(cls, raw: Any) -> TargetDecl:
+        if isinstance(raw, dict):
+            return cls(str(raw.get("host", "")), raw.get("ssh_config"), raw.get("folder"),
+                       str(raw.get("build", "target")))
+        return cls(raw.host, raw.ssh_config, raw.folder, raw.build)
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    """The target of this run. ``ssh`` is None for this machine."""
+
+    name: str
+    ssh: SshTarget | None
+    folder: str  # the project's folder on the target ("" for this machine: the project folder itself)
+    build: str = "target"
+
+    @property
+    def local(self) -> bool:
+        return self.ssh is None
+
+    @property
+    def host(self) -> str:
+        return self.ssh.url if self.ssh is not None else LOCAL
+
+    def describe(self) -> dict[str, str]:
+        """``status --json``'s ``target``."""
+        return {"name": self.name, "host": self.host}
+
+    def state_dir(self, base: Path) -> Path:
+        """Where this target's state lives on this machine: the state folder itself for this
+        machine (as always), ``targets/NAME/`` in it for a server."""
+        return base if self.local else base / "targets" / self.name
+
+
+def _declared(name: str, settings: TargetDecl, project_dir: Path, project: str) -> TargetChoice:
+    config = None
+    if settings.ssh_config is not None:
+        config = Path(settings.ssh_config)
+        config = config if config.is_absolute() else project_dir / config
+        if not config.is_file():
+            raise ConfigError(f"targets.{name}.ssh_config: file not found: {config}")
+    try:
+        ssh = parse_target(settings.host, ssh_config=config, name=name)
+    except ConfigError as exc:
+        raise ConfigError(f"targets.{name}.host: {exc}") from None
+    return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build)
+
+
+def choose_target(raw: Mapping[str, Any], flag: str | None, project_dir: Path,
+                  project: str) -> TargetChoice:
+    """The target ``--target`` names (a declared name, or an ssh:// URL); without the flag,
+    the one declared target, or this machine when none is declared. ``raw``: the declared
+    targets (``TargetSettings`` or the raw tables)."""
+    declared = {name: TargetDecl.from_raw(value) for name, value in raw.items()}
+    for name in declared:
+        if not _NAME.match(name) or name == LOCAL:
+            raise ConfigError(f"targets.{name}: a target's name is letters, digits, '.', '_' and '-' "
+                              f"(and not {LOCAL!r}, which names this machine)")
+    if flag is None:
+        if not declared:
+            return TargetChoice(LOCAL, None, "")
+        if len(declared) == 1:
+            name, settings = next(iter(declared.items()))
+            return _declared(name, settings, project_dir, project)
+        raise ConfigError(f"several targets are declared ({', '.join(declared)}): choose one with --target NAME")
+    if flag == LOCAL:
+        return TargetChoice(LOCAL, None, "")
+    if flag in declared:
+        return _declared(flag, declared[flag], project_dir, project)
+    if "://" in flag or "@" in flag:
+        ssh = parse_target(flag)
+        return TargetChoice(_adhoc_name(ssh), ssh, f"{REMOTE_ROOT}/{project}")
+    known = ", ".join([*declared, LOCAL])
+    raise ConfigError(f"--target {flag}: no such target (declared: {known}; or give ssh://[USER@]HOST[:PORT])")
+
+
+def _adhoc_name(ssh: SshTarget) -> str:
+    """A name for a target given by URL: its host (and port), safe as a folder name."""
+    name = ssh.host + (f"-{ssh.port}" if ssh.port is not None else "")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def server_view(choice: TargetChoice) -> dict[str, Any]:
+    """What a server itself says (for ``status``): who holds its lock, which release runs
+    there; ``error`` when it cannot be asked."""
+    from surefoot.remotelock import remote_holder
+    from surefoot.ssh import SshConnection, SshError
+
+    assert choice.ssh is not None
+    try:
+        with SshConnection(choice.ssh) as conn:
+            holder = remote_holder(conn, choice.folder)
+            found = conn.run(["cat", "--", f"{choice.folder}/{RELEASE_RECORD}"], timeout=30)
+    except SshError as exc:
+        return {"error": str(exc)}
+    release = None
+    if found.returncode == 0:
+        with contextlib.suppress(ValueError):
+            release = json.loads(found.stdout)
+    lock = None if holder is None else {"pid": holder.pid, "host": holder.host, "since": holder.since}
+    return {"lock": lock, "release": release if isinstance(release, dict) else None}
