@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "project"}),
     ("infrastructure", {"proc", "state", "config", "lock", "history", "status", "timeline", "notify", "init",
                         "checks", "prereqs", "console", "configure", "host", "ssh"}),
-    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "ahead"}),
+    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "ahead", "imageship"}),
     ("phase api", {"phase_api", "health", "watch", "gates", "releases"}),
     ("phases", {"phases"}),
     ("pipeline", {"pipeline", "registry"}),
