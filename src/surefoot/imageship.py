@@ -98,12 +98,12 @@ def remote_image_ids(conn: SshConnection, images: Sequence[str], *, timeout: flo
         return {}
     result = conn.run(_ids_argv(names), timeout=timeout)
     if result.returncode != 0:
-        raise ShipError(f"{conn.target.label}: cannot inspect images on its engine: "
+        raise ShipError(f"{conn.target.label}: cannot inspect {', '.join(names)} on its engine: "
                         f"{_last(result.stderr + result.stdout)}")
     try:
         return _parse_ids(names, result.stdout)
     except ValueError as exc:
-        raise ShipError(f"{conn.target.label}: unexpected answer inspecting images: {exc}") from None
+        raise ShipError(f"{conn.target.label}: unexpected answer inspecting {', '.join(names)}: {exc}") from None
 
 
 def _checked(conn: SshConnection, names: Sequence[str], doing: str) -> dict[str, str | None]:
@@ -144,7 +144,7 @@ def ship_images(
     if piped.second != 0:
         said = "\n".join(piped.second_output)
         if piped.second == 255 and (error := classify(conn.target, said)) is not None:
-            raise ShipError(f"{what} failed: {error}")
+            raise ShipError(f"shipping {', '.join(send)} failed: {error}")  # the error names the target
         raise ShipError(f"{what} failed: docker load on the target ({piped.second}): {_last(said)}")
     after = _checked(conn, send, "verifying")
     wrong = [name for name in send if after[name] != local_ids[name]]
