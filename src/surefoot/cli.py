@@ -482,6 +482,17 @@ def _run_compose(opts: GlobalOptions, args: tuple[str, ...]) -> int:
     target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file,
                     earlier_env_files=settings.earlier_env_files)
     argv = compose_args(target, *args)
+    from surefoot.targets import choose_target
+
+    choice = choose_target(settings.targets, opts.target, settings.project_dir, settings.project_name)
+    if choice.ssh is not None:  # on the server, in the project's folder there (as deploy left it)
+        from surefoot.remote import PathMap
+        from surefoot.ssh import base_options
+
+        paths = PathMap([(settings.project_dir, choice.folder)])
+        remote = f"cd {shlex.quote(choice.folder)} && exec {shlex.join(paths.word(word) for word in argv)}"
+        tty = "-t" if sys.stdin.isatty() else "-T"
+        argv = ["ssh", *base_options(choice.ssh, "none"), tty, "--", choice.ssh.host, remote]
     # As for every deployment phase: the env file, not the shell, decides what its keys are.
     hidden = env_file_keys(target.env_files)
     environ = {key: value for key, value in os.environ.items() if key not in hidden}

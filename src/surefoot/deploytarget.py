@@ -87,6 +87,32 @@ def _held(lock: ProjectLock) -> Iterator[None]:
         yield
 
 
+class ControlBuilt(Compose):
+    """A server's adapter whose images are built on this machine's engine, then shipped to the
+    server (``docker save | docker load`` through the connection, only the images it lacks):
+    ``[targets.NAME] build = "control"``."""
+
+    def __init__(self, *args: Any, conn: SshConnection, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.conn = conn
+
+    def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
+        from surefoot.imageship import describe, ship_images
+
+        here = Compose(self.target, self.reader, engine=False)
+        code = here.build(services, on_line=on_line)
+        if code != 0:
+            return code
+        model = self.model()
+        images = [model.image_name(service) for service in (services or model.build_services())]
+        on_line(f"shipping {len(images)} image(s) to {self.conn.target.label}")
+        on_line(describe(ship_images(self.reader, self.conn, images, on_line=on_line)))
+        return 0
+
+    def for_target(self, target: Target) -> Compose:
+        return ControlBuilt(target, self.runner, engine=self.engine or False, reader=self.reader, conn=self.conn)
+
+
 class SshServer:
     """A server over SSH: compose runs in ``choice.folder`` there (see :mod:`surefoot.remote`)."""
 
@@ -112,8 +138,10 @@ class SshServer:
         self.host: Host = SshHost(self.processes)
         self.control: Host = LocalHost(ProcessRunner(cancel))
         engine = Engine(self.conn.forward_docker().removeprefix("unix://"))
-        self.docker = Compose(local_target(settings), self.processes, engine=engine,  # type: ignore[arg-type]
-                              reader=ProcessRunner(cancel))
+        adapter = ControlBuilt if choice.build == "control" else Compose
+        extra: dict[str, Any] = {"conn": self.conn} if choice.build == "control" else {}
+        self.docker = adapter(local_target(settings), self.processes, engine=engine,  # type: ignore[arg-type]
+                              reader=ProcessRunner(cancel), **extra)
 
     def lock(self) -> AbstractContextManager[None]:
         from surefoot.remotelock import RemoteLock

@@ -1,0 +1,339 @@
+"""Deploying to a server over SSH (issue 14), on real test servers: sshd and dockerd in
+containers on the local engine (tests/servers.py), reached over real SSH.
+
+The application's port is published on the server's loopback only: this machine cannot
+reach it, so a passing health gate proves the probe went through the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, free_port
+from servers import Server, ServerPool
+
+pytestmark = pytest.mark.docker
+
+COMPOSE = """
+services:
+  db:
+    build: ./db
+    command: ["sh", "-c", "touch /tmp/ready; exec sleep 3600"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+  web:
+    build: ./web
+    stop_signal: SIGKILL
+    environment:
+      GREETING: ${{GREETING:?set GREETING}}
+    volumes:
+      - ./site/index.html:/www/index.html:ro
+    command:
+      - sh
+      - -c
+      - 'mkdir -p /srv && cp /www/index.html /srv/ && echo "{{\\"status\\":\\"healthy\\",\\"greeting\\":\\"$$GREETING\\"}}" > /srv/health && exec httpd -f -p 8000 -h /srv'
+    ports: ["127.0.0.1:{port}:8000"]
+"""
+
+CONFIG = """
+[project]
+name = "{name}"
+env_file = ".env"
+
+[targets.web1]
+host = "{alias}"
+ssh_config = "{ssh_config}"
+
+[phases.pull-images]
+enabled = false
+
+[phases.database-start]
+services = ["db"]
+timeout = "60s"
+
+[phases.health-wait]
+url = "http://127.0.0.1:{port}/health"
+expect_body = '"status":"healthy"'
+consecutive = 2
+interval = "0.3s"
+timeout = "60s"
+"""
+
+
+@pytest.fixture(scope="module")
+def server(test_servers: ServerPool, busybox_image: str) -> Server:
+    found = test_servers.server(0)
+    found.load_image(busybox_image)
+    return found
+
+
+class RemoteProject(Project):
+    server: Server
+
+    def on_server(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.server.ssh(*command, check=check, timeout=120)
+
+    def fetch(self, path: str) -> str:
+        """GET a path of the app from inside the server (its port is on the server's loopback)."""
+        script = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{self.port}{path}',timeout=5).read().decode())"
+        return self.on_server("python3", "-c", script).stdout.strip()
+
+    def remote_teardown(self) -> None:
+        folder = f"/var/lib/surefoot/{self.name}"
+        self.server.ssh("sh", "-c", f"cd {folder} 2>/dev/null && docker compose -p {self.name} down -v "
+                        f"--remove-orphans --rmi local -t 1; docker ps -aq --filter label=com.docker.compose.project="
+                        f"{self.name} | xargs -r docker rm -f; rm -rf {folder}", check=False, timeout=120)
+
+
+def make_project(server: Server, folder: Path, build_seconds: int = 0, greeting: str = "hello") -> RemoteProject:
+    name = f"sft-r-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    project = RemoteProject(folder / name, name, port)
+    project.server = server
+    project.path.mkdir(parents=True)
+    project.write("compose.yaml", COMPOSE.format(port=port))
+    project.write("surefoot.toml", CONFIG.format(name=name, alias=server.alias, ssh_config=server.ssh_config,
+                                                 port=port))
+    project.write(".env", f"GREETING={greeting}\n")
+    project.write("site/index.html", "<h1>one</h1>\n")
+    slow = f"RUN sleep {build_seconds}\n" if build_seconds else ""
+    for service in ("db", "web"):
+        project.write(f"{service}/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {name} > /built\n{slow}")
+    return project
+
+
+@pytest.fixture
+def remote(server: Server, tmp_path: Path) -> Iterator[RemoteProject]:
+    project = make_project(server, tmp_path)
+    try:
+        yield project
+    finally:
+        project.remote_teardown()
+
+
+def local_port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_deploys_to_a_server_and_gates_its_health_through_the_connection(remote: RemoteProject) -> None:
+    result = remote.run("deploy", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert not local_port_open(remote.port)  # the app's port is the server's, not ours
+    assert json.loads(remote.fetch("/health"))["greeting"] == "hello"
+    status = remote.status()
+    assert status["state"] == "completed"
+    assert status["target"]["name"] == "web1" and status["target"]["host"].startswith("ssh://")
+    assert status["current_release"] == 1 and status["lock"] is None
+    assert status["target"]["release"]["release"] == 1  # the record the server keeps
+    # The files went to the project's folder there; the env file is private.
+    folder = f"/var/lib/surefoot/{remote.name}"
+    mode = remote.on_server("stat", "-c", "%a", f"{folder}/.env").stdout.strip()
+    assert mode == "600"
+    # The state store stays here, keyed by target.
+    assert (remote.path / ".surefoot" / "targets" / "web1" / "state.db").is_file()
+    assert not (remote.path / ".surefoot" / "state.db").exists()
+
+    # An update: a changed bind-mounted file and env value reach the server; only they are sent.
+    remote.write("site/index.html", "<h1>two</h1>\n")
+    remote.write(".env", "GREETING=again\n")
+    result = remote.run("deploy", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert remote.fetch("/index.html") == "<h1>two</h1>"
+    assert json.loads(remote.fetch("/health"))["greeting"] == "again"
+    history = json.loads(remote.run("history", "--json").stdout)
+    assert [r["id"] for r in history["releases"]][:2] == [2, 1]
+
+    # rollback restores release 1 on the server, from the release's own files.
+    result = remote.run("rollback", "--yes", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert json.loads(remote.fetch("/health"))["greeting"] == "hello"
+    assert remote.status()["current_release"] == 1
+
+
+def test_a_server_given_by_url_is_named_and_an_unreachable_one_is_said(remote: RemoteProject) -> None:
+    """``--target ssh://...`` needs no declaration; ``status`` still answers from the local
+    state when the server cannot be asked (here ssh knows no key for it), and says why."""
+    url = f"ssh://root@127.0.0.1:{remote.server.port}"
+    result = remote.run("--target", url, "status", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["target"]["host"] == url and data["target"]["name"] == f"127.0.0.1-{remote.server.port}"
+    assert any("cannot ask the server" in w for w in data["warnings"]), data["warnings"]
+
+
+def test_an_unknown_host_key_is_refused_saying_what_to_do(remote: RemoteProject, tmp_path: Path) -> None:
+    strict = tmp_path / "ssh_config"
+    text = remote.server.ssh_config.read_text()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    strict.write_text(text.replace(str(remote.server.ssh_config.parent / "known_hosts"), str(empty)))
+    config = (remote.path / "surefoot.toml").read_text().replace(str(remote.server.ssh_config), str(strict))
+    remote.write("surefoot.toml", config)
+    result = remote.run("deploy", timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    message = result.stderr
+    assert "host key" in message and "web1" in message
+    assert "ssh-keyscan" in message or "known_hosts" in message  # what to do
+
+
+def wait_for(predicate: Any, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def build_running_on_server(project: RemoteProject) -> bool:
+    found = project.on_server("sh", "-c", "ps -eo args | grep -c '[s]leep 40' || true", check=False)
+    return found.stdout.strip() not in ("", "0")
+
+
+def test_kill_9_during_the_build_on_the_server_then_deploy_resumes(server: Server, tmp_path: Path) -> None:
+    project = make_project(server, tmp_path, build_seconds=40)
+    try:
+        running = project.start("deploy", "--progress", "plain")
+        wait_for(lambda: build_running_on_server(project), what="the build on the server")
+        running.send_signal(signal.SIGKILL)
+        running.wait(timeout=30)
+        # The lock on the server is free at once: its holder ended with our connection.
+        wait_for(lambda: project.status()["lock"] is None, timeout=10, what="the lock to be free")
+        # and no build goes on there: it stopped with the connection.
+        wait_for(lambda: not build_running_on_server(project), timeout=15, what="the build on the server to stop")
+        status = project.status()
+        assert status["state"] == "interrupted", status
+        assert status["resume_at"] == "build"
+        for service in ("db", "web"):  # make the resumed build quick
+            project.write(f"{service}/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {project.name} > /built\n")
+        result = project.run("deploy", timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        assert "resume" in project.status()["deployment"]["kind"]
+        assert json.loads(project.fetch("/health"))["status"] == "healthy"
+    finally:
+        project.remote_teardown()
+
+
+def test_two_control_machines_one_server_exactly_one_deploys(server: Server, tmp_path: Path) -> None:
+    project = make_project(server, tmp_path, build_seconds=40)
+    # A second control machine: its own copy of the project and its own state.
+    other = RemoteProject(tmp_path / "laptop2" / project.name, project.name, project.port)
+    other.server = server
+    subprocess.run(["cp", "-a", str(project.path), str(other.path.parent)], check=False)
+    other.path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(project.path) + "/.", str(other.path)], check=True)
+    try:
+        first = project.start("deploy", "--progress", "plain")
+        wait_for(lambda: build_running_on_server(project), what="the first deployment's build")
+        second = other.run("deploy", timeout=120)
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert "web1" in second.stderr and "pid" in second.stderr
+        seen = other.status()
+        assert seen["lock"] is not None and seen["lock"]["pid"] == first.pid
+        out, _ = first.communicate(timeout=600)
+        assert first.returncode == 0, out[-3000:]
+        after = other.status()
+        assert after["lock"] is None
+        assert after["current_release"] == 1  # the release the server runs, told by the server
+    finally:
+        project.remote_teardown()
+
+
+def test_a_dropped_connection_fails_clearly_and_deploy_resumes(server: Server, tmp_path: Path) -> None:
+    project = make_project(server, tmp_path, build_seconds=40)
+    try:
+        running = project.start("deploy", "--progress", "plain")
+        wait_for(lambda: build_running_on_server(project), what="the build on the server")
+        # The network goes: every SSH session of the server ends (sshd itself, PID 1, stays).
+        server.exec("pkill", "-f", "sshd: root", check=False)
+        out, _ = running.communicate(timeout=120)
+        assert running.returncode not in (0, None)
+        assert "Traceback" not in out
+        assert "connection" in out.lower() and "web1" in out, out[-2000:]
+        for service in ("db", "web"):
+            project.write(f"{service}/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {project.name} > /built\n")
+        result = project.run("deploy", timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        assert json.loads(project.fetch("/health"))["status"] == "healthy"
+    finally:
+        project.remote_teardown()
+
+
+def test_ctrl_c_stops_the_work_on_the_server(server: Server, tmp_path: Path) -> None:
+    project = make_project(server, tmp_path, build_seconds=40)
+    try:
+        running = project.start("deploy", "--progress", "plain")
+        wait_for(lambda: build_running_on_server(project), what="the build on the server")
+        running.send_signal(signal.SIGINT)
+        running.communicate(timeout=60)
+        assert running.returncode == 130
+        wait_for(lambda: not build_running_on_server(project), timeout=15, what="the build to stop")
+        left = project.on_server("sh", "-c", "ps -eo args | grep -c '[d]ocker compose' || true", check=False)
+        assert left.stdout.strip() == "0"
+    finally:
+        project.remote_teardown()
+
+
+TWENTY = "services:\n" + "".join(
+    f"""  s{i}:
+    image: surefoot-test/busybox:1
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+""" for i in range(20))
+
+
+def test_twenty_services_deploy_over_ssh(server: Server, tmp_path: Path) -> None:
+    name = f"sft-r-{uuid.uuid4().hex[:8]}"
+    project = RemoteProject(tmp_path / name, name, free_port())
+    project.server = server
+    project.path.mkdir()
+    project.write("compose.yaml", TWENTY)
+    project.write("surefoot.toml", f'[project]\nname = "{name}"\n\n[targets.web1]\nhost = "{server.alias}"\n'
+                                   f'ssh_config = "{server.ssh_config}"\n\n[phases.pull-images]\nenabled = false\n')
+    try:
+        result = project.run("deploy", "--non-interactive", timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        running = project.on_server("docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={name}",
+                                    "--filter", "status=running").stdout.split()
+        assert len(running) == 20
+    finally:
+        project.remote_teardown()
+
+
+def test_hooks_run_on_the_control_machine_unless_told_otherwise(remote: RemoteProject, tmp_path: Path) -> None:
+    here = tmp_path / "hook-ran-here"
+    config = (remote.path / "surefoot.toml").read_text()
+    config += (f'\n[hooks.build]\nafter = [["sh", "-c", "hostname > {here}"]]\n'
+               f'\n[hooks.services-start]\non = "target"\nafter = [["sh", "-c", "hostname > /tmp/{remote.name}-hook"]]\n')
+    remote.write("surefoot.toml", config)
+    result = remote.run("deploy", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert here.read_text().strip() == os.uname().nodename
+    there = remote.on_server("cat", f"/tmp/{remote.name}-hook").stdout.strip()
+    assert there and there != os.uname().nodename
+
+
+def test_status_help_paths_need_no_connection_when_local(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    result = subprocess.run([sys.executable, "-m", "surefoot", "-C", str(tmp_path), "status", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["target"] == {"name": "local", "host": "local"}
