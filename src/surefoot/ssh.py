@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from surefoot.errors import ConfigError, SurefootError
+from surefoot.proc import Held
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 _MAX_SOCKET_PATH = 100  # sun_path is 104 bytes on BSD/macOS, 108 on Linux; ssh adds a suffix while binding
@@ -359,6 +360,12 @@ class SshConnection:
             raise SshError(f"{self.target.label}: `{shlex.join(command)}` failed ({result.returncode}): "
                            f"{_last_line(result.stderr)}", "command")
         return result
+
+    def hold(self, command: Sequence[str]) -> Held:
+        """Starts ``command`` on the target through the master and keeps it running until the
+        returned :class:`~surefoot.proc.Held` is closed or surefoot dies: its stdin reaches EOF
+        then (the master reads the pipe itself, a mux client hands it over)."""
+        return Held(command_argv(self.options(), self.target, command))
 
     def forward_docker(self, remote_socket: str = DEFAULT_DOCKER_SOCKET) -> str:
         """Forwards the target's docker socket to a local unix socket over the master; returns
