@@ -13,6 +13,7 @@ import pytest
 
 from surefoot.errors import CommandTimeout, Interrupted
 from surefoot.proc import CancelToken, ProcessRunner, _libc
+from surefoot.proc.pipe import pipe
 
 
 @pytest.mark.skipif(_libc is None, reason="needs Linux's prctl")
@@ -59,13 +60,13 @@ def _runner() -> ProcessRunner:
 def test_pipe_copies_everything_and_counts_the_bytes() -> None:
     lines: list[str] = []
     size = 5 * 1024 * 1024 + 7
-    piped = _runner().pipe(["head", "-c", str(size), "/dev/zero"], ["wc", "-c"], on_line=lines.append, chunk=65536)
+    piped = pipe(_runner(), ["head", "-c", str(size), "/dev/zero"], ["wc", "-c"], on_line=lines.append, chunk=65536)
     assert (piped.first, piped.second, piped.bytes) == (0, 0, size)
     assert [line.strip() for line in lines] == [str(size)]
 
 
 def test_pipe_keeps_the_first_commands_errors_and_the_second_sees_the_end() -> None:
-    piped = _runner().pipe([sys.executable, "-c", "import sys; sys.stderr.write('no such image: x\\n'); sys.exit(3)"],
+    piped = pipe(_runner(), [sys.executable, "-c", "import sys; sys.stderr.write('no such image: x\\n'); sys.exit(3)"],
                            ["wc", "-c"], on_line=lambda _: None)
     assert piped.first == 3 and piped.first_errors == ("no such image: x",)
     assert piped.second == 0 and piped.second_output[-1].strip() == "0"
@@ -73,7 +74,7 @@ def test_pipe_keeps_the_first_commands_errors_and_the_second_sees_the_end() -> N
 
 def test_pipe_a_second_command_that_dies_early_ends_the_first() -> None:
     started = time.monotonic()
-    piped = _runner().pipe(["cat", "/dev/zero"], ["sh", "-c", "head -c 1000 >/dev/null; echo full >&2; exit 1"],
+    piped = pipe(_runner(), ["cat", "/dev/zero"], ["sh", "-c", "head -c 1000 >/dev/null; echo full >&2; exit 1"],
                            on_line=lambda _: None, timeout=30)
     assert time.monotonic() - started < 10
     assert piped.second == 1 and piped.second_output == ("full",)
@@ -83,7 +84,7 @@ def test_pipe_a_second_command_that_dies_early_ends_the_first() -> None:
 def test_pipe_stops_both_at_its_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
-        _runner().pipe(["sleep", "30"], ["sleep", "30"], on_line=lambda _: None, timeout=0.5)
+        pipe(_runner(), ["sleep", "30"], ["sleep", "30"], on_line=lambda _: None, timeout=0.5)
     assert time.monotonic() - started < 10
 
 
@@ -92,5 +93,5 @@ def test_pipe_a_cancel_stops_both() -> None:
     threading.Timer(0.5, runner.cancel.cancel, args=(signal.SIGINT,)).start()
     started = time.monotonic()
     with pytest.raises(Interrupted):
-        runner.pipe(["cat", "/dev/zero"], ["sleep", "30"], on_line=lambda _: None)
+        pipe(runner, ["cat", "/dev/zero"], ["sleep", "30"], on_line=lambda _: None)
     assert time.monotonic() - started < 10

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from surefoot.errors import PhaseFailed
 from surefoot.proc import ProcessRunner
+from surefoot.proc.pipe import pipe
 from surefoot.ssh import SshConnection, SshError, classify, command_argv
 
 # Prints one line per image, in order: its id, or an empty line when the engine has no such
@@ -137,7 +138,7 @@ def ship_images(
         return ShipReport((), present, 0, time.monotonic() - started)
     on_line(f"shipping {', '.join(send)} to {where}")
     load = command_argv(conn.options(), conn.target, ["docker", "load"])
-    piped = runner.pipe(["docker", "save", *send], load, on_line=on_line, timeout=timeout)
+    piped = pipe(runner, ["docker", "save", *send], load, on_line=on_line, timeout=timeout)
     what = f"shipping {', '.join(send)} to {where}"
     if piped.first != 0:
         raise ShipError(f"{what} failed: docker save on this machine: {_last(chr(10).join(piped.first_errors))}")

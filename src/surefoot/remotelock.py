@@ -20,7 +20,7 @@ import threading
 
 from surefoot.errors import CommandTimeout, LockHeld
 from surefoot.lock import LOCK_NAME, Holder
-from surefoot.proc import Held
+from surefoot.proc.held import Held
 from surefoot.ssh import SshConnection, SshError, classify
 from surefoot.state import now_iso
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from surefoot.errors import ConfigError, SurefootError
-from surefoot.proc import Held
+from surefoot.proc.held import Held
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 _MAX_SOCKET_PATH = 100  # sun_path is 104 bytes on BSD/macOS, 108 on Linux; ssh adds a suffix while binding

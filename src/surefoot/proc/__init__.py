@@ -11,13 +11,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import select
 import signal
 import subprocess
-import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,18 +133,6 @@ class Captured:
     stderr: str
 
 
-@dataclass(frozen=True)
-class Piped:
-    """How ``first | second`` ended: each exit code, the bytes that went through, and the last
-    lines each printed (first's stderr; second's stdout and stderr merged)."""
-
-    first: int
-    second: int
-    bytes: int
-    first_errors: tuple[str, ...]
-    second_output: tuple[str, ...]
-
-
 class ProcessRunner:
     """Starts children on behalf of the phases; the one place that calls ``Popen``."""
 
@@ -228,86 +213,6 @@ class ProcessRunner:
         if timed_out.is_set():
             raise CommandTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was stopped")
         return returncode
-
-    def pipe(
-        self, first: Sequence[str], second: Sequence[str], *, on_line: Callable[[str], None],
-        timeout: float | None = None, chunk: int = 1 << 20,
-    ) -> Piped:
-        """Run ``first | second`` (``docker save | ssh TARGET docker load``): first's standard output
-        is copied into second's input ``chunk`` bytes at a time (never held whole), second's output
-        lines go to ``on_line`` (called on this thread), first's stderr is kept. A cancel or the
-        timeout stops both process groups; either ending early ends the other (EOF, or SIGPIPE)."""
-        producer = self._popen(first, None, subprocess.PIPE, subprocess.PIPE, True)
-        try:
-            consumer = self._popen(second, None, subprocess.PIPE, subprocess.STDOUT, True, stdin=subprocess.PIPE)
-        except BaseException:
-            terminate_group(producer)
-            producer.wait()
-            raise
-        children = (producer, consumer)
-        timed_out = threading.Event()
-
-        def expire() -> None:
-            timed_out.set()
-            for child in children:
-                terminate_group(child)
-
-        timer = threading.Timer(timeout, expire) if timeout is not None else None
-        copied = [0]
-        errors: deque[str] = deque(maxlen=20)
-        output: deque[str] = deque(maxlen=20)
-
-        def pump() -> None:
-            assert producer.stdout is not None and consumer.stdin is not None
-            source, sink = producer.stdout.fileno(), consumer.stdin.fileno()
-            try:
-                while data := os.read(source, chunk):
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(sink, view):]
-                    copied[0] += len(data)
-            except OSError:  # second ended (EPIPE): first gets SIGPIPE once its output is closed
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    consumer.stdin.close()
-                producer.stdout.close()
-
-        def drain() -> None:
-            assert producer.stderr is not None
-            for raw in producer.stderr:
-                errors.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
-
-        threads = [threading.Thread(target=pump, name="pipe-pump", daemon=True),
-                   threading.Thread(target=drain, name="pipe-stderr", daemon=True)]
-        for child in children:
-            self.cancel.register(child)
-        try:
-            if timer:
-                timer.daemon = True
-                timer.start()
-            for thread in threads:
-                thread.start()
-            assert consumer.stdout is not None
-            for raw in consumer.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                output.append(line)
-                on_line(line)
-            consumer.wait()
-            producer.wait()
-        finally:
-            if timer:
-                timer.cancel()
-            for child in children:
-                self.cancel.unregister(child)
-                if child.poll() is None:
-                    terminate_group(child)
-            for thread in threads:
-                thread.join(timeout=_KILL_GRACE)
-        self.cancel.check()
-        if timed_out.is_set():
-            raise CommandTimeout(f"{first[0]} | {second[0]} ran past its timeout of {timeout:g}s and was stopped")
-        return Piped(producer.returncode, consumer.returncode, copied[0], tuple(errors), tuple(output))
 
     @contextmanager
     def follow(self, argv: Sequence[str], on_line: Callable[[str], None],
@@ -404,86 +309,3 @@ def capture_once(argv: Sequence[str], *, cwd: Path | None = None, timeout: float
     folder for ``init``): run to completion, its output kept."""
     return ProcessRunner(CancelToken()).capture(argv, cwd=cwd, timeout=timeout, cancellable=False)
 
-
-class Held:
-    """A command kept running for as long as its holder wants (the SSH session that holds a
-    target's deployment lock). Its stdin is a pipe that only this object writes to
-    (:meth:`write`): the command reads EOF when :meth:`close` is called or when surefoot
-    dies, however it dies (the kernel closes the pipe). It runs in its own session, so a
-    Ctrl-C on the terminal reaches surefoot alone. No death signal: Linux ties
-    ``PR_SET_PDEATHSIG`` to the starting *thread*, so a command held from a worker thread
-    would end with it; the closed pipe does that job. stderr goes to a file (:attr:`stderr`
-    after :meth:`close`)."""
-
-    def __init__(self, argv: Sequence[str]):
-        trace(" ".join(argv))
-        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        try:
-            self._child = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=self._errors, start_new_session=True)
-        except FileNotFoundError:
-            self._errors.close()
-            raise CommandNotFound(argv[0]) from None
-        self._buffer = b""
-        self._stdin_lock = threading.Lock()
-        self.stderr = ""
-
-    @property
-    def pid(self) -> int:
-        return self._child.pid
-
-    def running(self) -> bool:
-        return self._child.poll() is None
-
-    def readline(self, timeout: float) -> str | None:
-        """The next line of its output, without the newline; None at the end of the output.
-        Raises CommandTimeout when no whole line comes within ``timeout`` seconds."""
-        assert self._child.stdout is not None
-        fd = self._child.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise CommandTimeout(f"no answer within {timeout:g}s")
-            if not select.select([fd], [], [], left)[0]:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                line, self._buffer = self._buffer, b""
-                return line.decode("utf-8", "replace") if line else None
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode("utf-8", "replace")
-
-    def write(self, data: bytes) -> bool:
-        """Writes to its stdin; False once that is closed or the command is gone."""
-        with self._stdin_lock:
-            stdin = self._child.stdin
-            if stdin is None or stdin.closed:
-                return False
-            try:
-                stdin.write(data)
-                stdin.flush()
-            except (OSError, ValueError):
-                return False
-            return True
-
-    def close(self, timeout: float = 10) -> int:
-        """Closes its stdin (EOF) and waits for it to end, killing it after ``timeout``.
-        Returns its exit code; safe to call twice."""
-        with self._stdin_lock:
-            if self._child.stdin is not None and not self._child.stdin.closed:
-                with contextlib.suppress(OSError):
-                    self._child.stdin.close()
-        try:
-            self._child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._child.kill()
-            self._child.wait()
-        if not self._errors.closed:
-            self._errors.seek(0)
-            self.stderr = self._errors.read().decode("utf-8", "replace")
-            self._errors.close()
-        if self._child.stdout is not None:
-            self._child.stdout.close()
-        return self._child.returncode
