@@ -35,10 +35,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from surefoot.errors import ConfigError, SurefootError
 from surefoot.proc.held import Held
@@ -349,17 +351,64 @@ class SshConnection:
         except subprocess.TimeoutExpired:
             raise SshError(f"{self.target.label}: `{shlex.join(command)}` gave no answer within {timeout:g} s",
                            "timeout") from None
-        if result.returncode == 255:
-            error = classify(self.target, result.stderr)
+        self._judge(f"`{shlex.join(command)}`", result.returncode, result.stderr, check)
+        return result
+
+    def run_bytes(self, command: Sequence[str], *, feed: bytes | Callable[[IO[bytes]], None] = b"",
+                  timeout: float | None = 60, check: bool = False,
+                  what: str | None = None) -> subprocess.CompletedProcess[bytes]:
+        """:meth:`run` for bytes: ``feed`` is the remote command's standard input (bytes, or a
+        function that writes a stream of any size to it), and its output comes back as bytes.
+        ``timeout`` bounds the whole call (None: none; the connection's keepalive still ends a
+        dead one); past it the ssh child is killed. An exception in ``feed`` kills the child too
+        (the remote command sees a cut stream, never a clean end) and is raised as it is.
+        ``what`` names the call in errors (else the command itself)."""
+        what = what or f"`{shlex.join(command)}`"
+        argv = command_argv(self.options(), self.target, command)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                child.kill()
+
+            timer = threading.Timer(timeout, expire) if timeout else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                assert child.stdin is not None
+                # BrokenPipeError: the child ended early; its exit code and stderr say why.
+                with contextlib.suppress(BrokenPipeError), child.stdin as stdin:
+                    feed(stdin) if callable(feed) else stdin.write(feed)
+                returncode = child.wait()
+            except BaseException:
+                child.kill()
+                child.wait()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(argv, returncode, out.read(), err.read())
+        if expired.is_set():
+            raise SshError(f"{self.target.label}: {what} gave no answer within {timeout:g} s", "timeout")
+        self._judge(what, returncode, result.stderr.decode(errors="replace"), check)
+        return result
+
+    def _judge(self, what: str, returncode: int, stderr: str, check: bool) -> None:
+        """Raises SshError for a transport failure, or (with ``check``) a failed command."""
+        if returncode == 255:
+            error = classify(self.target, stderr)
             if error is not None:
                 raise error
             if self._check() is None:  # ssh's own failure, said quietly (LogLevel): the master ended
                 raise SshError(f"{self.target.label}: the SSH connection dropped (the shared connection ended "
-                               f"during `{shlex.join(command)}`)", "dropped")
-        if check and result.returncode != 0:
-            raise SshError(f"{self.target.label}: `{shlex.join(command)}` failed ({result.returncode}): "
-                           f"{_last_line(result.stderr)}", "command")
-        return result
+                               f"during {what})", "dropped")
+        if check and returncode != 0:
+            raise SshError(f"{self.target.label}: {what} failed ({returncode}): {_last_line(stderr)}", "command")
 
     def hold(self, command: Sequence[str]) -> Held:
         """Starts ``command`` on the target through the master and keeps it running until the
