@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -134,6 +135,7 @@ class SshServer:
             excluded.append(str(state_dir.relative_to(settings.project_dir)))
         self.mirror = Mirror(self.conn, settings.project_dir, folder, exclude=excluded,
                              private=settings.env_files)
+        self._sending = threading.Lock()
         self.processes = RemoteProcesses(self.conn, cancel, self.paths, folder, before=self._send_named)
         self.host: Host = SshHost(self.processes)
         self.control: Host = LocalHost(ProcessRunner(cancel))
@@ -167,7 +169,12 @@ class SshServer:
 
     def _send_named(self, argv: Sequence[str]) -> None:
         """Before a command runs there: the env files (configuration may have just written
-        them) and the folders of the state files it names (a release's model and copies)."""
+        them) and the folders of the state files it names (a release's model and copies).
+        Phases run side by side: one sender at a time."""
+        with self._sending:
+            self._send_files(argv)
+
+    def _send_files(self, argv: Sequence[str]) -> None:
         for word in argv:
             path = Path(word)
             if not path.is_absolute() or not path.is_file():
