@@ -37,13 +37,13 @@ cd "$1" 2>/dev/null || { echo "surefoot: $1: no such folder on the target" >&2; 
 shift
 setsid "$@" 3<&- &
 c=$!
-setsid sh -c 'cat >/dev/null; kill -TERM -- "-$1" 2>/dev/null; sleep 5; kill -KILL -- "-$1" 2>/dev/null' \
+setsid sh -c 'cat >/dev/null; kill -TERM "-$1" 2>/dev/null; sleep 5; kill -KILL "-$1" 2>/dev/null' \
   watchdog "$c" <&3 >/dev/null 2>&1 &
 w=$!
 exec 3<&-
 wait "$c"
 rc=$?
-kill -TERM -- "-$w" 2>/dev/null
+kill -TERM "-$w" 2>/dev/null
 exit "$rc"
 """
 TRANSLATED_SUFFIXES = (".json", ".yaml", ".yml")  # files of ours whose text names paths

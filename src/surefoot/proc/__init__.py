@@ -15,10 +15,12 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from surefoot.errors import CommandNotFound, CommandTimeout, Interrupted
 
@@ -101,7 +103,11 @@ class CancelToken:
 
 
 def terminate_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group, then SIGKILL it if it is still there after a grace."""
+    """SIGTERM the child's process group, then SIGKILL it if it is still there after a grace.
+    A held standard input is closed first: an ssh client hands its pipes to the shared
+    connection, so killing it alone leaves the command running on the server; the closed input
+    stops it there (see surefoot.remote)."""
+    _close_stdin(child)
 
     def signal_group(sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -120,10 +126,15 @@ def terminate_group(child: subprocess.Popen[bytes]) -> None:
     threading.Thread(target=finish, daemon=True).start()
 
 
+# The standard inputs held open for children (ProcessRunner(hold_stdin=True)), by child.
+_HELD: weakref.WeakKeyDictionary[subprocess.Popen[bytes], IO[bytes]] = weakref.WeakKeyDictionary()
+
+
 def _close_stdin(child: subprocess.Popen[bytes]) -> None:
-    if child.stdin is not None:
-        with contextlib.suppress(OSError):
-            child.stdin.close()
+    for stdin in (child.stdin, _HELD.pop(child, None)):
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,7 @@ class ProcessRunner:
         if without:
             environ = {key: value for key, value in (environ or os.environ).items() if key not in without}
         try:
-            return subprocess.Popen(
+            child = subprocess.Popen(
                 list(argv),
                 cwd=cwd,
                 env=environ,
@@ -167,6 +178,9 @@ class ProcessRunner:
             )
         except FileNotFoundError:
             raise CommandNotFound(argv[0]) from None
+        if self.hold_stdin and child.stdin is not None:
+            _HELD[child] = child.stdin
+        return child
 
     def stream(
         self,
