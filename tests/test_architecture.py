@@ -13,8 +13,9 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "surefoot"
 LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"__version__", "errors", "units", "names", "events", "secrets", "dockerfile", "dockerignore",
               "project"}),
-    ("infrastructure", {"proc", "state", "config", "lock", "history", "status", "timeline", "notify", "init",
-                        "checks", "prereqs", "console", "configure", "host", "ssh", "targets", "remote", "filesync",
+    ("infrastructure", {"proc", "state", "state_schema", "state_rows", "config", "lock", "history", "status",
+                        "timeline", "notify", "init", "init_detect", "init_migration", "init_write", "checks",
+                        "prereqs", "console", "configure", "host", "ssh", "targets", "remote", "filesync",
                         "remotelock", "imageship"}),
     ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "ahead", "deploytarget"}),
     ("phase api", {"phase_api", "health", "watch", "gates", "releases"}),

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ _ACQUIRE_PATIENCE = 0.5
 
 @dataclass(frozen=True)
 class Holder:
+    """Who holds the lock, as its holder wrote it (any field may be unknown)."""
+
     pid: int | None
     host: str | None
     since: str | None
@@ -78,6 +79,8 @@ class ProjectLock:
                     holder.since,
                 ) from None
         self._fd = fd
+        import socket  # here, not at the top: `surefoot status` reads the lock and never needs it
+
         me = Holder(os.getpid(), socket.gethostname(), now_iso())
         tmp = self.info_path.with_suffix(".tmp")
         try:

@@ -1,9 +1,10 @@
-"""The SQLite state store: deployments, phase runs and events.
+"""The SQLite state store: deployments, phase runs, releases, rollbacks and events.
 
 The runner is the only writer. Every write is one short transaction, so a kill -9
 at any instant leaves either the old or the new row, never half of one. The schema
 carries a version (``PRAGMA user_version``) and is brought forward by the
-migrations below; a store from a newer surefoot is refused, not guessed at.
+migrations in ``state_schema.py``; a store from a newer surefoot is refused, not
+guessed at. The rows it hands out are in ``state_rows.py`` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -13,158 +14,22 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from surefoot.errors import StateError
-
-SCHEMA_VERSION = 3
-
-# Migration N brings a store from version N-1 to version N.
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE deployments (
-        id           INTEGER PRIMARY KEY,
-        project      TEXT NOT NULL,
-        kind         TEXT NOT NULL,          -- fresh | update
-        state        TEXT NOT NULL,          -- running | completed | failed | interrupted
-        started_at   TEXT NOT NULL,
-        finished_at  TEXT,
-        pid          INTEGER NOT NULL,
-        host         TEXT NOT NULL,
-        user         TEXT NOT NULL,
-        error        TEXT
-    );
-    CREATE INDEX deployments_project ON deployments (project, id);
-    CREATE TABLE phase_runs (
-        id            INTEGER PRIMARY KEY,
-        deployment_id INTEGER NOT NULL REFERENCES deployments (id),
-        phase         TEXT NOT NULL,
-        attempt       INTEGER NOT NULL,
-        status        TEXT NOT NULL,         -- running | completed | skipped | failed | interrupted
-        started_at    TEXT NOT NULL,
-        finished_at   TEXT,
-        exit_code     INTEGER,
-        log_path      TEXT,
-        error         TEXT,
-        reason        TEXT,                  -- why it ran (first run, inputs changed, ...)
-        fingerprint   TEXT                   -- JSON object of input hashes
-    );
-    CREATE INDEX phase_runs_deployment ON phase_runs (deployment_id, phase, id);
-    CREATE TABLE events (
-        id            INTEGER PRIMARY KEY,
-        deployment_id INTEGER REFERENCES deployments (id),
-        at            TEXT NOT NULL,
-        kind          TEXT NOT NULL,
-        phase         TEXT,
-        message       TEXT NOT NULL
-    );
-    """,
-    2: """
-    CREATE TABLE releases (
-        id             INTEGER PRIMARY KEY,  -- the deployment's id: release N is deployment #N
-        project        TEXT NOT NULL,
-        created_at     TEXT NOT NULL,
-        outcome        TEXT NOT NULL,        -- pending | healthy | failed | rolled-back
-        healthy_at     TEXT,
-        images         TEXT NOT NULL,        -- JSON {service: image id}
-        tags           TEXT NOT NULL,        -- JSON {service: the tag that pins the image}
-        compose_digest TEXT NOT NULL,
-        env_digest     TEXT NOT NULL,        -- a digest of the env file, never its content
-        git_commit     TEXT,
-        files_dir      TEXT NOT NULL,        -- copies of the compose files and env file
-        backup_path    TEXT
-    );
-    CREATE TABLE rollbacks (
-        id           INTEGER PRIMARY KEY,
-        project      TEXT NOT NULL,
-        started_at   TEXT NOT NULL,
-        finished_at  TEXT,
-        trigger      TEXT NOT NULL,          -- automatic | manual
-        from_release INTEGER,
-        to_release   INTEGER NOT NULL,
-        outcome      TEXT NOT NULL,          -- running | restored | failed
-        message      TEXT,
-        user         TEXT NOT NULL,
-        host         TEXT NOT NULL,
-        log_path     TEXT
-    );
-    """,
-    3: """
-    -- JSON list: the files compose reads that the release could not keep, and why
-    ALTER TABLE releases ADD COLUMN not_kept TEXT NOT NULL DEFAULT '[]'
-    """,
-}
+from surefoot.state_rows import Deployment as Deployment
+from surefoot.state_rows import PhaseRun as PhaseRun
+from surefoot.state_rows import Release as Release
+from surefoot.state_rows import Rollback as Rollback
+from surefoot.state_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from surefoot.state_schema import statements
 
 UNFINISHED = ("running", "failed", "interrupted")
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    id: int
-    project: str
-    kind: str
-    state: str
-    started_at: str
-    finished_at: str | None
-    pid: int
-    host: str
-    user: str
-    error: str | None
-
-
-@dataclass(frozen=True)
-class PhaseRun:
-    id: int
-    deployment_id: int
-    phase: str
-    attempt: int
-    status: str
-    started_at: str
-    finished_at: str | None
-    exit_code: int | None
-    log_path: str | None
-    error: str | None
-    reason: str | None
-    fingerprint: dict[str, str] | None
-
-
-@dataclass(frozen=True)
-class Release:
-    id: int
-    project: str
-    created_at: str
-    outcome: str
-    healthy_at: str | None
-    images: dict[str, str | None]
-    tags: dict[str, str]
-    compose_digest: str
-    env_digest: str
-    git_commit: str | None
-    files_dir: str
-    backup_path: str | None
-    not_kept: tuple[str, ...] = ()  # files compose reads that the release could not keep, and why
-
-
-@dataclass(frozen=True)
-class Rollback:
-    id: int
-    project: str
-    started_at: str
-    finished_at: str | None
-    trigger: str
-    from_release: int | None
-    to_release: int
-    outcome: str
-    message: str | None
-    user: str
-    host: str
-    log_path: str | None
 
 
 class StateStore:
@@ -213,9 +78,8 @@ class StateStore:
             # Re-read inside the write lock: another process may have migrated meanwhile.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
+                for statement in statements(target):
+                    self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {target}")
 
     def close(self) -> None:
