@@ -226,7 +226,11 @@ def test_kill_9_during_the_build_on_the_server_then_deploy_resumes(server: Serve
             project.write(f"{service}/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {project.name} > /built\n")
         result = project.run("deploy", timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-        assert "resume" in project.status()["deployment"]["kind"]
+        resumed = project.status()
+        assert resumed["deployment"]["id"] == status["deployment"]["id"]  # the same deployment, resumed
+        build = next(p for p in resumed["phases"] if p["name"] == "build")
+        preflight = next(p for p in resumed["phases"] if p["name"] == "preflight")
+        assert build["attempts"] == 2 and preflight["attempts"] == 1  # done phases were not run again
         assert json.loads(project.fetch("/health"))["status"] == "healthy"
     finally:
         project.remote_teardown()
