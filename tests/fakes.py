@@ -52,6 +52,10 @@ class FakeDocker:
         self.target = Target(project_name, project_dir, (project_dir / "compose.yaml",))
         self.calls: list[Call] = []
         self.ahead = None
+        self.site = "this machine"
+
+    def builder(self) -> FakeDocker:
+        return self
 
     # -- what the test reads ---------------------------------------------------------
     def ops(self) -> list[str]:

@@ -341,3 +341,57 @@ def test_status_help_paths_need_no_connection_when_local(tmp_path: Path) -> None
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["target"] == {"name": "local", "host": "local"}
+
+
+@pytest.fixture
+def remote_shop(server: Server, tmp_path: Path) -> Iterator[RemoteProject]:
+    """The bundled example, as a user points it at a server: its images built here and shipped
+    (``build = "control"``: the server needs no registry and no network)."""
+    import shutil
+
+    from conftest import REPO
+
+    name = f"sft-rshop-{uuid.uuid4().hex[:8]}"
+    project = RemoteProject(tmp_path / "shop", name, free_port())
+    project.server = server
+    shutil.copytree(REPO / "examples" / "shop", project.path, ignore=shutil.ignore_patterns(".surefoot"))
+    config = (project.path / "surefoot.toml").read_text()
+    config = config.replace('name = "shop"', f'name = "{name}"').replace("127.0.0.1:8080", f"127.0.0.1:{project.port}")
+    config += f'\n[targets.web1]\nhost = "{server.alias}"\nssh_config = "{server.ssh_config}"\nbuild = "control"\n'
+    project.write("surefoot.toml", config)
+    env = (project.path / ".env.production").read_text().replace("HTTP_PORT=8080", f"HTTP_PORT={project.port}")
+    project.write(".env.production", env)
+    try:
+        yield project
+    finally:
+        project.remote_teardown()
+        local = subprocess.run(["docker", "image", "ls", "-q", "--filter", f"reference={name}-*"],
+                               capture_output=True, text=True).stdout.split()
+        if local:  # the images built here for the server
+            subprocess.run(["docker", "image", "rm", "-f", *local], capture_output=True)
+
+
+@pytest.mark.example
+def test_the_example_deploys_to_a_server_with_its_gate_through_the_connection(remote_shop: RemoteProject) -> None:
+    result = remote_shop.run("deploy", "--non-interactive", timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert "shipping" in result.stdout  # built here, shipped there (no registry)
+    assert not local_port_open(remote_shop.port)  # the gate and verify went through the connection
+    health = json.loads(remote_shop.fetch("/health"))
+    assert health == {"status": "healthy", "database": "ok", "cache": "ok"}
+    status = remote_shop.status()
+    assert status["state"] == "completed" and status["current_release"] == 1
+    assert {p["name"]: p["status"] for p in status["phases"]}["verify"] == "completed"
+    # The migration's backup came back to this machine (the state store stays here).
+    backups = list((remote_shop.path / ".surefoot" / "targets" / "web1").rglob("*backup*"))
+    assert backups, "no database backup kept here"
+    verified = remote_shop.run("verify", timeout=300)  # on demand, against the server's stack
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr
+    listed = remote_shop.run("prerequisites", "--dry-run", timeout=300)  # measured on the server
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr
+    # An update that changes nothing ships nothing: the server has every image id already.
+    again = remote_shop.run("deploy", "--non-interactive", timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    # Secrets never reach the logs surefoot wrote here.
+    for log in (remote_shop.path / ".surefoot").rglob("*.log"):
+        assert "example-db-password-change-me" not in log.read_text()

@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+HERE = "this machine"
 
 
 class NoRunningContainer(PhaseFailed):
@@ -81,10 +82,18 @@ class Compose:
         self.reader = reader or runner
         self.engine = engine if isinstance(engine, Engine) else Engine.local(target.docker) if engine else None
         self.ahead = ahead  # answers to commands started before the settings were loaded
+        self.site = HERE  # where its engine is, for messages ("target web1")
+
+    def builder(self) -> Compose:
+        """The adapter whose engine builds the images (itself, unless they are built elsewhere
+        and shipped)."""
+        return self
 
     def for_target(self, target: Target) -> Compose:
         """The same engine, for other files (a release's model, to restore it)."""
-        return Compose(target, self.runner, engine=self.engine or False, reader=self.reader)
+        twin = Compose(target, self.runner, engine=self.engine or False, reader=self.reader)
+        twin.site = self.site
+        return twin
 
     def _ask(self, engine_way: Callable[[Engine], T], cli_way: Callable[[], T]) -> T:
         """The engine's answer over its socket; the CLI's when the socket cannot answer

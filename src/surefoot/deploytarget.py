@@ -100,8 +100,7 @@ class ControlBuilt(Compose):
     def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
         from surefoot.imageship import describe, ship_images
 
-        here = Compose(self.target, self.reader, engine=False)
-        code = here.build(services, on_line=on_line)
+        code = self.builder().build(services, on_line=on_line)
         if code != 0:
             return code
         model = self.model()
@@ -110,8 +109,13 @@ class ControlBuilt(Compose):
         on_line(describe(ship_images(self.reader, self.conn, images, on_line=on_line)))
         return 0
 
+    def builder(self) -> Compose:
+        return Compose(self.target, self.reader)  # this machine's engine
+
     def for_target(self, target: Target) -> Compose:
-        return ControlBuilt(target, self.runner, engine=self.engine or False, reader=self.reader, conn=self.conn)
+        twin = ControlBuilt(target, self.runner, engine=self.engine or False, reader=self.reader, conn=self.conn)
+        twin.site = self.site
+        return twin
 
 
 class SshServer:
@@ -144,6 +148,7 @@ class SshServer:
         extra: dict[str, Any] = {"conn": self.conn} if choice.build == "control" else {}
         self.docker = adapter(local_target(settings), self.processes, engine=engine,  # type: ignore[arg-type]
                               reader=ProcessRunner(cancel), **extra)
+        self.docker.site = f"target {choice.name}"
 
     def lock(self) -> AbstractContextManager[None]:
         from surefoot.remotelock import RemoteLock

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from surefoot import checks
 from surefoot.checks import CheckResult, registry_host
-from surefoot.compose import ComposeModel
+from surefoot.compose import HERE, ComposeModel
 from surefoot.phase_api import PhaseContext
 
 
@@ -26,18 +26,20 @@ def _dockerfile_text(model: ComposeModel, service: str) -> tuple[str, str] | Non
 
 
 def _local_image_present(ctx: PhaseContext, images: list[str]) -> dict[str, bool]:
-    """Whether each image is on this machine (Docker Hub's long names read as its short ones)."""
+    """Whether each image is on the engine that builds (this machine's, or a server's);
+    Docker Hub's long names read as its short ones."""
     def short(image: str) -> str:
         for prefix in ("docker.io/", "index.docker.io/"):
             image = image.removeprefix(prefix)
         return image.removeprefix("library/")
 
     tagged = [image for image in images if "@" not in image]
-    known = ctx.docker.image_ids([short(image) for image in tagged])
+    builder = ctx.docker.builder()
+    known = builder.image_ids([short(image) for image in tagged])
     found = {image: bool(known.get(short(image))) for image in tagged}
     for image in images:
         if "@" in image:  # pinned by digest: the tags do not say, the engine does
-            found[image] = ctx.docker.image_present(image, timeout=30)
+            found[image] = builder.image_present(image, timeout=30)
     return found
 
 
@@ -75,8 +77,13 @@ def build_checks(ctx: PhaseContext, record: Callable[[CheckResult], None], model
     missing = [image for image in wanted if not present.get(image)]
     registries: dict[str, tuple[int | None, str | None]] = {}
     warned: list[str] = []
+    site = ctx.docker.builder().site
     for image in missing:
         host = registry_host(image)
+        if site != HERE:  # the server pulls it: whether the registry answers there is not seen from here
+            warned.append(f"{image} (needed by {', '.join(wanted[image])}) is not on {site}: its build pulls "
+                          f"it from {host}")
+            continue
         if host not in registries:
             registries[host] = checks.registry_status(host)
         status, error = registries[host]
@@ -94,4 +101,4 @@ def build_checks(ctx: PhaseContext, record: Callable[[CheckResult], None], model
         record(CheckResult("build", "warn", "; ".join(warned)))
     else:
         record(CheckResult("build", "pass", f"{len(services)} build(s): "
-                           + (f"{len(wanted)} base image(s) on this machine" if wanted else "no base image")))
+                           + (f"{len(wanted)} base image(s) on {site}" if wanted else "no base image")))
