@@ -257,6 +257,10 @@ def test_two_control_machines_one_server_exactly_one_deploys(server: Server, tmp
         after = other.status()
         assert after["lock"] is None
         assert after["current_release"] == 1  # the release the server runs, told by the server
+        # Its rollback knows no release of its own, and says what runs there and from where.
+        refused = other.run("rollback", "--yes", timeout=120)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "web1 runs release 1" in refused.stderr and os.uname().nodename in refused.stderr
     finally:
         project.remote_teardown()
 

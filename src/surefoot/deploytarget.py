@@ -53,6 +53,11 @@ class DeployTarget(Protocol):
         """The release now running there, for the other control machines."""
         ...
 
+    def running_release(self) -> dict[str, Any] | None:
+        """What the target's own record says runs there (None: no record; this machine's
+        store is the record)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -77,6 +82,9 @@ class LocalTarget:
 
     def record(self, release: dict[str, Any]) -> None:
         pass  # the state store here is the record
+
+    def running_release(self) -> dict[str, Any] | None:
+        return None
 
     def close(self) -> None:
         pass
@@ -194,6 +202,13 @@ class SshServer:
 
     def record(self, release: dict[str, Any]) -> None:
         self.host.write_text(f"{self.choice.folder}/{RELEASE_RECORD}", json.dumps(release, indent=2) + "\n")
+
+    def running_release(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.host.read_text(f"{self.choice.folder}/{RELEASE_RECORD}"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def close(self) -> None:
         self.conn.close()

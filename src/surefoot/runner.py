@@ -249,10 +249,23 @@ class Runner:
     def rollback(self, release_id: int | None) -> DeployOutcome:
         """``surefoot rollback``: restore a release (default: the one before the current one)."""
         with self._locked_store() as store:
-            outcome = self.rollbacks.manual(store, release_id)
+            try:
+                outcome = self.rollbacks.manual(store, release_id)
+            except NoRelease as exc:
+                raise NoRelease(f"{exc}{self._what_runs_there()}") from None
             if outcome.state == "restored":
                 self._record_current(store)
             return outcome
+
+    def _what_runs_there(self) -> str:
+        """For a server whose releases this machine has no history of: what the server says
+        runs there, and from where it was deployed (that machine holds the history)."""
+        record = self.target.running_release()
+        if not record:
+            return ""
+        return (f"; {self.target.choice.name} runs release {record.get('release')} ({record.get('outcome')}), "
+                f"deployed from {record.get('host')} by {record.get('by')} at {record.get('recorded_at')}: "
+                "its releases are recorded on that control machine; roll back from there")
 
     # -- single phases on demand --------------------------------------------------
     def verify(self) -> DeployOutcome:

@@ -110,6 +110,21 @@ def migrations(project: Project) -> int:
     return len(text.splitlines())
 
 
+def reached(project: Project, previous: int, phase: str, timeout: float = 120) -> None:
+    """Wait until the new deployment (past ``previous``) has started ``phase``. A short phase may
+    be over between two looks (status is a process of its own): started or done both count."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = project.status()
+        if (status["deployment"] or {}).get("id", 0) > previous:
+            if next(p for p in status["phases"] if p["name"] == phase)["status"] != "pending":
+                return
+            if status["state"] != "running":
+                return  # it ended (failed or completed) before the phase: the kill lands after
+        time.sleep(0.1)
+    raise AssertionError(f"phase {phase} never started: {project.status()}")
+
+
 def test_kill_9_anywhere_then_resume(crashable: Project) -> None:
     first = crashable.run("deploy")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -119,8 +134,9 @@ def test_kill_9_anywhere_then_resume(crashable: Project) -> None:
         target = PHASES[seed % len(PHASES)]
         delay = rng.uniform(0.0, 0.6)
         before = migrations(crashable)
+        previous = crashable.status()["deployment"]["id"]
         deploy = crashable.start("deploy")
-        crashable.wait_for_phase(target, timeout=120)
+        reached(crashable, previous, target)
         time.sleep(delay)
         deploy.send_signal(signal.SIGKILL)
         deploy.wait(timeout=60)
