@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from surefoot.errors import ConfigError
 from surefoot.names import CHECK_NAMES
 from surefoot.project import COMPOSE_CANDIDATES, CONFIG_NAME, default_project_name, discover_compose_files, read_toml
-from surefoot.ssh import parse_target
+from surefoot.sshargs import parse_target
 from surefoot.units import parse_duration, parse_size
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
