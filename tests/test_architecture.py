@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("phases", {"phases"}),
     ("pipeline", {"pipeline", "registry"}),
     ("runner", {"runner", "scheduler", "checkpoint", "hooks", "rollback"}),
-    ("command line", {"cli", "__main__", ""}),
+    ("command line", {"cli", "cli_options", "cli_run", "cli_init", "__main__", ""}),
 ]
 # Imports that break the rule today, each with the work that removes it.
 KNOWN: set[tuple[str, str]] = set()
