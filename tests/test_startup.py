@@ -1,4 +1,5 @@
-"""The read-only commands stay light: no pydantic, no rich, no runner on their path."""
+"""The read-only commands stay light: no pydantic, no rich, no runner on their path, nor the
+bodies of the other commands (cli_run.py, cli_init.py), nor subprocess (the SSH transport)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("pydantic", "rich", "surefoot.runner", "surefoot.config")
+HEAVY = ("pydantic", "rich", "surefoot.runner", "surefoot.config", "surefoot.cli_run", "surefoot.cli_init",
+         "surefoot.ssh", "subprocess")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["status"], ["status", "--json"], ["history"]])

@@ -2,6 +2,10 @@
 
 Every error names the file, the key and what was expected, and is raised as
 :class:`~surefoot.errors.ConfigError` (exit 2). Unknown keys are errors.
+
+The value types and base models are in :mod:`surefoot.config_base`, the probe, health-wait
+and verify settings in :mod:`surefoot.config_probes`; this module re-exports both, so
+``from surefoot.config import X`` reaches every settings class.
 """
 
 from __future__ import annotations
@@ -11,40 +15,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from surefoot.config_base import (
+    Duration,
+    EnvKey,
+    HttpURL,
+    JsonValue,
+    PhaseSettings,
+    Port,
+    Positive,
+    ServiceName,
+    Size,
+    Strict,
+)
+from surefoot.config_probes import (
+    DEFAULT_ANSWER_LIMIT,
+    HealthWaitSettings,
+    HttpExpectations,
+    ProbeSettings,
+    ProbeTiming,
+    VerifySettings,
+)
 from surefoot.errors import ConfigError
 from surefoot.names import CHECK_NAMES
 from surefoot.project import COMPOSE_CANDIDATES, CONFIG_NAME, default_project_name, discover_compose_files, read_toml
-from surefoot.ssh import parse_target
-from surefoot.units import parse_duration, parse_size
+from surefoot.sshargs import parse_target
+
+__all__ = [
+    "DEFAULT_ANSWER_LIMIT", "ConfigFile", "Duration", "EnvKey", "HealthWaitSettings", "HttpExpectations", "HttpURL",
+    "JsonValue", "PhaseSettings", "Port", "Positive", "ProbeSettings", "ProbeTiming", "ServiceName", "Settings",
+    "Size", "Strict", "VerifySettings", "load_settings",
+]
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
-EnvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Positive = Annotated[int, Field(ge=1)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-HttpURL = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
-JsonValue = str | int | float | bool
-ServiceName = Annotated[str, Field(min_length=1)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=False)
-
-
-class ProjectSection(_Strict):
+class ProjectSection(Strict):
     name: str | None = None
     compose_files: list[str] | None = Field(default=None, min_length=1)
     # One env file, or a list: compose gets each in order (a later one wins); the
     # configuration phase writes to the last.
     env_file: str | Annotated[list[str], Field(min_length=1)] | None = None
-
-
-class PhaseSettings(_Strict):
-    enabled: bool = True
 
 
 class PreflightSettings(PhaseSettings):
@@ -86,9 +98,7 @@ class ServicesStartSettings(PhaseSettings):
     drain: Duration = 10.0  # how long an old container keeps serving in-flight requests
 
 
-
-
-class PromptSettings(_Strict):
+class PromptSettings(Strict):
     key: EnvKey
     question: str = Field(min_length=1)
     validator: Literal["domain", "email", "url", "port", "regex", "choices", "non-empty"] | None = None
@@ -113,7 +123,7 @@ class PromptSettings(_Strict):
         return self
 
 
-class SecretSettings(_Strict):
+class SecretSettings(Strict):
     key: EnvKey
     length: Annotated[int, Field(ge=8, le=4096)] = 32
     alphabet: str | None = Field(default=None, min_length=10)  # default: letters, digits and -_.~
@@ -129,7 +139,7 @@ class ConfigurationSettings(PhaseSettings):
         return bool(self.prompts or self.secrets or self.derived)
 
 
-class BackupSettings(_Strict):
+class BackupSettings(Strict):
     service: ServiceName  # the command runs in this service's running container
     command: list[str] = Field(min_length=1)  # its standard output is the backup
     timeout: Duration = 600.0
@@ -145,94 +155,9 @@ class MigrateSettings(PhaseSettings):
     backup: BackupSettings | None = None  # runs before the migration; kept per release
 
 
-class HttpExpectations(_Strict):
-    """What an HTTP(S) probe expects, and how it trusts TLS."""
-
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    expect_body: str | None = None
-    expect_json: dict[str, JsonValue] | None = None  # {"status" = "healthy", "db.ok" = true}
-    insecure: bool = False  # accept a self-signed or otherwise untrusted certificate
-    ca_file: str | None = None  # trust this CA too
 
 
-class ProbeTiming(_Strict):
-    request_timeout: Duration = 5.0
-    consecutive: Positive = 3
-    interval: Duration = 2.0
-    grace: Duration = 0.0
-    timeout: Duration = 120.0
-    # N: N consecutive failures of any kind end the wait; 0: only the timeout does; unset:
-    # DEFAULT_ANSWER_LIMIT wrong answers in a row (the service answered, wrongly) end it.
-    failure_limit: Annotated[int, Field(ge=0)] | None = None
-
-
-DEFAULT_ANSWER_LIMIT = 10  # wrong answers in a row that end a gate when failure_limit is not set
-
-
-class ProbeSettings(HttpExpectations, ProbeTiming):
-    """One probe of a health gate. Its type follows from its keys unless ``type`` says."""
-
-    name: str | None = None
-    type: Literal["http", "tcp", "container", "command"] | None = None
-    url: HttpURL | None = None
-    # tcp
-    host: str = "127.0.0.1"
-    port: Port | None = None
-    # container state, or a command (in the service's container when service is set)
-    service: ServiceName | None = None
-    command: list[str] | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_type(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("type"):
-            return data
-        for key, kind in (("url", "http"), ("port", "tcp"), ("command", "command"), ("service", "container")):
-            if data.get(key) is not None:
-                return {**data, "type": kind}
-        raise ValueError("a probe needs url (http), port (tcp), command, or service (container state)")
-
-    @model_validator(mode="after")
-    def _check_type(self) -> ProbeSettings:
-        needs = {"http": "url", "tcp": "port", "container": "service", "command": "command"}
-        if self.type is not None and getattr(self, needs[self.type]) is None:
-            raise ValueError(f"a {self.type} probe needs {needs[self.type]}")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        return {"http": self.url, "tcp": f"{self.host}:{self.port}", "container": self.service,
-                "command": self.service or "command"}.get(self.type or "") or "probe"
-
-
-class HealthWaitSettings(PhaseSettings, HttpExpectations, ProbeTiming):
-    url: HttpURL | None = None  # the shorthand for one HTTP probe (the original's gate), named "health"
-    probes: list[ProbeSettings] = []  # more probes, each with its own timing
-    fail_fast: bool = True  # end the wait when a container exits, restarts or turns unhealthy
-
-    def all_probes(self) -> list[ProbeSettings]:
-        """The probes, each taking the top-level timing keys it does not set itself."""
-        timing = {key: getattr(self, key) for key in ProbeTiming.model_fields if key in self.model_fields_set}
-        probes = [p.model_copy(update={k: v for k, v in timing.items() if k not in p.model_fields_set})
-                  for p in self.probes]
-        if self.url:
-            shorthand = self.model_dump(
-                include={"url", *HttpExpectations.model_fields, *ProbeTiming.model_fields}
-            )
-            probes.insert(0, ProbeSettings(name="health", type="http", **shorthand))
-        return probes
-
-
-class VerifySettings(PhaseSettings):
-    urls: list[ProbeSettings] = []  # http probes; consecutive passes as in the gate
-    tls_warn_days: Annotated[int, Field(ge=0)] = 30
-    containers: bool = True  # every service's containers running and healthy
-    containers_timeout: Duration = 60.0  # how long containers still starting are waited for
-
-
-class PostDeployCommand(_Strict):
+class PostDeployCommand(Strict):
     command: list[str] = Field(min_length=1)
     service: ServiceName | None = None  # run in the service's running container; else on the host
     timeout: Duration = 600.0
@@ -248,19 +173,19 @@ class PostDeploySettings(PhaseSettings):
         return bool(self.urls or self.credentials or self.commands)
 
 
-class HookSettings(_Strict):
+class HookSettings(Strict):
     before: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure fails the phase
     after: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure warns
     on: Literal["control", "target"] = "control"  # where they run when the target is a server
 
 
-class NotificationSettings(_Strict):
+class NotificationSettings(Strict):
     webhook: HttpURL | None = None  # receives JSON on start, success, failure and rollback
     environment: str = "production"
     timeout: Duration = 5.0
 
 
-class TargetSettings(_Strict):
+class TargetSettings(Strict):
     """One ``[targets.NAME]`` table."""
 
     host: str  # ssh://[USER@]HOST[:PORT], or a Host alias of the ssh config
@@ -282,12 +207,12 @@ class TargetSettings(_Strict):
         return value
 
 
-class RollbackSection(_Strict):
+class RollbackSection(Strict):
     automatic: bool = True  # restore the previous release when services-start or health-wait fails
     keep_releases: Positive = 5  # releases whose images cleanup keeps
 
 
-class PhasesSection(_Strict):
+class PhasesSection(Strict):
     preflight: PreflightSettings = PreflightSettings()
     prerequisites: PrerequisitesSettings = PrerequisitesSettings()
     configuration: ConfigurationSettings = ConfigurationSettings()
@@ -309,7 +234,7 @@ class PhasesSection(_Strict):
         return value
 
 
-class ConfigFile(_Strict):
+class ConfigFile(Strict):
     project: ProjectSection = ProjectSection()
     phases: PhasesSection = PhasesSection()
     rollback: RollbackSection = RollbackSection()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from surefoot.errors import ConfigError
-from surefoot.ssh import SshTarget, parse_target
+from surefoot.sshargs import SshTarget, parse_target
 
 LOCAL = "local"
 REMOTE_ROOT = "/var/lib/surefoot"
