@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                         "lock", "history", "status", "timeline", "notify", "init", "init_detect", "init_migration",
                         "init_write", "checks", "prereqs", "console", "configure", "host", "ssh", "sshargs",
                         "targets", "remote", "filesync", "remotelock", "imageship"}),
-    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "ahead", "deploytarget"}),
+    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "compose_core", "ahead", "deploytarget"}),
     ("phase api", {"phase_api", "health", "watch", "gates", "releases"}),
     ("phases", {"phases"}),
     ("pipeline", {"pipeline", "registry"}),

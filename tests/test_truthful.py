@@ -342,11 +342,10 @@ def test_build_check_warns_when_the_registry_answers_and_fails_when_it_does_not(
     (tmp_path / "Dockerfile").write_text("FROM here:1 AS one\nFROM example.org/away:2\nCOPY --from=one / /\n")
     model = ComposeModel("p", {"app": {"build": {"context": str(tmp_path), "dockerfile": "Dockerfile"}}},
                          digest="")
-    ctx = SimpleNamespace(
-        facts=SimpleNamespace(build_services=lambda: ["app"]),
-        docker=SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
-                                                         for i in images}),
-    )
+    engine = SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
+                                                       for i in images}, site="this machine")
+    engine.builder = lambda: engine
+    ctx = SimpleNamespace(facts=SimpleNamespace(build_services=lambda: ["app"]), docker=engine)
     asked: list[str] = []
 
     def judged(answer: tuple[int | None, str | None]) -> CheckResult:
