@@ -42,11 +42,14 @@ class DeployOptions:
     values: tuple[tuple[str, str], ...] = ()  # --set KEY=VALUE
     skip_checks: tuple[str, ...] = ()  # --skip-check NAME
     dry_run: bool = False  # prerequisites: only list what would change
+    # Run the pipeline up to this phase only, then leave the deployment to be resumed (a
+    # rollout over several targets: what changes nothing running first, on every target).
+    until: str | None = None
 
 
 @dataclass(frozen=True)
 class DeployOutcome:
-    # completed | failed | interrupted | rolled-back | nothing-to-resume
+    # completed | failed | interrupted | rolled-back | nothing-to-resume | paused (until)
     state: str
     deployment_id: int | None
     failed_phase: str | None = None

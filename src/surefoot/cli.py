@@ -40,13 +40,13 @@ if TYPE_CHECKING:
     help="Where state and logs live (default: DIR/.surefoot; env SUREFOOT_STATE_DIR).",
 )
 @click.option(
-    "--target", metavar="NAME|ssh://[USER@]HOST[:PORT]", envvar="SUREFOOT_TARGET",
-    help="Where to deploy: a [targets.NAME] of surefoot.toml, or a server by URL (default: the one "
-         "declared target, else this machine; env SUREFOOT_TARGET).",
+    "--target", "targets", metavar="NAME|ssh://[USER@]HOST[:PORT]", multiple=True, envvar="SUREFOOT_TARGET",
+    help="Where to deploy: a [targets.NAME] of surefoot.toml, or a server by URL; repeatable for deploy "
+         "(default: every declared target, else this machine; env SUREFOOT_TARGET).",
 )
 @click.pass_context
 def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: Path | None,
-        target: str | None) -> None:
+        targets: tuple[str, ...]) -> None:
     """Resumable, checkpointed deployments of a Docker Compose application.
 
     \b
@@ -62,11 +62,12 @@ def cli(ctx: click.Context, project_dir: Path, config: Path | None, state_dir: P
         prefix += ["-c", str(config)]
     if state_dir is not None and "SUREFOOT_STATE_DIR" not in os.environ:
         prefix += ["--state-dir", str(state_dir)]
-    if target is not None and "SUREFOOT_TARGET" not in os.environ:
-        prefix += ["--target", target]
+    if "SUREFOOT_TARGET" not in os.environ:
+        for target in targets:
+            prefix += ["--target", target]
     if config is not None and not config.is_absolute():
         config = project_dir / config  # as compose reads -f against --project-directory
-    ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix), target)
+    ctx.obj = GlobalOptions(project_dir.absolute(), config, state_dir, tuple(prefix), targets)
 
 
 def progress_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,7 +111,7 @@ def deploy(
     options = DeployOptions(fresh=fresh, resume_only=resume, assume_yes=yes,
                             interactive=not non_interactive, values=values, skip_checks=skip_checks)
     return with_runner(opts, lambda runner: runner.deploy(options), cancel, ahead, progress=progress,
-                       prompt=not non_interactive)
+                       prompt=not non_interactive, several=lambda fleet: fleet.deploy(options))
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -126,29 +127,29 @@ def parse_assignment(text: str) -> tuple[str, str]:
 def status(opts: GlobalOptions, as_json: bool) -> int:
     """Show where the latest deployment stands, without waiting for any lock."""
     import json
+    from concurrent.futures import ThreadPoolExecutor
 
     from surefoot.project import configured_optional_phases, read_project_name
-    from surefoot.status import collect_status, render_status
+    from surefoot.status import collect_status, render_status, rollout_record
 
     if not opts.project_dir.is_dir():
         raise ConfigError(f"{opts.project_dir}: project folder not found (given with -C)")
     project = read_project_name(opts.project_dir, opts.config)
     optional = configured_optional_phases(opts.project_dir, opts.config)
-    choice = opts.choose_target()
-    data: dict[str, Any] = collect_status(choice.state_dir(opts.base_state_dir()), project, optional)
-    data["target"] = choice.describe()
-    if not choice.local:
-        from surefoot.targets import server_view
+    from surefoot.project import read_targets
+    from surefoot.status import render_targets, target_status
+    from surefoot.targets import choose_targets
 
-        view = server_view(choice)
-        if "error" in view:
-            data["warnings"] = [*data.get("warnings", []), f"cannot ask the server: {view['error']}"]
-        else:
-            data["lock"] = view["lock"] or data["lock"]
-            release = view["release"]
-            data["target"]["release"] = release
-            if data["current_release"] is None and release is not None:
-                data["current_release"] = release.get("release")
+    choices = choose_targets(read_targets(opts.project_dir, opts.config), opts.targets, opts.project_dir, project)
+    if len(choices) > 1:  # several targets: one entry each, and the rollout's record
+        with ThreadPoolExecutor(len(choices)) as pool:
+            each = list(pool.map(lambda c: target_status(c, opts.base_state_dir(), project, optional), choices))
+        several = {"project": project, "targets": each, "rollout": rollout_record(opts.base_state_dir())}
+        click.echo(json.dumps(several, indent=2) if as_json else render_targets(several))
+        return ExitCode.OK
+    data: dict[str, Any] = collect_status(choices[0].state_dir(opts.base_state_dir()), project, optional)
+    target_status(choices[0], opts.base_state_dir(), project, optional, data)
+    del data["name"], data["host"]  # one target: named in data["target"]
     click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
     return ExitCode.OK
 

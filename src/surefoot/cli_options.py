@@ -25,7 +25,16 @@ class GlobalOptions:
     config: Path | None
     state_dir: Path | None
     argv_prefix: tuple[str, ...]  # how the user named the project, to print the resume command
-    target: str | None = None  # --target NAME|ssh://...
+    targets: tuple[str, ...] = ()  # --target NAME|ssh://... (repeatable)
+
+    @property
+    def target(self) -> str | None:
+        """The one target a command that works on one is given (none: the default)."""
+        from surefoot.errors import ConfigError
+
+        if len(self.targets) > 1:
+            raise ConfigError("this command works on one target: give --target once")
+        return self.targets[0] if self.targets else None
 
     def resolved_state_dir(self) -> Path:
         """The state folder of the chosen target (read without validating the configuration)."""

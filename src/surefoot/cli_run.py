@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from surefoot.ahead import AskedAhead
+    from surefoot.config import Settings
+    from surefoot.fleet import Fleet, FleetOutcome
     from surefoot.proc import CancelToken
     from surefoot.runner import DeployOutcome, Runner
+    from surefoot.targets import TargetChoice
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -43,11 +46,14 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 def with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
                 cancel: CancelToken | None = None, ahead: AskedAhead | None = None,
-                progress: str | None = None, prompt: bool = False) -> int:
+                progress: str | None = None, prompt: bool = False,
+                several: Callable[[Fleet], FleetOutcome] | None = None) -> int:
     """Load the settings, connect to the target, wire signals to a cancel token, run
     ``action``, report its outcome. ``ahead``: the answers of commands started already, with
     ``cancel`` (their token). ``progress``: the renderer (--progress); with json, stdout holds
-    only the events. ``prompt``: open the terminal for the configuration's questions."""
+    only the events. ``prompt``: open the terminal for the configuration's questions.
+    ``several``: what to do when several targets are chosen (a rollout); without it, a command
+    works on one target."""
     from surefoot.proc import CancelToken
 
     cancel = cancel or CancelToken()
@@ -62,6 +68,12 @@ def with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
     from surefoot.targets import choose_target
 
     settings = load_settings(opts.project_dir, opts.config)
+    if several is not None:
+        from surefoot.targets import choose_targets
+
+        choices = choose_targets(settings.targets, opts.targets, settings.project_dir, settings.project_name)
+        if len(choices) > 1:
+            return run_fleet(opts, settings, choices, several, cancel, progress)
     choice = choose_target(settings.targets, opts.target, settings.project_dir, settings.project_name)
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
@@ -83,6 +95,39 @@ def with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return report_outcome(outcome, opts, quiet_stdout=isinstance(reporter, JsonRenderer))
+
+
+def run_fleet(opts: GlobalOptions, settings: Settings, choices: list[TargetChoice],
+              action: Callable[[Fleet], FleetOutcome], cancel: CancelToken, progress: str | None) -> int:
+    """A rollout over several targets (:mod:`surefoot.fleet`), its matrix printed at the end."""
+    from surefoot.console import reporter_for
+    from surefoot.fleet import Fleet
+
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    reporter = reporter_for(progress or "plain")  # several targets side by side: lines, not the live view
+    try:
+        outcome = action(Fleet(settings, choices, opts.base_state_dir(), reporter, cancel))
+    finally:
+        reporter.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    words = {"completed": f"every target ({len(choices)}) is healthy on the new release.",
+             "rolled-back": "the rollout failed: every target it touched is back on its previous release.",
+             "halted": "the rollout failed and halted there (on_failure = halt): fix the cause, then deploy "
+                       "again to go on from the failed target.",
+             "failed": "the rollout failed and could not bring every target back.",
+             "interrupted": "the rollout was interrupted; deploy again to go on from where it stopped."}
+    err = outcome.state != "completed"
+    if outcome.error:
+        click.echo(f"\n{outcome.error}", err=True)
+    click.echo(words[outcome.state], err=err)
+    for line in outcome.matrix():
+        click.echo(line, err=err)
+    return {"completed": ExitCode.OK, "rolled-back": ExitCode.ROLLED_BACK,
+            "interrupted": ExitCode.INTERRUPTED}.get(outcome.state, ExitCode.PHASE_FAILED)
 
 
 def report_outcome(outcome: DeployOutcome, opts: GlobalOptions, quiet_stdout: bool = False) -> int:

@@ -212,6 +212,18 @@ class RollbackSection(Strict):
     keep_releases: Positive = 5  # releases whose images cleanup keeps
 
 
+class RolloutSection(Strict):
+    """Several targets: how many are updated at a time, and what a failure does."""
+
+    batch: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")] = 1
+    on_failure: Literal["rollback", "halt"] = "rollback"
+
+    def batch_size(self, targets: int) -> int:
+        if isinstance(self.batch, int):
+            return min(self.batch, max(targets, 1))
+        return max(1, -(-targets * int(self.batch[:-1]) // 100))  # a percentage, rounded up
+
+
 class PhasesSection(Strict):
     preflight: PreflightSettings = PreflightSettings()
     prerequisites: PrerequisitesSettings = PrerequisitesSettings()
@@ -241,6 +253,7 @@ class ConfigFile(Strict):
     notifications: NotificationSettings = NotificationSettings()
     hooks: dict[str, HookSettings] = {}
     targets: dict[str, TargetSettings] = {}
+    rollout: RolloutSection = RolloutSection()
 
     @model_validator(mode="after")
     def _check_hooks(self) -> ConfigFile:
@@ -268,6 +281,7 @@ class Settings:
     hooks: dict[str, HookSettings] = field(default_factory=dict)
     env_files: tuple[Path, ...] = ()  # every env file, in order (env_file is the last); () when none
     targets: dict[str, TargetSettings] = field(default_factory=dict)  # [targets.NAME]
+    rollout: RolloutSection = field(default_factory=RolloutSection)  # several targets
 
     @property
     def earlier_env_files(self) -> tuple[Path, ...]:
@@ -366,4 +380,5 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
         hooks=parsed.hooks,
         env_files=tuple(file.resolve() for file in env_files),
         targets=parsed.targets,
+        rollout=parsed.rollout,
     )

@@ -45,6 +45,8 @@ class DeployTarget(Protocol):
 
     def lock(self) -> AbstractContextManager[None]: ...
 
+    def hold_lock(self) -> None: ...
+
     def prepare(self, out: Callable[[str], None]) -> None:
         """Before any phase: what the server needs from this machine (the project's files)."""
         ...
@@ -76,6 +78,9 @@ class LocalTarget:
 
     def lock(self) -> AbstractContextManager[None]:
         return _held(ProjectLock(self.state_dir))
+
+    def hold_lock(self) -> None:
+        raise NotImplementedError("several targets: each is a server")
 
     def prepare(self, out: Callable[[str], None]) -> None:
         pass
@@ -148,6 +153,7 @@ class SshServer:
         self.mirror = Mirror(self.conn, settings.project_dir, folder, exclude=excluded,
                              private=settings.env_files)
         self._sending = threading.Lock()
+        self._held: Any = None  # the locks, while hold_lock holds them
         self.processes = RemoteProcesses(self.conn, cancel, self.paths, folder, before=self._send_named)
         self.host: Host = SshHost(self.processes)
         self.control: Host = LocalHost(ProcessRunner(cancel))
@@ -159,14 +165,31 @@ class SshServer:
         self.docker.site = f"target {choice.name}"
 
     def lock(self) -> AbstractContextManager[None]:
+        """The lock here (the state folder) and on the server; nothing more when
+        :meth:`hold_lock` holds both already (a rollout takes every target's first)."""
         from surefoot.remotelock import RemoteLock
 
         @contextmanager
         def both() -> Iterator[None]:
+            if self._held is not None:
+                yield
+                return
             with ProjectLock(self.state_dir), RemoteLock(self.conn, self.choice.folder, label=self.choice.name,
                                                          host=socket.gethostname(), pid=os.getpid()):
                 yield
         return both()
+
+    def hold_lock(self) -> None:
+        """Take the locks now and keep them until :meth:`close` (raises LockHeld)."""
+        from contextlib import ExitStack
+
+        stack = ExitStack()
+        try:
+            stack.enter_context(self.lock())
+        except BaseException:
+            stack.close()
+            raise
+        self._held = stack
 
     def prepare(self, out: Callable[[str], None]) -> None:
         for env_file in self.settings.env_files:  # another control machine configured it: use its values
@@ -211,6 +234,9 @@ class SshServer:
         return data if isinstance(data, dict) else None
 
     def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         self.conn.close()
 
 

@@ -129,6 +129,8 @@ class Runner:
                 previous = store.latest_runs(deployment_id)
             store.add_event(deployment_id, "deploy", f"{kind} by {who()} (pid {os.getpid()})")
             pipeline = self.pipeline or build_pipeline(self.settings)
+            if options.until is not None:
+                pipeline = pipeline[:[spec.name for spec in pipeline].index(options.until) + 1]
             self.reporter.emit(
                 events.DeploymentStarted(deployment_id, project, kind, tuple(p.name for p in pipeline))
             )
@@ -155,6 +157,10 @@ class Runner:
                     store.set_deployment_state(deployment_id, "failed", "the state folder cannot be written")
                 raise
             else:
+                if options.until is not None:  # the rest runs later (its batch): resumable as interrupted
+                    store.set_deployment_state(deployment_id, "interrupted", f"paused after {options.until}")
+                    self.reporter.emit(events.DeploymentFinished(deployment_id, "paused", self.clock() - started))
+                    return DeployOutcome("paused", deployment_id)
                 store.set_deployment_state(deployment_id, "completed")
                 if store.release(project, deployment_id) is not None:
                     store.set_release_outcome(deployment_id, "healthy")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surefoot.lock import current_holder
 from surefoot.names import OPTIONAL_PHASES, PHASE_NAMES
 from surefoot.state import StateStore
+
+if TYPE_CHECKING:
+    from surefoot.targets import TargetChoice
 
 DONE = ("completed", "skipped")
 
@@ -144,4 +147,58 @@ def render_status(status: dict[str, Any]) -> str:
     if next_phase and status["state"] in ("failed", "interrupted"):
         lines.append("")
         lines.append(f"`surefoot deploy` resumes at {next_phase}.")
+    return "\n".join(lines)
+
+
+def target_status(choice: TargetChoice, state_base: Path, project: str, optional: tuple[str, ...] = (),
+                  data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One target's status: this machine's record of it (``data``, read when not given), with
+    what a server says itself (who holds its lock, which release runs there). ``target``
+    holds its name and host; a target of several also has them at its top level."""
+    data = data if data is not None else collect_status(choice.state_dir(state_base), project, optional)
+    data["name"], data["host"] = choice.name, choice.host
+    data["target"] = choice.describe()
+    if not choice.local:
+        from surefoot.targets import server_view
+
+        view = server_view(choice)
+        if "error" in view:
+            data["warnings"] = [*data.get("warnings", []), f"cannot ask the server: {view['error']}"]
+        else:
+            data["lock"] = view["lock"] or data["lock"]
+            release = view["release"]
+            data["target"]["release"] = release
+            if data["current_release"] is None and release is not None:
+                data["current_release"] = release.get("release")
+    return data
+
+
+def rollout_record(state_base: Path) -> dict[str, Any] | None:
+    """The record of the latest rollout over several targets (surefoot.fleet), if any."""
+    import json
+
+    try:
+        found = json.loads((state_base / "rollout.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def render_targets(status: dict[str, Any]) -> str:
+    """Several targets: one line each (its state, its release, where it stands)."""
+    rows = [("target", "host", "state", "release", "next", "lock")]
+    for target in status["targets"]:
+        lock = target["lock"]
+        rows.append((target["name"], target["host"], target["state"], str(target["current_release"] or "-"),
+                     target["resume_at"] or "-", f"pid {lock['pid']} on {lock['host']}" if lock else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"{status['project']}: {len(status['targets'])} targets"]
+    rollout = status.get("rollout")
+    if rollout:
+        lines.append(f"latest rollout: {rollout.get('state')} (started {_clock(rollout.get('started_at'))} UTC)")
+    lines.append("")
+    lines += ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    for target in status["targets"]:
+        for warning in target.get("warnings") or []:
+            lines.append(f"{target['name']}: {warning}")
     return "\n".join(lines)

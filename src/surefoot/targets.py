@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,21 @@ def choose_target(raw: Mapping[str, Any], flag: str | None, project_dir: Path,
         return TargetChoice(_adhoc_name(ssh), ssh, f"{REMOTE_ROOT}/{project}")
     known = ", ".join([*declared, LOCAL])
     raise ConfigError(f"--target {flag}: no such target (declared: {known}; or give ssh://[USER@]HOST[:PORT])")
+
+
+def choose_targets(raw: Mapping[str, Any], flags: Sequence[str], project_dir: Path,
+                   project: str) -> list[TargetChoice]:
+    """The targets of a deployment: those ``--target`` names (repeatable), else every declared
+    one (this machine when none is declared)."""
+    if flags:
+        chosen = [choose_target(raw, flag, project_dir, project) for flag in dict.fromkeys(flags)]
+    elif len(raw) > 1:
+        chosen = [choose_target(raw, name, project_dir, project) for name in raw]
+    else:
+        chosen = [choose_target(raw, None, project_dir, project)]
+    if len(chosen) > 1 and any(choice.local for choice in chosen):
+        raise ConfigError("this machine (local) cannot be one of several targets: declare each server")
+    return chosen
 
 
 def _adhoc_name(ssh: SshTarget) -> str:

@@ -1,0 +1,266 @@
+"""Several targets: one rollout, in batches, each target behind its gate, never left on mixed
+versions (issue 15).
+
+1. Every target is connected and locked before anything changes (an unreachable one, or one
+   locked by another deployment, stops the rollout with nothing changed).
+2. What changes nothing running (preflight, prerequisites, configuration, pulls, builds) runs
+   on every target side by side (each target's deployment paused after ``build``).
+3. The targets are then updated ``[rollout] batch`` at a time, side by side within a batch,
+   each by its own pipeline (its database start and migration, services, health gate).
+4. When a target fails, the rollout stops; with ``on_failure = "rollback"`` every target it
+   updated goes back to its previous release (gated; the failed one is rolled back by its own
+   pipeline), with ``"halt"`` nothing more is done.
+
+Each target keeps its own state (``.surefoot/targets/NAME/``); the rollout's own record is
+``.surefoot/rollout.json`` (which targets reached the new release), so that ``deploy`` after
+a kill or a halt goes on from where the rollout stopped instead of updating again the targets
+already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from surefoot import events
+from surefoot.checkpoint import DeployOptions, DeployOutcome
+from surefoot.config import Settings
+from surefoot.deploytarget import DeployTarget, open_target
+from surefoot.errors import LockHeld, SurefootError
+from surefoot.proc import CancelToken
+from surefoot.runner import STATE_DB, Runner
+from surefoot.state import StateStore, now_iso
+from surefoot.targets import TargetChoice
+
+RECORD = "rollout.json"
+PREPARED_UNTIL = "build"  # the last phase that changes nothing running
+
+
+class TargetReporter:
+    """A target's events, named after it, to the one renderer (plain lines: targets run side
+    by side)."""
+
+    def __init__(self, inner: events.Reporter, name: str):
+        self.inner = inner
+        self.name = name
+
+    def emit(self, event: events.Event) -> None:
+        if isinstance(event, events.DeploymentStarted):
+            event = dataclasses.replace(event, project=f"{event.project} on {self.name}")
+        elif isinstance(event, events.PhaseWarning):
+            event = dataclasses.replace(event, phase=f"{self.name} {event.phase or 'deploy'}")
+        elif isinstance(event, events.DeploymentFinished):
+            event = events.PhaseWarning(None, f"{self.name}: deployment #{event.deployment_id} {event.state}")
+        elif hasattr(event, "phase"):
+            event = dataclasses.replace(event, phase=f"{self.name} {event.phase}")
+        self.inner.emit(event)
+
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        return self.inner.paused()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Member:
+    """One target of the rollout and what became of it."""
+
+    choice: TargetChoice
+    runner: Runner
+    previous: int | None = None  # its release before the rollout
+    state: str = "pending"  # pending | prepared | completed | failed | rolled-back | restored | untouched
+    release: int | None = None
+    error: str | None = None
+    now: int | None = None  # its release at the end
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetOutcome:
+    state: str  # completed | rolled-back | failed | halted | interrupted
+    members: tuple[Member, ...]
+    error: str | None = None
+
+    def matrix(self) -> list[str]:
+        width = max(len(m.choice.name) for m in self.members)
+        lines = [f"  {'target':<{width}}  {'before':>6}  {'now':>6}  state"]
+        for m in self.members:
+            lines.append(f"  {m.choice.name:<{width}}  {m.previous or '-':>6}  {m.now or '-':>6}  {m.state}"
+                         + (f": {m.error}" if m.error else ""))
+        return lines
+
+
+class Fleet:
+    """A rollout over several servers (see the module)."""
+
+    def __init__(self, settings: Settings, choices: list[TargetChoice], state_base: Path, reporter: events.Reporter,
+                 cancel: CancelToken):
+        self.settings = settings
+        self.choices = choices
+        self.state_base = state_base
+        self.reporter = reporter
+        self.cancel = cancel
+
+    def deploy(self, options: DeployOptions) -> FleetOutcome:
+        with ExitStack() as stack:
+            targets = self._connect(stack)
+            for target in targets:  # every lock first, in a fixed order; held to the end
+                try:
+                    target.hold_lock()
+                except LockHeld as exc:
+                    raise LockHeld(f"{exc}; nothing was changed on any target", exc.pid, exc.host,
+                                   exc.since) from None
+            members = []
+            for target in targets:
+                store = stack.enter_context(StateStore.open(target.state_dir / STATE_DB))
+                runner = Runner(self.settings, target, store, TargetReporter(self.reporter, target.choice.name))
+                members.append(Member(target.choice, runner, store.current_release(self.settings.project_name)))
+            outcome = self._roll(members, dataclasses.replace(options, interactive=False))
+            for m in members:
+                m.now = m.runner.store.current_release(self.settings.project_name)
+            return outcome
+
+    def _connect(self, stack: ExitStack) -> list[DeployTarget]:
+        """Every target, connected side by side; one that cannot be reached fails the rollout
+        before anything is changed."""
+        def connect(choice: TargetChoice) -> DeployTarget:
+            return open_target(self.settings, choice, self.state_base, self.cancel)
+
+        with ThreadPoolExecutor(len(self.choices)) as pool:
+            futures = [pool.submit(connect, choice) for choice in self.choices]
+        targets, errors = [], []
+        for choice, future in zip(self.choices, futures, strict=True):
+            try:
+                target = future.result()
+            except SurefootError as exc:
+                errors.append(f"{choice.name}: {exc}")
+                continue
+            stack.callback(target.close)
+            targets.append(target)
+        if errors:
+            raise SurefootError("cannot reach every target, nothing was changed: " + "; ".join(errors))
+        return targets
+
+    # -- the rollout -------------------------------------------------------------------
+    def _record(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.state_base / RECORD).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save(self, record: dict[str, Any]) -> None:
+        path = self.state_base / RECORD
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+        temporary.replace(path)
+
+    def _roll(self, members: list[Member], options: DeployOptions) -> FleetOutcome:
+        names = [m.choice.name for m in members]
+        record = self._record()
+        if record.get("state") in ("running", "halted") and record.get("targets_all") == names and not options.fresh:
+            done = {name for name, state in record.get("targets", {}).items() if state == "completed"}
+        else:
+            done = set()
+            record = {"started_at": now_iso(), "targets_all": names, "targets": {}}
+        record["state"] = "running"
+        for m in members:
+            if m.choice.name in done:
+                m.state, m.release = "completed", m.runner.store.current_release(self.settings.project_name)
+                m.previous = record.get("previous", {}).get(m.choice.name, m.previous)
+        record.setdefault("previous", {m.choice.name: m.previous for m in members})
+        self._save(record)
+
+        todo = [m for m in members if m.state != "completed"]
+        # 1. what changes nothing running, everywhere at once
+        prepared = self._side_by_side(todo, lambda m: m.runner.deploy(dataclasses.replace(options,
+                                                                                          until=PREPARED_UNTIL)))
+        if any(outcome.state == "interrupted" for _, outcome in prepared):
+            return FleetOutcome("interrupted", tuple(members), "interrupted")
+        failed = [m for m, outcome in prepared if outcome.state != "paused"]
+        for m, outcome in prepared:
+            m.state = "prepared" if outcome.state == "paused" else "failed"
+            m.error = outcome.error
+        if failed:
+            for m in todo:
+                if m.state == "prepared":
+                    m.state = "untouched"
+            record["state"] = "failed"
+            self._save(record)
+            return FleetOutcome("failed", tuple(members), "; ".join(f"{m.choice.name}: {m.error}" for m in failed))
+        # 2. batch by batch
+        size = self.settings.rollout.batch_size(len(members))
+        for start in range(0, len(todo), size):
+            batch = todo[start:start + size]
+            results = self._side_by_side(batch, lambda m: m.runner.deploy(options))
+            if any(outcome.state == "interrupted" for _, outcome in results):
+                for m, outcome in results:
+                    if outcome.state == "completed":
+                        m.state = "completed"
+                        record["targets"][m.choice.name] = "completed"
+                self._save(record)  # still running: deploy goes on from here
+                return FleetOutcome("interrupted", tuple(members), "interrupted")
+            broken = []
+            for m, outcome in results:
+                m.error = outcome.error
+                if outcome.state == "completed":
+                    m.state, m.release = "completed", outcome.deployment_id
+                    record["targets"][m.choice.name] = "completed"
+                else:
+                    m.state = "rolled-back" if outcome.state == "rolled-back" else "failed"
+                    record["targets"][m.choice.name] = m.state
+                    broken.append(m)
+            self._save(record)
+            if broken:
+                return self._after_failure(members, broken, record)
+        record["state"] = "completed"
+        self._save(record)
+        return FleetOutcome("completed", tuple(members))
+
+    def _after_failure(self, members: list[Member], broken: list[Member], record: dict[str, Any]) -> FleetOutcome:
+        error = "; ".join(f"{m.choice.name}: {m.error}" for m in broken)
+        for m in members:
+            if m.state == "prepared":
+                m.state = "untouched"
+        if self.settings.rollout.on_failure == "halt":
+            record["state"] = "halted"
+            self._save(record)
+            return FleetOutcome("halted", tuple(members), error)
+        updated = [m for m in members if m.state == "completed"]
+        restored = self._side_by_side(updated, self._restore)
+        for m, outcome in restored:
+            m.state = "restored" if outcome.state == "restored" else "failed"
+            if outcome.state != "restored":
+                m.error = outcome.error or f"could not go back to release {m.previous}"
+        record["state"] = "rolled-back"
+        record["targets"] = {}  # the next deploy is a new rollout
+        self._save(record)
+        back = all(m.state in ("restored", "rolled-back", "untouched") for m in members)
+        return FleetOutcome("rolled-back" if back else "failed", tuple(members), error)
+
+    def _restore(self, member: Member) -> DeployOutcome:
+        if member.previous is None:
+            return DeployOutcome("failed", None, error="no previous release to go back to")
+        return member.runner.rollback(member.previous)
+
+    def _side_by_side(self, members: list[Member],
+                      work: Callable[[Member], DeployOutcome]) -> list[tuple[Member, DeployOutcome]]:
+        if not members:
+            return []
+
+        def guarded(member: Member) -> DeployOutcome:
+            try:
+                return work(member)
+            except SurefootError as exc:  # e.g. the connection to it dropped
+                return DeployOutcome("failed", None, error=str(exc))
+
+        with ThreadPoolExecutor(len(members)) as pool:
+            outcomes = list(pool.map(guarded, members))
+        return list(zip(members, outcomes, strict=True))

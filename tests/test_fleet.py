@@ -1,0 +1,201 @@
+"""Several servers, rolled out in batches (issue 15), on three real test servers.
+
+The stack is the same everywhere; what differs is a file on one server (``/srv/flag/broken``,
+bind-mounted): the web service of release "v2" refuses to start where it is present, so a
+release can be healthy on web1 and broken on web2, as when a server's env or files differ.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, free_port
+from servers import Server, ServerPool
+
+pytestmark = pytest.mark.docker
+
+COMPOSE = """
+services:
+  db:
+    image: surefoot-test/busybox:1
+    command: ["sh", "-c", "touch /tmp/ready; exec sleep 3600"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+  web:
+    build: ./web
+    stop_signal: SIGKILL
+    environment:
+      GREETING: ${{GREETING:?set GREETING}}
+    volumes:
+      - /srv/flag:/flag:ro
+    command:
+      - sh
+      - -c
+      - 'if [ "$$GREETING" = v2 ] && [ -f /flag/broken ]; then echo broken here; exit 1; fi; mkdir -p /srv && echo "{{\\"status\\":\\"healthy\\",\\"greeting\\":\\"$$GREETING\\"}}" > /srv/health && exec httpd -f -p 8000 -h /srv'
+    ports: ["127.0.0.1:{port}:8000"]
+"""
+
+CONFIG = """
+[project]
+name = "{name}"
+env_file = ".env"
+
+[rollout]
+batch = 1
+on_failure = "{on_failure}"
+
+[phases.pull-images]
+enabled = false
+
+[phases.database-start]
+services = ["db"]
+timeout = "60s"
+
+[phases.health-wait]
+url = "http://127.0.0.1:{port}/health"
+expect_body = '"status":"healthy"'
+consecutive = 2
+interval = "0.3s"
+timeout = "20s"
+"""
+
+
+@pytest.fixture(scope="module")
+def servers(test_servers: ServerPool, busybox_image: str) -> list[Server]:
+    started = test_servers.start(3)
+    for server in started:
+        server.load_image(busybox_image)
+        server.ssh("mkdir", "-p", "/srv/flag")
+    return started
+
+
+class Fleet(Project):
+    servers: list[Server]
+
+    def fetch(self, server: Server) -> dict[str, Any] | None:
+        script = (f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{self.port}/health',"
+                  "timeout=5).read().decode())")
+        done = server.ssh("python3", "-c", script, check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def web_container(self, server: Server) -> str:
+        return server.ssh("docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={self.name}",
+                          "--filter", "label=com.docker.compose.service=web").stdout.strip()
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        return {t["name"]: t for t in self.status()["targets"]}
+
+
+@pytest.fixture
+def fleet(servers: list[Server], tmp_path: Path) -> Iterator[Fleet]:
+    name = f"sft-f-{uuid.uuid4().hex[:8]}"
+    project = Fleet(tmp_path / name, name, free_port())
+    project.servers = servers
+    project.path.mkdir()
+    project.write("compose.yaml", COMPOSE.format(port=project.port))
+    config = CONFIG.format(name=name, port=project.port, on_failure="rollback")
+    for index, server in enumerate(servers):
+        config += f'\n[targets.web{index + 1}]\nhost = "{server.alias}"\nssh_config = "{server.ssh_config}"\n'
+    project.write("surefoot.toml", config)
+    project.write(".env", "GREETING=v1\n")
+    project.write("web/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {name} > /built\n")
+    try:
+        yield project
+    finally:
+        for server in servers:
+            server.ssh("rm", "-f", "/srv/flag/broken", check=False)
+            folder = f"/var/lib/surefoot/{name}"
+            server.ssh("sh", "-c", f"docker ps -aq --filter label=com.docker.compose.project={name} | xargs -r docker rm -f;"
+                       f" docker images -q --filter reference='{name}*' | xargs -r docker rmi -f; rm -rf {folder}",
+                       check=False, timeout=120)
+
+
+def test_a_good_release_reaches_every_target_each_behind_its_gate(fleet: Fleet) -> None:
+    result = fleet.run("deploy", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "every target (3) is healthy on the new release" in result.stdout
+    targets = fleet.targets()
+    assert sorted(targets) == ["web1", "web2", "web3"]
+    for name, server in zip(["web1", "web2", "web3"], fleet.servers, strict=True):
+        assert targets[name]["state"] == "completed" and targets[name]["current_release"] is not None
+        assert targets[name]["host"].startswith("ssh://") and targets[name]["lock"] is None
+        assert [p["status"] for p in targets[name]["phases"] if p["name"] == "health-wait"] == ["completed"]
+        assert fleet.fetch(server) == {"status": "healthy", "greeting": "v1"}
+    assert fleet.status()["rollout"]["state"] == "completed"
+    # The table: one line a target.
+    table = fleet.run("status").stdout
+    assert all(name in table for name in ("web1", "web2", "web3"))
+
+
+def test_a_release_broken_on_web2_goes_back_everywhere_and_web3_is_never_touched(fleet: Fleet) -> None:
+    first = fleet.run("deploy", timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    web1, web2, web3 = fleet.servers
+    before = {name: t["current_release"] for name, t in fleet.targets().items()}
+    web3_container = fleet.web_container(web3)
+    web2.ssh("touch", "/srv/flag/broken")
+    fleet.write(".env", "GREETING=v2\n")
+    result = fleet.run("deploy", timeout=600)
+    assert result.returncode == 4, result.stdout[-3000:] + result.stderr
+    assert "web2" in result.stderr and "back on its previous release" in result.stderr
+    # Every target answers with the previous release.
+    for server in fleet.servers:
+        assert fleet.fetch(server) == {"status": "healthy", "greeting": "v1"}
+    after = fleet.targets()
+    assert {name: t["current_release"] for name, t in after.items()} == before
+    # web3's running stack was never touched: its web container is the same one.
+    assert fleet.web_container(web3) == web3_container
+
+
+def test_halt_stops_where_it_is_and_deploy_goes_on_from_the_failed_target(fleet: Fleet) -> None:
+    first = fleet.run("deploy", timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    config = (fleet.path / "surefoot.toml").read_text().replace('on_failure = "rollback"', 'on_failure = "halt"')
+    fleet.write("surefoot.toml", config)
+    web1, web2, web3 = fleet.servers
+    web2.ssh("touch", "/srv/flag/broken")
+    fleet.write(".env", "GREETING=v2\n")
+    halted = fleet.run("deploy", timeout=600)
+    assert halted.returncode == 1, halted.stdout[-3000:] + halted.stderr
+    assert "halted" in halted.stderr
+    assert fleet.fetch(web1) == {"status": "healthy", "greeting": "v2"}  # done, left as it is
+    assert fleet.fetch(web3) == {"status": "healthy", "greeting": "v1"}  # not reached
+    web1_deployment = fleet.targets()["web1"]["deployment"]["id"]
+    web2.ssh("rm", "-f", "/srv/flag/broken")  # the fix
+    resumed = fleet.run("deploy", timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    for server in fleet.servers:
+        assert fleet.fetch(server) == {"status": "healthy", "greeting": "v2"}
+    assert fleet.targets()["web1"]["deployment"]["id"] == web1_deployment  # not deployed again
+
+
+def test_a_target_locked_by_another_deployment_stops_the_rollout_before_any_change(fleet: Fleet) -> None:
+    from surefoot.remotelock import RemoteLock
+    from surefoot.ssh import SshConnection, parse_target
+
+    web3 = fleet.servers[2]
+    with SshConnection(parse_target(web3.alias, ssh_config=web3.ssh_config)) as conn, \
+            RemoteLock(conn, f"/var/lib/surefoot/{fleet.name}", label="web3", host="other-laptop", pid=4242):
+        result = fleet.run("deploy", timeout=300)
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr
+    assert "web3" in result.stderr and "other-laptop" in result.stderr and "nothing was changed" in result.stderr
+    assert all(t["deployment"] is None for t in fleet.targets().values())  # no target was even prepared
+
+
+def test_a_target_that_does_not_answer_fails_the_rollout_before_any_change(fleet: Fleet) -> None:
+    config = (fleet.path / "surefoot.toml").read_text()
+    config += f'\n[targets.gone]\nhost = "ssh://root@127.0.0.1:{free_port()}"\n'
+    fleet.write("surefoot.toml", config)
+    result = fleet.run("deploy", timeout=300)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "gone" in result.stderr and "nothing was changed" in result.stderr
+    assert all(t["deployment"] is None for name, t in fleet.targets().items() if name != "gone")
