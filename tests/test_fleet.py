@@ -138,7 +138,7 @@ def test_a_good_release_reaches_every_target_each_behind_its_gate(fleet: Fleet) 
 def test_a_release_broken_on_web2_goes_back_everywhere_and_web3_is_never_touched(fleet: Fleet) -> None:
     first = fleet.run("deploy", timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-    web1, web2, web3 = fleet.servers
+    _, web2, web3 = fleet.servers
     before = {name: t["current_release"] for name, t in fleet.targets().items()}
     web3_container = fleet.web_container(web3)
     web2.ssh("touch", "/srv/flag/broken")
