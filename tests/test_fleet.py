@@ -39,7 +39,7 @@ services:
     command:
       - sh
       - -c
-      - 'if [ "$$GREETING" = v2 ] && [ -f /flag/broken ]; then echo broken here; exit 1; fi; mkdir -p /srv && echo "{{\\"status\\":\\"healthy\\",\\"greeting\\":\\"$$GREETING\\"}}" > /srv/health && exec httpd -f -p 8000 -h /srv'
+      - 'if [ "$$GREETING" = v2 ] && [ -f /flag/broken ]; then echo broken here; exit 1; fi; if [ "$$GREETING" = v2 ] && [ -f /flag/slow ]; then sleep 12; fi; mkdir -p /srv && echo "{{\\"status\\":\\"healthy\\",\\"greeting\\":\\"$$GREETING\\"}}" > /srv/health && exec httpd -f -p 8000 -h /srv'
     ports: ["127.0.0.1:{port}:8000"]
 """
 
@@ -111,7 +111,7 @@ def fleet(servers: list[Server], tmp_path: Path) -> Iterator[Fleet]:
         yield project
     finally:
         for server in servers:
-            server.ssh("rm", "-f", "/srv/flag/broken", check=False)
+            server.ssh("rm", "-f", "/srv/flag/broken", "/srv/flag/slow", check=False)
             folder = f"/var/lib/surefoot/{name}"
             server.ssh("sh", "-c", f"docker ps -aq --filter label=com.docker.compose.project={name} | xargs -r docker rm -f;"
                        f" docker images -q --filter reference='{name}*' | xargs -r docker rmi -f; rm -rf {folder}",
@@ -130,6 +130,12 @@ def test_a_good_release_reaches_every_target_each_behind_its_gate(fleet: Fleet) 
         assert [p["status"] for p in targets[name]["phases"] if p["name"] == "health-wait"] == ["completed"]
         assert fleet.fetch(server) == {"status": "healthy", "greeting": "v1"}
     assert fleet.status()["rollout"]["state"] == "completed"
+    # history: one rollout, three healthy targets
+    history = json.loads(fleet.run("history", "--json").stdout)["rollouts"]
+    assert len(history) == 1 and history[0]["outcome"] == "completed"
+    assert {name: t["state"] for name, t in history[0]["targets"].items()} == dict.fromkeys(
+        ("web1", "web2", "web3"), "completed")
+    assert all(t["release"] for t in history[0]["targets"].values())
     # The table: one line a target.
     table = fleet.run("status").stdout
     assert all(name in table for name in ("web1", "web2", "web3"))
@@ -199,3 +205,47 @@ def test_a_target_that_does_not_answer_fails_the_rollout_before_any_change(fleet
     assert "Traceback" not in result.stderr
     assert "gone" in result.stderr and "nothing was changed" in result.stderr
     assert all(t["deployment"] is None for name, t in fleet.targets().items() if name != "gone")
+
+
+def test_kill_9_during_the_second_target_then_deploy_goes_on_without_redeploying_the_first(fleet: Fleet) -> None:
+    import signal
+    import time
+
+    first = fleet.run("deploy", timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    web2 = fleet.servers[1]
+    web2.ssh("touch", "/srv/flag/slow")  # its v2 takes 12 s to answer: the kill lands there
+    fleet.write(".env", "GREETING=v2\n")
+    running = fleet.start("deploy")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        phases = {p["name"]: p["status"] for p in fleet.targets()["web2"]["phases"]}
+        if phases.get("health-wait") == "running":
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"web2 never reached health-wait: {fleet.targets()['web2']}")
+    web1_deployment = fleet.targets()["web1"]["deployment"]["id"]
+    running.send_signal(signal.SIGKILL)
+    running.wait(timeout=30)
+    assert fleet.fetch(fleet.servers[0]) == {"status": "healthy", "greeting": "v2"}
+    resumed = fleet.run("deploy", timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    for server in fleet.servers:
+        assert fleet.fetch(server) == {"status": "healthy", "greeting": "v2"}
+    assert fleet.targets()["web1"]["deployment"]["id"] == web1_deployment  # not redeployed
+
+
+def test_a_paused_target_stops_the_rollout_before_any_change(fleet: Fleet) -> None:
+    import subprocess
+
+    web2 = fleet.servers[1]
+    subprocess.run(["docker", "pause", web2.container], check=True, capture_output=True)
+    try:
+        result = fleet.run("deploy", timeout=300)
+    finally:
+        subprocess.run(["docker", "unpause", web2.container], check=True, capture_output=True)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "web2" in result.stderr and "nothing was changed" in result.stderr
+    assert all(t["deployment"] is None for t in fleet.targets().values())

@@ -202,6 +202,15 @@ def history(opts: GlobalOptions, as_json: bool, html_file: Path | None = None) -
         click.echo(f"wrote {html_file}", err=as_json)
         if not as_json:
             return ExitCode.OK
+    from surefoot.project import read_targets
+
+    if len(read_targets(opts.project_dir, opts.config)) > 1 and not opts.targets:  # several: the rollouts
+        from surefoot.status import render_rollouts, rollout_record
+
+        rollouts = list(reversed((rollout_record(opts.base_state_dir()) or {}).get("history", [])))
+        data = {"project": project, "rollouts": rollouts}
+        click.echo(json.dumps(data, indent=2) if as_json else render_rollouts(data))
+        return ExitCode.OK
     data = collect_history(opts.resolved_state_dir(), project)
     click.echo(json.dumps(data, indent=2) if as_json else render_history(data))
     return ExitCode.OK

@@ -162,6 +162,19 @@ class Fleet:
         temporary.write_text(json.dumps(record, indent=2) + "\n")
         temporary.replace(path)
 
+    def _finish(self, record: dict[str, Any], state: str, members: list[Member]) -> None:
+        """The rollout ended: its outcome, per target, goes to the history (newest last)."""
+        record["state"] = state
+        history = record.setdefault("history", [])
+        history.append({
+            "rollout": len(history) + 1, "started_at": record.get("started_at"), "finished_at": now_iso(),
+            "outcome": state,
+            "targets": {m.choice.name: {"release": m.release, "previous": m.previous, "state": m.state,
+                                        "error": m.error} for m in members},
+        })
+        del history[:-50]
+        self._save(record)
+
     def _roll(self, members: list[Member], options: DeployOptions) -> FleetOutcome:
         names = [m.choice.name for m in members]
         record = self._record()
@@ -169,7 +182,8 @@ class Fleet:
             done = {name for name, state in record.get("targets", {}).items() if state == "completed"}
         else:
             done = set()
-            record = {"started_at": now_iso(), "targets_all": names, "targets": {}}
+            record = {"started_at": now_iso(), "targets_all": names, "targets": {},
+                      "history": record.get("history", [])}
         record["state"] = "running"
         for m in members:
             if m.choice.name in done:
@@ -192,8 +206,7 @@ class Fleet:
             for m in todo:
                 if m.state == "prepared":
                     m.state = "untouched"
-            record["state"] = "failed"
-            self._save(record)
+            self._finish(record, "failed", members)
             return FleetOutcome("failed", tuple(members), "; ".join(f"{m.choice.name}: {m.error}" for m in failed))
         # 2. batch by batch
         size = self.settings.rollout.batch_size(len(members))
@@ -220,8 +233,7 @@ class Fleet:
             self._save(record)
             if broken:
                 return self._after_failure(members, broken, record)
-        record["state"] = "completed"
-        self._save(record)
+        self._finish(record, "completed", members)
         return FleetOutcome("completed", tuple(members))
 
     def _after_failure(self, members: list[Member], broken: list[Member], record: dict[str, Any]) -> FleetOutcome:
@@ -230,8 +242,7 @@ class Fleet:
             if m.state == "prepared":
                 m.state = "untouched"
         if self.settings.rollout.on_failure == "halt":
-            record["state"] = "halted"
-            self._save(record)
+            self._finish(record, "halted", members)
             return FleetOutcome("halted", tuple(members), error)
         updated = [m for m in members if m.state == "completed"]
         restored = self._side_by_side(updated, self._restore)
@@ -239,10 +250,9 @@ class Fleet:
             m.state = "restored" if outcome.state == "restored" else "failed"
             if outcome.state != "restored":
                 m.error = outcome.error or f"could not go back to release {m.previous}"
-        record["state"] = "rolled-back"
-        record["targets"] = {}  # the next deploy is a new rollout
-        self._save(record)
         back = all(m.state in ("restored", "rolled-back", "untouched") for m in members)
+        record["targets"] = {}  # the next deploy is a new rollout
+        self._finish(record, "rolled-back" if back else "failed", members)
         return FleetOutcome("rolled-back" if back else "failed", tuple(members), error)
 
     def _restore(self, member: Member) -> DeployOutcome:

@@ -202,3 +202,16 @@ def render_targets(status: dict[str, Any]) -> str:
         for warning in target.get("warnings") or []:
             lines.append(f"{target['name']}: {warning}")
     return "\n".join(lines)
+
+
+def render_rollouts(data: dict[str, Any]) -> str:
+    """``history`` with several targets: each rollout, newest first, with each target's outcome."""
+    lines = [f"{data['project']}: {len(data['rollouts'])} rollout(s)"]
+    for rollout in data["rollouts"]:
+        lines.append(f"rollout {rollout['rollout']}: {rollout['outcome']} "
+                     f"(started {_clock(rollout.get('started_at'))} UTC)")
+        for name, target in rollout["targets"].items():
+            release = f"release {target['release']}" if target.get("release") else "no new release"
+            lines.append(f"  {name}: {target['state']}, {release}" + (f" ({target['error']})" if target.get("error")
+                                                                        else ""))
+    return "\n".join(lines)
