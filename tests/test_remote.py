@@ -399,3 +399,58 @@ def test_the_example_deploys_to_a_server_with_its_gate_through_the_connection(re
     # Secrets never reach the logs surefoot wrote here.
     for log in (remote_shop.path / ".surefoot").rglob("*.log"):
         assert "example-db-password-change-me" not in log.read_text()
+
+
+@pytest.fixture
+def registry(server: Server, tmp_path: Path) -> Iterator[str]:
+    """An image registry (Debian's docker-registry) on this machine's loopback, and the same
+    address on the server's loopback through an SSH remote forward: one name both engines
+    reach (a loopback registry needs no TLS)."""
+    import shutil
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is missing: run scripts/setup.sh")
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'images'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    serving = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tunnel = subprocess.Popen(["ssh", "-F", str(server.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
+                               "-R", f"127.0.0.1:{port}:127.0.0.1:{port}", server.alias])
+    try:
+        wait_for(lambda: tunnel.poll() is None and _answers(server, port), timeout=30,
+                 what="the registry through the tunnel")
+        yield f"127.0.0.1:{port}/sft"
+    finally:
+        tunnel.terminate()
+        serving.terminate()
+        tunnel.wait(timeout=10)
+        serving.wait(timeout=10)
+
+
+def _answers(server: Server, port: int) -> bool:
+    script = f"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}/v2/',timeout=3)"
+    return server.ssh("python3", "-c", script, check=False).returncode == 0
+
+
+def test_images_go_through_a_registry_the_user_names(remote: RemoteProject, registry: str) -> None:
+    config = (remote.path / "surefoot.toml").read_text().replace(
+        f'ssh_config = "{remote.server.ssh_config}"\n',
+        f'ssh_config = "{remote.server.ssh_config}"\nbuild = "registry"\nregistry = "{registry}"\n', 1)
+    remote.write("surefoot.toml", config)
+    result = remote.run("deploy", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "docker push" in result.stdout and "docker pull" in result.stdout
+    host = registry.split("/")[0]
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{host}/v2/_catalog", timeout=10) as answer:
+        catalog = json.loads(answer.read())["repositories"]
+    assert f"sft/{remote.name}-web" in catalog
+    assert json.loads(remote.fetch("/health"))["greeting"] == "hello"
+    again = remote.run("deploy", timeout=600)  # nothing rebuilt: nothing pushed or pulled
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert "docker push" not in again.stdout and "already on" in again.stdout
+    subprocess.run(["sh", "-c", f"docker images -q '{host}/sft/{remote.name}-*' | xargs -r docker rmi -f"],
+                   capture_output=True)

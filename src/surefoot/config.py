@@ -194,8 +194,15 @@ class TargetSettings(Strict):
     folder: str | None = Field(default=None, pattern=r"^/[^\s]*$")
     # Where images are built: on the target (its engine builds from the files sent there), or
     # on this machine, then shipped (docker save | docker load over the connection, only those
-    # the target lacks).
-    build: Literal["target", "control"] = "target"
+    # the target lacks), or on this machine and pushed to ``registry``, which the target pulls.
+    build: Literal["target", "control", "registry"] = "target"
+    registry: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$")
+
+    @model_validator(mode="after")
+    def _check_registry(self) -> TargetSettings:
+        if (self.build == "registry") != (self.registry is not None):
+            raise ValueError('build = "registry" and registry = "HOST[:PORT][/PATH]" go together')
+        return self
 
     @field_validator("host")
     @classmethod

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from surefoot.compose import Answers, Compose, Target
 from surefoot.config import Settings
 from surefoot.engine import Engine
+from surefoot.errors import PhaseFailed
 from surefoot.host import Host, LocalHost
 from surefoot.lock import ProjectLock
 from surefoot.proc import CancelToken, ProcessRunner
@@ -131,6 +132,49 @@ class ControlBuilt(Compose):
         return twin
 
 
+class RegistryShipped(ControlBuilt):
+    """A server's adapter whose images are built here, pushed to a registry the user names,
+    and pulled by the server from there (``build = "registry"``); images the server already
+    has (the same id) are neither pushed nor pulled."""
+
+    def __init__(self, *args: Any, registry: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.registry = registry
+
+    def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
+        from surefoot.imageship import local_image_ids, remote_image_ids
+
+        code = self.builder().build(services, on_line=on_line)
+        if code != 0:
+            return code
+        model = self.model()
+        images = [model.image_name(service) for service in (services or model.build_services())]
+        ids = local_image_ids(self.reader, images)
+        there = remote_image_ids(self.conn, images)
+        for image in images:
+            if there.get(image) == ids.get(image):
+                on_line(f"{image}: already on {self.conn.target.label}")
+                continue
+            name = image.rsplit("/", 1)[-1].split(":")[0]
+            reference = f"{self.registry}/{name}:{(ids.get(image) or '').removeprefix('sha256:')[:12]}"
+            for argv, runner, what in (
+                (["docker", "tag", image, reference], self.reader, "tagging"),
+                (["docker", "push", reference], self.reader, "pushing"),
+                (["docker", "pull", reference], self.runner, "pulling on the server"),
+                (["docker", "tag", reference, image], self.runner, "tagging on the server"),
+            ):
+                on_line("$ " + " ".join(argv))
+                if runner.stream(argv, on_line) != 0:
+                    raise PhaseFailed(f"{what} {reference} failed (see the log)")
+        return 0
+
+    def for_target(self, target: Target) -> Compose:
+        twin = RegistryShipped(target, self.runner, engine=self.engine or False, reader=self.reader, conn=self.conn,
+                               registry=self.registry)
+        twin.site = self.site
+        return twin
+
+
 class SshServer:
     """A server over SSH: compose runs in ``choice.folder`` there (see :mod:`surefoot.remote`)."""
 
@@ -158,8 +202,10 @@ class SshServer:
         self.host: Host = SshHost(self.processes)
         self.control: Host = LocalHost(ProcessRunner(cancel))
         engine = Engine(self.conn.forward_docker().removeprefix("unix://"))
-        adapter = ControlBuilt if choice.build == "control" else Compose
-        extra: dict[str, Any] = {"conn": self.conn} if choice.build == "control" else {}
+        adapter: type[Compose] = {"control": ControlBuilt, "registry": RegistryShipped}.get(choice.build, Compose)
+        extra: dict[str, Any] = {"conn": self.conn} if choice.build != "target" else {}
+        if choice.build == "registry":
+            extra["registry"] = choice.registry
         self.docker = adapter(local_target(settings), self.processes, engine=engine,  # type: ignore[arg-type]
                               reader=ProcessRunner(cancel), **extra)
         self.docker.site = f"target {choice.name}"

@@ -33,13 +33,14 @@ class TargetDecl:
     ssh_config: str | None = None
     folder: str | None = None
     build: str = "target"
+    registry: str | None = None
 
     @classmethod
     def from_raw(cls, raw: Any) -> TargetDecl:
         if isinstance(raw, dict):
             return cls(str(raw.get("host", "")), raw.get("ssh_config"), raw.get("folder"),
-                       str(raw.get("build", "target")))
-        return cls(raw.host, raw.ssh_config, raw.folder, raw.build)
+                       str(raw.get("build", "target")), raw.get("registry"))
+        return cls(raw.host, raw.ssh_config, raw.folder, raw.build, raw.registry)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class TargetChoice:
     ssh: SshTarget | None
     folder: str  # the project's folder on the target ("" for this machine: the project folder itself)
     build: str = "target"
+    registry: str | None = None  # build = "registry": where images are pushed, and pulled from
 
     @property
     def local(self) -> bool:
@@ -80,7 +82,7 @@ def _declared(name: str, settings: TargetDecl, project_dir: Path, project: str) 
         ssh = parse_target(settings.host, ssh_config=config, name=name)
     except ConfigError as exc:
         raise ConfigError(f"targets.{name}.host: {exc}") from None
-    return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build)
+    return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build, settings.registry)
 
 
 def choose_target(raw: Mapping[str, Any], flag: str | None, project_dir: Path,
