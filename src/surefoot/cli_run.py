@@ -119,14 +119,15 @@ def run_fleet(opts: GlobalOptions, settings: Settings, choices: list[TargetChoic
              "halted": "the rollout failed and halted there (on_failure = halt): fix the cause, then deploy "
                        "again to go on from the failed target.",
              "failed": "the rollout failed and could not bring every target back.",
-             "interrupted": "the rollout was interrupted; deploy again to go on from where it stopped."}
-    err = outcome.state != "completed"
+             "interrupted": "the rollout was interrupted; deploy again to go on from where it stopped.",
+             "nothing-to-resume": "nothing to resume: the last rollout is over. Run deploy to roll out an update."}
+    err = outcome.state not in ("completed", "nothing-to-resume")
     if outcome.error:
         click.echo(f"\n{outcome.error}", err=True)
     click.echo(words[outcome.state], err=err)
     for line in outcome.matrix():
         click.echo(line, err=err)
-    return {"completed": ExitCode.OK, "rolled-back": ExitCode.ROLLED_BACK,
+    return {"completed": ExitCode.OK, "nothing-to-resume": ExitCode.OK, "rolled-back": ExitCode.ROLLED_BACK,
             "interrupted": ExitCode.INTERRUPTED}.get(outcome.state, ExitCode.PHASE_FAILED)
 
 

@@ -83,7 +83,7 @@ class Member:
 
 @dataclasses.dataclass(frozen=True)
 class FleetOutcome:
-    state: str  # completed | rolled-back | failed | halted | interrupted
+    state: str  # completed | rolled-back | failed | halted | interrupted | nothing-to-resume
     members: tuple[Member, ...]
     error: str | None = None
 
@@ -178,6 +178,8 @@ class Fleet:
     def _roll(self, members: list[Member], options: DeployOptions) -> FleetOutcome:
         names = [m.choice.name for m in members]
         record = self._record()
+        if options.resume_only and record.get("state") not in ("running", "halted"):
+            return FleetOutcome("nothing-to-resume", tuple(members))
         if record.get("state") in ("running", "halted") and record.get("targets_all") == names and not options.fresh:
             done = {name for name, state in record.get("targets", {}).items() if state == "completed"}
         else:
