@@ -57,6 +57,11 @@ class FakeDocker:
     def builder(self) -> FakeDocker:
         return self
 
+    migrates = True
+
+    def runs(self, service: str) -> bool:
+        return True
+
     # -- what the test reads ---------------------------------------------------------
     def ops(self) -> list[str]:
         return [name for name, _ in self.calls]

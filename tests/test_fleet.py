@@ -111,7 +111,7 @@ def fleet(servers: list[Server], tmp_path: Path) -> Iterator[Fleet]:
         yield project
     finally:
         for server in servers:
-            server.ssh("rm", "-f", "/srv/flag/broken", "/srv/flag/slow", check=False)
+            server.ssh("rm", "-f", "/srv/flag/broken", "/srv/flag/slow", "/srv/flag/migrations", check=False)
             folder = f"/var/lib/surefoot/{name}"
             server.ssh("sh", "-c", f"docker ps -aq --filter label=com.docker.compose.project={name} | xargs -r docker rm -f;"
                        f" docker images -q --filter reference='{name}*' | xargs -r docker rmi -f; rm -rf {folder}",
@@ -249,3 +249,64 @@ def test_a_paused_target_stops_the_rollout_before_any_change(fleet: Fleet) -> No
     assert "Traceback" not in result.stderr
     assert "web2" in result.stderr and "nothing was changed" in result.stderr
     assert all(t["deployment"] is None for t in fleet.targets().values())
+
+
+SPLIT_COMPOSE = """
+services:
+  db:
+    image: surefoot-test/busybox:1
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && touch /tmp/ready && exec httpd -f -p 7000 -h /www"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+    ports: ["7000:7000"]
+  web:
+    image: surefoot-test/busybox:1
+    stop_signal: SIGKILL
+    depends_on:
+      db:
+        condition: service_healthy
+    environment:
+      DB_HOST: ${{DB_HOST:?set DB_HOST}}
+    volumes:
+      - /srv/flag:/flag
+    command:
+      - sh
+      - -c
+      - 'wget -qO- http://$$DB_HOST:7000/ > /tmp/db || exit 1; mkdir -p /srv && echo "{{\\"status\\":\\"healthy\\",\\"database\\":\\"$$(cat /tmp/db)\\"}}" > /srv/health && exec httpd -f -p 8000 -h /srv'
+    ports: ["127.0.0.1:{port}:8000"]
+"""
+
+
+def test_the_databases_run_on_their_own_target_and_the_migration_runs_once(fleet: Fleet) -> None:
+    import subprocess
+
+    web1, web2, db = fleet.servers
+    address = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                              db.container], capture_output=True, text=True, check=True).stdout.strip()
+    fleet.write("compose.yaml", SPLIT_COMPOSE.format(port=fleet.port))
+    fleet.write(".env", f"DB_HOST={address}\n")  # where the web targets reach the database, as a user writes it
+    config = (fleet.path / "surefoot.toml").read_text()
+    config = config.replace("[targets.web3]", "[targets.db]").replace(
+        f'host = "{db.alias}"\n', f'host = "{db.alias}"\nservices = ["db"]\n')
+    config += ('\n[phases.database-migrate]\nservice = "web"\n'
+               'command = ["sh", "-c", "wget -qO- http://$DB_HOST:7000/ && date >> /flag/migrations"]\n')
+    fleet.write("surefoot.toml", config)
+    result = fleet.run("deploy", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+    def running(server: Server, service: str) -> int:
+        return len(server.ssh("docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={fleet.name}",
+                              "--filter", f"label=com.docker.compose.service={service}").stdout.split())
+
+    assert [running(s, "db") for s in (web1, web2, db)] == [0, 0, 1]  # the database only there
+    assert [running(s, "web") for s in (web1, web2, db)] == [1, 1, 0]
+    for server in (web1, web2):  # and the web targets reach it
+        assert fleet.fetch(server) == {"status": "healthy", "database": "ok"}
+    migrations = sum(len(s.ssh("sh", "-c", "cat /srv/flag/migrations 2>/dev/null || true").stdout.split("\n")) - 1
+                     for s in (web1, web2))
+    assert migrations == 1  # once for the release, not once a web target
+    targets = fleet.targets()
+    skipped = {name: {p["name"]: p["status"] for p in t["phases"]} for name, t in targets.items()}
+    assert skipped["db"]["health-wait"] == "skipped"  # its probe is the web's, on the web targets

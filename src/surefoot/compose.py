@@ -61,9 +61,12 @@ class Compose(ComposeCore):
 
     def for_target(self, target: Target) -> Compose:
         """The same engine, for other files (a release's model, to restore it)."""
-        twin = Compose(target, self.runner, engine=self.engine or False, reader=self.reader)
-        twin.site = self.site
-        return twin
+        return self.twin(Compose(target, self.runner, engine=self.engine or False, reader=self.reader))
+
+    def twin(self, other: Compose) -> Compose:
+        """``other`` told where it is and what runs there, as this adapter is."""
+        other.site, other.services_spec, other.migrates = self.site, self.services_spec, self.migrates
+        return other
 
     # -- start-first updates (phases/rollout.py) ----------------------------------
     def config_hash(self, service: str) -> str:

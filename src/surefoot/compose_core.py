@@ -73,6 +73,31 @@ class ComposeCore:
         self.engine = engine if isinstance(engine, Engine) else Engine.local(target.docker) if engine else None
         self.ahead = ahead  # answers to commands started before the settings were loaded
         self.site = HERE  # where its engine is, for messages ("target web1")
+        # Several targets: the services this one runs (declared, or every service the others
+        # do not declare; None: all) and whether the migration runs here (once a release).
+        self.services_spec: tuple[tuple[str, ...] | None, tuple[str, ...]] = (None, ())
+        self.migrates = True
+
+    def runs(self, service: str) -> bool:
+        """Whether ``service`` runs on this target."""
+        only = self.only()
+        return only is None or service in only
+
+    def only(self) -> frozenset[str] | None:
+        declared, claimed = self.services_spec
+        if declared is not None:
+            return frozenset(declared)
+        if not claimed:
+            return None
+        return frozenset(name for name in self.model().services if name not in claimed)
+
+    def mine(self, services: Sequence[str], every: Callable[[ComposeModel], Sequence[str]]) -> list[str] | None:
+        """``services`` (none: ``every`` of the model) narrowed to those that run here; None
+        when all do (the model is not read then)."""
+        only = self.only()
+        if only is None:
+            return None
+        return [name for name in (services or every(self.model())) if name in only]
 
     def _ask(self, engine_way: Callable[[Engine], T], cli_way: Callable[[], T]) -> T:
         """The engine's answer over its socket; the CLI's when the socket cannot answer
@@ -141,15 +166,33 @@ class ComposeCore:
            timeout: float | None = None) -> int:
         """``compose up --detach`` of ``services`` (none: all), its output to ``on_line``
         (the command line first); the exit code."""
+        here = self.mine(services, lambda model: list(model.services))
+        if here is not None:  # several targets: this one's services, their dependencies elsewhere
+            if not here:
+                on_line("no service of the project runs on this target")
+                return 0
+            services, no_deps = here, True
         argv = dockerargs.up_argv(self.target, services, remove_orphans=remove_orphans, no_build=no_build,
                                   pull_never=pull_never, no_deps=no_deps, force_recreate=force_recreate)
         return self.stream(argv, on_line, timeout=timeout)
 
     def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
+        here = self.mine(services, lambda model: model.build_services())
+        if here is not None:
+            if not here:
+                on_line("no image to build for the services of this target")
+                return 0
+            services = here
         return self.stream(dockerargs.build_argv(self.target, services), on_line)
 
     def pull(self, services: Sequence[str] = (), *, on_line: Callable[[str], None],
              ignore_buildable: bool = True) -> int:
+        here = self.mine(services, lambda model: list(model.services))
+        if here is not None:
+            if not here:
+                on_line("no image to pull for the services of this target")
+                return 0
+            services = here
         return self.stream(dockerargs.pull_argv(self.target, services, ignore_buildable=ignore_buildable), on_line)
 
     def run_oneoff(self, service: str, command: Sequence[str], *, name: str, on_line: Callable[[str], None],

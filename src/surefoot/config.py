@@ -197,6 +197,8 @@ class TargetSettings(Strict):
     # the target lacks), or on this machine and pushed to ``registry``, which the target pulls.
     build: Literal["target", "control", "registry"] = "target"
     registry: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$")
+    # Only these services run on this target (default: every service no other target claims).
+    services: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _check_registry(self) -> TargetSettings:

@@ -114,6 +114,12 @@ class ControlBuilt(Compose):
     def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
         from surefoot.imageship import describe, ship_images
 
+        here = self.mine(services, lambda model: model.build_services())
+        if here is not None:
+            if not here:
+                on_line("no image to build for the services of this target")
+                return 0
+            services = here
         code = self.builder().build(services, on_line=on_line)
         if code != 0:
             return code
@@ -127,9 +133,8 @@ class ControlBuilt(Compose):
         return Compose(self.target, self.reader)  # this machine's engine
 
     def for_target(self, target: Target) -> Compose:
-        twin = ControlBuilt(target, self.runner, engine=self.engine or False, reader=self.reader, conn=self.conn)
-        twin.site = self.site
-        return twin
+        return self.twin(ControlBuilt(target, self.runner, engine=self.engine or False, reader=self.reader,
+                                      conn=self.conn))
 
 
 class RegistryShipped(ControlBuilt):
@@ -144,6 +149,12 @@ class RegistryShipped(ControlBuilt):
     def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
         from surefoot.imageship import local_image_ids, remote_image_ids
 
+        here = self.mine(services, lambda model: model.build_services())
+        if here is not None:
+            if not here:
+                on_line("no image to build for the services of this target")
+                return 0
+            services = here
         code = self.builder().build(services, on_line=on_line)
         if code != 0:
             return code
@@ -169,10 +180,8 @@ class RegistryShipped(ControlBuilt):
         return 0
 
     def for_target(self, target: Target) -> Compose:
-        twin = RegistryShipped(target, self.runner, engine=self.engine or False, reader=self.reader, conn=self.conn,
-                               registry=self.registry)
-        twin.site = self.site
-        return twin
+        return self.twin(RegistryShipped(target, self.runner, engine=self.engine or False, reader=self.reader,
+                                         conn=self.conn, registry=self.registry))
 
 
 class SshServer:
@@ -209,6 +218,7 @@ class SshServer:
         self.docker = adapter(local_target(settings), self.processes, engine=engine,  # type: ignore[arg-type]
                               reader=ProcessRunner(cancel), **extra)
         self.docker.site = f"target {choice.name}"
+        self.docker.services_spec = (choice.services, choice.claimed)
 
     def lock(self) -> AbstractContextManager[None]:
         """The lock here (the state folder) and on the server; nothing more when

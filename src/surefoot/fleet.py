@@ -121,10 +121,24 @@ class Fleet:
                 store = stack.enter_context(StateStore.open(target.state_dir / STATE_DB))
                 runner = Runner(self.settings, target, store, TargetReporter(self.reporter, target.choice.name))
                 members.append(Member(target.choice, runner, store.current_release(self.settings.project_name)))
+            self._place(members)
             outcome = self._roll(members, dataclasses.replace(options, interactive=False))
             for m in members:
                 m.now = m.runner.store.current_release(self.settings.project_name)
             return outcome
+
+    def _place(self, members: list[Member]) -> None:
+        """Where targets run only some services (``[targets.NAME] services``): the targets
+        running a database go first, and the migration runs once a release, on the first
+        target that runs its service (each runs its own when every target runs every service)."""
+        if all(m.runner.docker.only() is None for m in members):
+            return
+        databases = members[0].runner.facts.database_services()
+        members.sort(key=lambda m: not any(m.runner.docker.runs(name) for name in databases))
+        service = self.settings.phases.database_migrate.service
+        first = next((m for m in members if service and m.runner.docker.runs(service)), None)
+        for m in members:
+            m.runner.docker.migrates = m is first
 
     def _connect(self, stack: ExitStack) -> list[DeployTarget]:
         """Every target, connected side by side; one that cannot be reached fails the rollout

@@ -117,6 +117,27 @@ def _check_for(
     return run_command
 
 
+def probes_here(ctx: GateSite, probes: Sequence[ProbeSettings]) -> list[ProbeSettings]:
+    """The probes of the services that run on this target (several targets: a probe of a
+    port another target's service publishes is that target's to run)."""
+    def service_of(probe: ProbeSettings) -> str | None:
+        if probe.type in ("container", "command"):
+            return probe.service
+        if probe.type == "tcp":
+            return ctx.model().service_publishing(probe.port or 0, probe.host)
+        parts = urllib.parse.urlsplit(probe.url or "")
+        if parts.hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+            return ctx.model().service_publishing(parts.port or (443 if parts.scheme == "https" else 80))
+        return None
+
+    kept = []
+    for probe in probes:
+        service = service_of(probe)
+        if service is None or ctx.docker.runs(service):
+            kept.append(probe)
+    return kept
+
+
 def reached_url(url: str, host: Host) -> str:
     """``url`` as this machine reaches it: a server's own loopback (``http://127.0.0.1:8080``)
     through the connection to it (a forwarded local port), any other address as it is."""

@@ -34,13 +34,17 @@ class TargetDecl:
     folder: str | None = None
     build: str = "target"
     registry: str | None = None
+    services: tuple[str, ...] | None = None
 
     @classmethod
     def from_raw(cls, raw: Any) -> TargetDecl:
         if isinstance(raw, dict):
+            services = raw.get("services")
             return cls(str(raw.get("host", "")), raw.get("ssh_config"), raw.get("folder"),
-                       str(raw.get("build", "target")), raw.get("registry"))
-        return cls(raw.host, raw.ssh_config, raw.folder, raw.build, raw.registry)
+                       str(raw.get("build", "target")), raw.get("registry"),
+                       tuple(services) if isinstance(services, list) else None)
+        return cls(raw.host, raw.ssh_config, raw.folder, raw.build, raw.registry,
+                   tuple(raw.services) if raw.services is not None else None)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class TargetChoice:
     folder: str  # the project's folder on the target ("" for this machine: the project folder itself)
     build: str = "target"
     registry: str | None = None  # build = "registry": where images are pushed, and pulled from
+    services: tuple[str, ...] | None = None  # only these run there (None: all but those claimed elsewhere)
+    claimed: tuple[str, ...] = ()  # the services other targets of the deployment declare as theirs
 
     @property
     def local(self) -> bool:
@@ -82,7 +88,8 @@ def _declared(name: str, settings: TargetDecl, project_dir: Path, project: str) 
         ssh = parse_target(settings.host, ssh_config=config, name=name)
     except ConfigError as exc:
         raise ConfigError(f"targets.{name}.host: {exc}") from None
-    return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build, settings.registry)
+    return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build, settings.registry,
+                        settings.services)
 
 
 def choose_target(raw: Mapping[str, Any], flag: str | None, project_dir: Path,
@@ -125,6 +132,12 @@ def choose_targets(raw: Mapping[str, Any], flags: Sequence[str], project_dir: Pa
         chosen = [choose_target(raw, None, project_dir, project)]
     if len(chosen) > 1 and any(choice.local for choice in chosen):
         raise ConfigError("this machine (local) cannot be one of several targets: declare each server")
+    if len(chosen) > 1:  # each target knows which services the others declare as theirs
+        import dataclasses
+
+        chosen = [dataclasses.replace(c, claimed=tuple(sorted({s for o in chosen if o is not c
+                                                                for s in o.services or ()})))
+                  for c in chosen]
     return chosen
 
 

@@ -20,7 +20,10 @@ ONEOFF_LABEL = "io.surefoot.oneoff"
 
 def start(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.database_start
-    services = ctx.facts.database_services()
+    every = ctx.facts.database_services()
+    services = [service for service in every if ctx.docker.runs(service)]
+    if every and not services:
+        return skipped(f"no database service runs on this target ({', '.join(every)}: on another)")
     if not services:
         if settings.services is not None:
             return skipped("no database services (phases.database-start.services is empty)")
@@ -83,6 +86,8 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
     settings = ctx.settings.phases.database_migrate
     if not settings.command or not settings.service:
         return skipped("no migration command configured (phases.database-migrate.command)")
+    if not ctx.docker.runs(settings.service) or not ctx.docker.migrates:
+        return skipped("the migration runs once a release, on another target")
     if settings.backup is not None:
         _backup(ctx, settings.backup)
     # A one-off container left by a killed earlier attempt would hold locks or ports.

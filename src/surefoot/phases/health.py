@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from surefoot.gates import build_probe, run_probes
+from surefoot.gates import build_probe, probes_here, run_probes
 from surefoot.phase_api import PhaseContext, PhaseResult, done, skipped
 from surefoot.units import format_duration
 from surefoot.watch import ContainerWatch, EngineEvents
@@ -13,6 +13,9 @@ def wait(ctx: PhaseContext) -> PhaseResult:
     configured = settings.all_probes()
     if not configured:
         return skipped("no health probe configured (phases.health-wait.url or probes)")
+    configured = probes_here(ctx, configured)
+    if not configured:
+        return skipped("no health probe of a service that runs on this target")
     for p in configured:
         ctx.out(f"probe {p.label} ({p.type}): {p.consecutive} passes in a row, every "
                 f"{format_duration(p.interval)}, within {format_duration(p.timeout)}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from surefoot.compose import ComposeModel, replicas
 from surefoot.config import ProbeSettings
 from surefoot.errors import PhaseFailed
-from surefoot.gates import build_probe
+from surefoot.gates import build_probe, probes_here
 from surefoot.health import Probe, ProbeRun, run_gate, tls_context
 from surefoot.phase_api import PhaseContext, PhaseResult, done
 from surefoot.units import format_duration
@@ -51,7 +51,7 @@ def run_checks(ctx: PhaseContext) -> list[Check]:
     checks: list[Check] = []
     if settings.containers:
         checks += container_checks(ctx, watch, settings.containers_timeout)
-    for probe_settings in settings.urls:
+    for probe_settings in probes_here(ctx, settings.urls):
         probe = replace(build_probe(probe_settings, ctx, watch), stop_on_permanent=True)
         # Once a check has failed the verdict is certain: a URL is tried once, not waited for.
         if any(c.result == "fail" for c in checks):
@@ -140,7 +140,7 @@ def container_checks(ctx: PhaseContext, watch: ContainerWatch, timeout: float) -
     ``timeout``, unless another check has already failed."""
     model = ctx.facts.model()
     expected = {name: replicas(spec) for name, spec in model.services.items()}
-    expected = {name: count for name, count in expected.items() if count > 0}
+    expected = {name: count for name, count in expected.items() if count > 0 and ctx.docker.runs(name)}
     one_shots = one_shot_services(model)
     began = ctx.clock()
     announced = False
