@@ -310,3 +310,30 @@ def test_the_databases_run_on_their_own_target_and_the_migration_runs_once(fleet
     targets = fleet.targets()
     skipped = {name: {p["name"]: p["status"] for p in t["phases"]} for name, t in targets.items()}
     assert skipped["db"]["health-wait"] == "skipped"  # its probe is the web's, on the web targets
+
+
+def test_a_target_that_stops_answering_mid_rollout_fails_and_the_others_go_back(fleet: Fleet) -> None:
+    import subprocess
+    import time
+
+    first = fleet.run("deploy", timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    web1, web2, web3 = fleet.servers
+    web2.ssh("touch", "/srv/flag/slow")  # its v2 takes 12 s to answer: it stops answering meanwhile
+    fleet.write(".env", "GREETING=v2\n")
+    running = fleet.start("deploy")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        phases = {p["name"]: p["status"] for p in fleet.targets()["web2"]["phases"]}
+        if phases.get("health-wait") == "running":
+            break
+        time.sleep(0.5)
+    subprocess.run(["docker", "pause", web2.container], check=True, capture_output=True)
+    try:
+        out, _ = running.communicate(timeout=400)
+    finally:
+        subprocess.run(["docker", "unpause", web2.container], check=True, capture_output=True)
+    assert running.returncode in (1, 4), out[-3000:]
+    assert "Traceback" not in out and "web2" in out
+    assert fleet.fetch(web1) == {"status": "healthy", "greeting": "v1"}  # went back
+    assert fleet.fetch(web3) == {"status": "healthy", "greeting": "v1"}  # never touched

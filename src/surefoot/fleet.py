@@ -210,8 +210,13 @@ class Fleet:
 
         todo = [m for m in members if m.state != "completed"]
         # 1. what changes nothing running, everywhere at once
-        prepared = self._side_by_side(todo, lambda m: m.runner.deploy(dataclasses.replace(options,
-                                                                                          until=PREPARED_UNTIL)))
+        def prepare(m: Member) -> DeployOutcome:
+            return m.runner.deploy(dataclasses.replace(options, until=PREPARED_UNTIL))
+
+        # Images built here (build = "control" or "registry") are built once: by the first
+        # target's preparation; the others find them built and only ship them, side by side.
+        first = todo[:1] if any(m.choice.build != "target" for m in todo) else []
+        prepared = self._side_by_side(first, prepare) + self._side_by_side(todo[len(first):], prepare)
         if any(outcome.state == "interrupted" for _, outcome in prepared):
             return FleetOutcome("interrupted", tuple(members), "interrupted")
         failed = [m for m, outcome in prepared if outcome.state != "paused"]
