@@ -1,7 +1,52 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (scripts/setup.sh), then runs
 # the whole suite on the real Docker engine. Extra arguments go to pytest.
+#
+# With no arguments but pytest's output flags (-q, -v, -x, -p no:cacheprovider, -r...),
+# the whole suite runs in three groups, to finish sooner on 2 cores:
+#   1. the tests on test servers (SSH, several servers: mostly waiting on their own
+#      dockerd) beside 2. every other test, then
+#   3. the tests that stop this machine's Docker engine (nothing else may run then).
+# Any other argument (a path, -m, -k, ...) runs pytest once, as given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+PYTEST=(.venv/bin/python -m pytest)
+
+whole=1
+expect_value=0
+for arg in "$@"; do
+    if [ "$expect_value" = 1 ]; then expect_value=0; continue; fi
+    case "$arg" in
+        -q|-qq|-v|-vv|-x|-s|--tb=*|-r*|--durations=*) ;;
+        -p) expect_value=1 ;;
+        *) whole=0 ;;
+    esac
+done
+if [ "$whole" = 0 ]; then
+    exec "${PYTEST[@]}" "$@"
+fi
+
+SERVERS=(tests/test_remote.py tests/test_fleet.py tests/test_ssh.py tests/test_filesync.py
+         tests/test_remotelock.py tests/test_imageship.py)
+STOPPERS=(tests/test_prerequisites.py tests/reliability/test_docker_faults.py)
+ignore=()
+for path in "${SERVERS[@]}" "${STOPPERS[@]}"; do ignore+=("--ignore=$path"); done
+
+log=$(mktemp)
+"${PYTEST[@]}" "$@" "${SERVERS[@]}" >"$log" 2>&1 &
+servers=$!
+status=0
+"${PYTEST[@]}" "$@" "${ignore[@]}" tests || status=$?
+servers_status=0
+wait "$servers" || servers_status=$?
+echo "--- the tests on test servers (run beside the others) ---"
+cat "$log"
+rm -f "$log"
+echo "--- the tests that stop this machine's Docker engine ---"
+stoppers_status=0
+"${PYTEST[@]}" "$@" "${STOPPERS[@]}" || stoppers_status=$?
+if [ "$status" != 0 ] || [ "$servers_status" != 0 ] || [ "$stoppers_status" != 0 ]; then
+    echo "FAILED: other tests exit $status, test-server tests exit $servers_status, engine-stopping tests exit $stoppers_status"
+    exit 1
+fi
