@@ -172,6 +172,10 @@ class PostDeploySettings(PhaseSettings):
     def declared(self) -> bool:
         return bool(self.urls or self.credentials or self.commands)
 
+    @property
+    def configured(self) -> bool:
+        return self.declared
+
 
 class HookSettings(Strict):
     before: list[Annotated[list[str], Field(min_length=1)]] = []  # a failure fails the phase

@@ -28,3 +28,8 @@ class Strict(BaseModel):
 
 class PhaseSettings(Strict):
     enabled: bool = True
+
+    @property
+    def configured(self) -> bool:
+        """An optional phase (names.PHASES) is part of the pipeline when its settings say so."""
+        return True

@@ -107,3 +107,7 @@ class VerifySettings(PhaseSettings):
     tls_warn_days: Annotated[int, Field(ge=0)] = 30
     containers: bool = True  # every service's containers running and healthy
     containers_timeout: Duration = 60.0  # how long containers still starting are waited for
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.urls)  # the verify phase runs when urls are listed

@@ -1,23 +1,48 @@
-"""The one registry of names: the pipeline's phases and preflight's checks.
+"""The one registry of the pipeline's phases and of preflight's checks.
 
-Config (``phases.<name>``, ``--skip-check``), status, the timeline and the pipeline read
-these; this module imports nothing, so any layer may.
+Each phase is one row of :data:`PHASES`: its name, the function that runs it
+(``"module:function"`` under :mod:`surefoot.phases`), the inputs its checkpoint depends on,
+what it waits for, and its flags (see :class:`surefoot.pipeline.PhaseSpec`). Adding a phase
+is its module under ``phases/`` and its row here; :mod:`surefoot.registry` builds the
+pipeline from the rows. Config (``phases.<name>``, ``--skip-check``), status and the timeline
+read the names. This module imports nothing, so any layer may.
 """
 
-PHASE_NAMES: tuple[str, ...] = (
-    "preflight",
-    "prerequisites",
-    "configuration",
-    "pull-images",
-    "build",
-    "database-start",
-    "database-migrate",
-    "services-start",
-    "health-wait",
-    "cleanup",
+from typing import Any
+
+PHASES: tuple[dict[str, Any], ...] = (
+    # When the configuration phase writes the env file (it declares prompts, secrets or
+    # derived values), the phases up to it cannot depend on "env" or "compose": the registry
+    # drops those inputs there.
+    {"name": "preflight", "run": "preflight:preflight", "inputs": ("compose", "env")},
+    {"name": "prerequisites", "run": "prerequisites:prerequisites"},
+    {"name": "configuration", "run": "configuration:configuration", "inputs": ("env", "values"),
+     "fingerprint_after": True},
+    # Pulls and builds touch different images (pull --ignore-buildable): side by side.
+    {"name": "pull-images", "run": "images:pull", "inputs": ("compose",), "after": ("configuration",),
+     "announces": ("database-images",)},
+    {"name": "build", "run": "images:build", "inputs": ("compose", "env", "build-context"),
+     "after": ("configuration",), "announces": ("database-images",)},
+    # The databases start as soon as their own images are there, while the rest are still
+    # pulled or built.
+    {"name": "database-start", "run": "database:start", "inputs": ("compose", "env", "images:database"),
+     "after": ("pull-images:database-images", "build:database-images")},
+    {"name": "database-migrate", "run": "database:migrate", "inputs": ("compose", "env", "images:migrate"),
+     "after": ("database-start", "pull-images", "build")},
+    {"name": "services-start", "run": "services:start", "inputs": ("compose", "env", "images:all"),
+     "release_point": True, "rollback_on_failure": True},
+    {"name": "health-wait", "run": "health:wait", "inputs": ("compose",), "rollback_on_failure": True},
+    {"name": "cleanup", "run": "cleanup:prune", "prunes_releases": True},
+    # Optional phases run after cleanup where their settings say so (``configured``); status
+    # lists them (pending) from the start. Verify reads the running stack; cleanup only prunes
+    # what no release uses: side by side.
+    {"name": "verify", "run": "verify:verify", "inputs": ("compose",), "after": ("health-wait",),
+     "optional": True},
+    {"name": "post-deploy", "run": "postdeploy:post_deploy", "inputs": ("compose", "env"),
+     "after": ("cleanup", "verify"), "optional": True},
 )
-# Phases that run after cleanup only where configured; status lists them (pending) from the start.
-OPTIONAL_PHASES: tuple[str, ...] = ("verify", "post-deploy")
+PHASE_NAMES: tuple[str, ...] = tuple(row["name"] for row in PHASES if not row.get("optional"))
+OPTIONAL_PHASES: tuple[str, ...] = tuple(row["name"] for row in PHASES if row.get("optional"))
 # The preflight checks, by name (for --skip-check and phases.preflight.skip).
 CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
                                 "ports", "registry", "dns", "build", "secrets")

@@ -1,58 +1,48 @@
-"""The one registry of the pipeline's phases: which function runs each, in what order,
-on what inputs. Adding a phase: its module under ``phases/``, its name in
-:mod:`surefoot.names`, and its :class:`~surefoot.pipeline.PhaseSpec` here."""
+"""The pipeline, built from the phase table of :mod:`surefoot.names`: each row's function
+(``"module:function"`` under :mod:`surefoot.phases`) and its :class:`~surefoot.pipeline.PhaseSpec`.
+Adding a phase is its module and its row there; nothing here names a phase."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import Any, cast
+
 from surefoot.config import Settings
-from surefoot.names import PHASE_NAMES
-from surefoot.phases import (
-    cleanup,
-    configuration,
-    database,
-    health,
-    images,
-    postdeploy,
-    preflight,
-    prerequisites,
-    services,
-    verify,
-)
-from surefoot.pipeline import PhaseSpec
+from surefoot.names import PHASES
+from surefoot.pipeline import PhaseContext, PhaseResult, PhaseSpec
+
+_WRITES_ENV = "configuration"  # the phase that writes the env file when it declares values
+_FLAGS = ("release_point", "rollback_on_failure", "fingerprint_after", "prunes_releases")
+
+
+def phase_function(where: str) -> Callable[[PhaseContext], PhaseResult]:
+    """The function a row names: ``"images:build"`` is :func:`surefoot.phases.images.build`."""
+    module, _, function = where.partition(":")
+    return cast(Callable[[PhaseContext], PhaseResult],
+                getattr(importlib.import_module(f"surefoot.phases.{module}"), function))
 
 
 def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
-    # When the configuration phase writes the env file, the env file is its output:
-    # the phases before it cannot depend on it.
+    # When the configuration phase writes the env file, the env file is its output: the
+    # phases up to it cannot depend on it (nor on the compose model, which reads it).
     managed = settings is not None and settings.phases.configuration.declared
-    pipeline = [
-        PhaseSpec("preflight", preflight.preflight, () if managed else ("compose", "env")),
-        PhaseSpec("prerequisites", prerequisites.prerequisites),
-        PhaseSpec("configuration", configuration.configuration, ("values",) if managed else ("env", "values"),
-                  fingerprint_after=True),
-        # Pulls and builds touch different images (pull --ignore-buildable): side by side.
-        PhaseSpec("pull-images", images.pull, ("compose",), after=("configuration",),
-                  announces=(images.DATABASE_IMAGES,)),
-        PhaseSpec("build", images.build, ("compose", "env", "build-context"), after=("configuration",),
-                  announces=(images.DATABASE_IMAGES,)),
-        # The databases start as soon as their own images are there, while the rest are
-        # still pulled or built.
-        PhaseSpec("database-start", database.start, ("compose", "env", "images:database"),
-                  after=(f"pull-images:{images.DATABASE_IMAGES}", f"build:{images.DATABASE_IMAGES}")),
-        PhaseSpec("database-migrate", database.migrate, ("compose", "env", "images:migrate"),
-                  after=("database-start", "pull-images", "build")),
-        PhaseSpec("services-start", services.start, ("compose", "env", "images:all"),
-                  release_point=True, rollback_on_failure=True),
-        PhaseSpec("health-wait", health.wait, ("compose",), rollback_on_failure=True),
-        PhaseSpec("cleanup", cleanup.prune, prunes_releases=True),
-    ]
-    assert tuple(spec.name for spec in pipeline) == PHASE_NAMES
-    last: tuple[str, ...] = ("cleanup",)
-    if settings is not None and settings.phases.verify.urls:
-        # Verify reads the running stack; cleanup only prunes what no release uses: side by side.
-        pipeline.append(PhaseSpec("verify", verify.verify, ("compose",), after=("health-wait",)))
-        last = ("cleanup", "verify")
-    if settings is not None and settings.phases.post_deploy.declared:
-        pipeline.append(PhaseSpec("post-deploy", postdeploy.post_deploy, ("compose", "env"), after=last))
+    pipeline: list[PhaseSpec] = []
+    before_env = True
+    for row in PHASES:
+        if row.get("optional") and (settings is None or not settings.phases.for_phase(row["name"]).configured):
+            continue
+        inputs: tuple[Any, ...] = tuple(row.get("inputs", ()))
+        if managed and before_env:
+            inputs = tuple(i for i in inputs if i not in ("env", "compose"))
+        if row["name"] == _WRITES_ENV:
+            before_env = False
+        present = {spec.name for spec in pipeline}
+        after = row.get("after")
+        if after is not None:  # an optional phase waits only for those that run
+            after = tuple(entry for entry in after if entry.partition(":")[0] in present)
+        pipeline.append(PhaseSpec(
+            row["name"], phase_function(row["run"]), inputs, after=after,
+            announces=tuple(row.get("announces", ())), **{flag: bool(row.get(flag)) for flag in _FLAGS},
+        ))
     return pipeline
-
