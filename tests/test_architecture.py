@@ -125,3 +125,16 @@ def test_only_proc_starts_processes() -> None:
     # ssh.py (the SSH transport, not wired yet) starts its ssh master itself; it moves behind
     # proc.py when it is wired as a Host and a Docker target.
     assert not found, found
+
+
+def test_a_phase_is_registered_in_one_place() -> None:
+    """Adding a phase is its module and its row in names.PHASES: the pipeline's builder names
+    no phase, and every row names a function that exists."""
+    from surefoot.names import PHASES
+    from surefoot.registry import phase_function
+
+    text = (SOURCE / "registry.py").read_text(encoding="utf-8")
+    named = [row["name"] for row in PHASES if f'"{row["name"]}"' in text]
+    assert not named, named
+    for row in PHASES:
+        assert callable(phase_function(row["run"])), row

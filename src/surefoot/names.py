@@ -12,12 +12,12 @@ from typing import Any
 
 PHASES: tuple[dict[str, Any], ...] = (
     # When the configuration phase writes the env file (it declares prompts, secrets or
-    # derived values), the phases up to it cannot depend on "env" or "compose": the registry
-    # drops those inputs there.
+    # derived values), the phases up to the one that ``writes_env`` cannot depend on "env" or
+    # "compose": the registry drops those inputs there.
     {"name": "preflight", "run": "preflight:preflight", "inputs": ("compose", "env")},
     {"name": "prerequisites", "run": "prerequisites:prerequisites"},
     {"name": "configuration", "run": "configuration:configuration", "inputs": ("env", "values"),
-     "fingerprint_after": True},
+     "fingerprint_after": True, "writes_env": True},
     # Pulls and builds touch different images (pull --ignore-buildable): side by side.
     {"name": "pull-images", "run": "images:pull", "inputs": ("compose",), "after": ("configuration",),
      "announces": ("database-images",)},

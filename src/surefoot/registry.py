@@ -12,7 +12,6 @@ from surefoot.config import Settings
 from surefoot.names import PHASES
 from surefoot.pipeline import PhaseContext, PhaseResult, PhaseSpec
 
-_WRITES_ENV = "configuration"  # the phase that writes the env file when it declares values
 _FLAGS = ("release_point", "rollback_on_failure", "fingerprint_after", "prunes_releases")
 
 
@@ -35,7 +34,7 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         inputs: tuple[Any, ...] = tuple(row.get("inputs", ()))
         if managed and before_env:
             inputs = tuple(i for i in inputs if i not in ("env", "compose"))
-        if row["name"] == _WRITES_ENV:
+        if row.get("writes_env"):
             before_env = False
         present = {spec.name for spec in pipeline}
         after = row.get("after")
