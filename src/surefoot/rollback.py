@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from surefoot import events
 from surefoot.checkpoint import Checkpoints, DeployOutcome, UnitFailed, who
@@ -209,3 +210,26 @@ class Rollbacks:
                                  deployment_id, compose, facts, lambda ctx: restore(ctx, release, self.keeper, notes),
                                  record)
         return notes
+
+
+def release_record(store: StateStore, project: str) -> dict[str, Any] | None:
+    """What a server keeps of the release running there (for the other control machines)."""
+    current = store.current_release(project)
+    release = store.release(project, current) if current is not None else None
+    if release is None:
+        return None
+    return {
+        "project": project, "release": release.id, "outcome": release.outcome,
+        "created_at": release.created_at, "healthy_at": release.healthy_at, "images": release.images,
+        "git_commit": release.git_commit, "by": who(), "host": socket.gethostname(), "recorded_at": now_iso(),
+    }
+
+
+def runs_elsewhere(target: str, record: dict[str, Any] | None) -> str:
+    """For a server whose releases this machine has no history of: what the server says runs
+    there, and from where it was deployed (that machine holds the history); "" without a record."""
+    if not record:
+        return ""
+    return (f"; {target} runs release {record.get('release')} ({record.get('outcome')}), "
+            f"deployed from {record.get('host')} by {record.get('by')} at {record.get('recorded_at')}: "
+            "its releases are recorded on that control machine; roll back from there")

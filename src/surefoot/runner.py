@@ -39,7 +39,7 @@ from surefoot.phase_api import Facts, PhaseContext, PhaseResult
 from surefoot.pipeline import PhaseSpec
 from surefoot.registry import build_pipeline
 from surefoot.releases import ReleaseKeeper
-from surefoot.rollback import Rollbacks, choose_release, describe_release
+from surefoot.rollback import Rollbacks, choose_release, describe_release, release_record, runs_elsewhere
 from surefoot.scheduler import run_side_by_side
 from surefoot.secrets import Redactor
 from surefoot.state import PhaseRun, StateStore, now_iso
@@ -184,16 +184,9 @@ class Runner:
     def _record_current(self, store: StateStore) -> None:
         """Tell the target which release runs there now (a server keeps it for the other
         control machines: ``status`` and ``rollback`` from there)."""
-        project = self.settings.project_name
-        current = store.current_release(project)
-        release = store.release(project, current) if current is not None else None
-        if release is None:
-            return
-        self.target.record({
-            "project": project, "release": release.id, "outcome": release.outcome,
-            "created_at": release.created_at, "healthy_at": release.healthy_at, "images": release.images,
-            "git_commit": release.git_commit, "by": who(), "host": socket.gethostname(), "recorded_at": now_iso(),
-        })
+        record = release_record(store, self.settings.project_name)
+        if record is not None:
+            self.target.record(record)
 
     def _unchecked_warnings(self) -> tuple[str, ...]:
         """What the operator must hear at the end of a successful deployment: no health
@@ -258,20 +251,11 @@ class Runner:
             try:
                 outcome = self.rollbacks.manual(store, release_id)
             except NoRelease as exc:
-                raise NoRelease(f"{exc}{self._what_runs_there()}") from None
+                raise NoRelease(f"{exc}{runs_elsewhere(self.target.choice.name, self.target.running_release())}") \
+                    from None
             if outcome.state == "restored":
                 self._record_current(store)
             return outcome
-
-    def _what_runs_there(self) -> str:
-        """For a server whose releases this machine has no history of: what the server says
-        runs there, and from where it was deployed (that machine holds the history)."""
-        record = self.target.running_release()
-        if not record:
-            return ""
-        return (f"; {self.target.choice.name} runs release {record.get('release')} ({record.get('outcome')}), "
-                f"deployed from {record.get('host')} by {record.get('by')} at {record.get('recorded_at')}: "
-                "its releases are recorded on that control machine; roll back from there")
 
     # -- single phases on demand --------------------------------------------------
     def verify(self) -> DeployOutcome:
