@@ -138,3 +138,15 @@ def test_a_phase_is_registered_in_one_place() -> None:
     assert not named, named
     for row in PHASES:
         assert callable(phase_function(row["run"])), row
+
+
+def test_a_probe_kind_is_registered_in_one_place() -> None:
+    """Adding a probe kind is its builder in gates.py and its row in names.PROBE_KINDS (which
+    config validates against): every row has its builder, and config keeps no list of kinds."""
+    from surefoot import gates
+    from surefoot.names import PROBE_KINDS
+
+    for kind in PROBE_KINDS:
+        assert callable(getattr(gates, f"_check_{kind}", None)), kind
+    text = (SOURCE / "config_probes.py").read_text(encoding="utf-8")
+    assert 'Literal["http"' not in text and "PROBE_KINDS" in text

@@ -55,6 +55,8 @@ def test_values_are_parsed(project: Path) -> None:
     [
         ("[project\nname = 1", "invalid TOML"),
         ('[project]\nname = "shop"\ncolour = "red"\n', "project.colour: unknown key"),
+        ('[phases.health-wait]\nprobes = [{ type = "grpc", port = 9 }]\n',
+         "phases.health-wait.probes.0: type: 'grpc' is not a kind of probe (http, tcp, command, container)"),
         ("[phases.health-wait]\nconsecutive = \"many\"\n", "phases.health-wait.consecutive: Input should be a valid integer"),
         ('[phases.health-wait]\ninterval = "soon"\n', "phases.health-wait.interval: 'soon' is not a duration"),
         ('[phases.health-wait]\nurl = "ftp://x"\n', "phases.health-wait.url: String should match pattern"),

@@ -6,7 +6,7 @@ container's state or a command, with its expectations and timing), the health-wa
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -20,6 +20,7 @@ from surefoot.config_base import (
     ServiceName,
     Strict,
 )
+from surefoot.names import PROBE_KINDS
 
 
 class HttpExpectations(Strict):
@@ -50,7 +51,7 @@ class ProbeSettings(HttpExpectations, ProbeTiming):
     """One probe of a health gate. Its type follows from its keys unless ``type`` says."""
 
     name: str | None = None
-    type: Literal["http", "tcp", "container", "command"] | None = None
+    type: str | None = None  # a kind of names.PROBE_KINDS
     url: HttpURL | None = None
     # tcp
     host: str = "127.0.0.1"
@@ -64,16 +65,19 @@ class ProbeSettings(HttpExpectations, ProbeTiming):
     def _infer_type(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("type"):
             return data
-        for key, kind in (("url", "http"), ("port", "tcp"), ("command", "command"), ("service", "container")):
+        for kind, key in PROBE_KINDS.items():
             if data.get(key) is not None:
                 return {**data, "type": kind}
-        raise ValueError("a probe needs url (http), port (tcp), command, or service (container state)")
+        raise ValueError("a probe needs " + ", ".join(f"{key} ({kind})" for kind, key in PROBE_KINDS.items()))
 
     @model_validator(mode="after")
     def _check_type(self) -> ProbeSettings:
-        needs = {"http": "url", "tcp": "port", "container": "service", "command": "command"}
-        if self.type is not None and getattr(self, needs[self.type]) is None:
-            raise ValueError(f"a {self.type} probe needs {needs[self.type]}")
+        if self.type is None:
+            return self
+        if self.type not in PROBE_KINDS:
+            raise ValueError(f"type: {self.type!r} is not a kind of probe ({', '.join(PROBE_KINDS)})")
+        if getattr(self, PROBE_KINDS[self.type]) is None:
+            raise ValueError(f"a {self.type} probe needs {PROBE_KINDS[self.type]}")
         return self
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from surefoot.compose import Compose, ComposeModel, NoRunningContainer
 from surefoot.config import DEFAULT_ANSWER_LIMIT, ProbeSettings
@@ -78,28 +78,42 @@ def build_probe(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
 def _check_for(
     settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch, container: str | None = None
 ) -> Callable[[], ProbeResult]:
-    timeout = settings.request_timeout
-    if settings.type == "http":
-        url = reached_url(settings.url or "", ctx.host)
-        context = None
-        if url.startswith("https://"):
-            ca_file = str(ctx.project_dir / settings.ca_file) if settings.ca_file else None
-            context = tls_context(settings.insecure, ca_file)
-        return lambda: http_probe(url, settings.expect_status, settings.expect_body, timeout,
-                                  expect_json=settings.expect_json, context=context)
-    if settings.type == "tcp":
-        host, port = settings.host, settings.port or 0
-        owner = ctx.model().service_publishing(port, host)
-        reached = ctx.host.reach(host, port)
-        # Through an SSH forward the local end always accepts: judged as behind a proxy.
-        forwarded = reached != (host, port)
-        if owner is None:
-            return lambda: tcp_probe(*reached, timeout, proxied=forwarded)
-        return _published_tcp_check(f"{host}:{port}", reached, timeout, owner, watch)
-    if settings.type == "container":
-        return watch.probe(settings.service or "")
-    command = list(settings.command or [])
-    service = settings.service
+    """The check of a probe: the builder ``_check_<kind>`` of its kind (names.PROBE_KINDS)."""
+    builder = globals()[f"_check_{settings.type}"]
+    return cast(Callable[[], ProbeResult], builder(settings, ctx, watch, container))
+
+
+def _check_http(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
+                container: str | None) -> Callable[[], ProbeResult]:
+    url = reached_url(settings.url or "", ctx.host)
+    context = None
+    if url.startswith("https://"):
+        ca_file = str(ctx.project_dir / settings.ca_file) if settings.ca_file else None
+        context = tls_context(settings.insecure, ca_file)
+    return lambda: http_probe(url, settings.expect_status, settings.expect_body, settings.request_timeout,
+                              expect_json=settings.expect_json, context=context)
+
+
+def _check_tcp(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
+               container: str | None) -> Callable[[], ProbeResult]:
+    host, port, timeout = settings.host, settings.port or 0, settings.request_timeout
+    owner = ctx.model().service_publishing(port, host)
+    reached = ctx.host.reach(host, port)
+    # Through an SSH forward the local end always accepts: judged as behind a proxy.
+    forwarded = reached != (host, port)
+    if owner is None:
+        return lambda: tcp_probe(*reached, timeout, proxied=forwarded)
+    return _published_tcp_check(f"{host}:{port}", reached, timeout, owner, watch)
+
+
+def _check_container(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
+                     container: str | None) -> Callable[[], ProbeResult]:
+    return watch.probe(settings.service or "")
+
+
+def _check_command(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
+                   container: str | None) -> Callable[[], ProbeResult]:
+    command, service, timeout = list(settings.command or []), settings.service, settings.request_timeout
 
     def run_command() -> ProbeResult:
         if container or service:  # in a given container, or the service's running one

@@ -43,6 +43,10 @@ PHASES: tuple[dict[str, Any], ...] = (
 )
 PHASE_NAMES: tuple[str, ...] = tuple(row["name"] for row in PHASES if not row.get("optional"))
 OPTIONAL_PHASES: tuple[str, ...] = tuple(row["name"] for row in PHASES if row.get("optional"))
+# The kinds of health probe, each with the key a probe of that kind needs (a probe without
+# ``type`` is of the first kind whose key it has). Adding a kind: its row here and its
+# builder ``_check_<kind>`` in surefoot.gates; config validates ``type`` and the key from here.
+PROBE_KINDS: dict[str, str] = {"http": "url", "tcp": "port", "command": "command", "container": "service"}
 # The preflight checks, by name (for --skip-check and phases.preflight.skip).
 CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
                                 "ports", "registry", "dns", "build", "secrets")
