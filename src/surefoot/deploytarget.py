@@ -112,8 +112,7 @@ class ControlBuilt(Compose):
         self.conn = conn
 
     def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
-        from surefoot.imageship import describe, ship_images
-
+        """Build this target's images here, then :meth:`deliver` them to the server."""
         here = self.mine(services, lambda model: model.build_services())
         if here is not None:
             if not here:
@@ -124,10 +123,15 @@ class ControlBuilt(Compose):
         if code != 0:
             return code
         model = self.model()
-        images = [model.image_name(service) for service in (services or model.build_services())]
+        self.deliver([model.image_name(service) for service in (services or model.build_services())], on_line)
+        return 0
+
+    def deliver(self, images: list[str], on_line: Callable[[str], None]) -> None:
+        """Ship the images the server lacks (``docker save | docker load``)."""
+        from surefoot.imageship import describe, ship_images
+
         on_line(f"shipping {len(images)} image(s) to {self.conn.target.label}")
         on_line(describe(ship_images(self.reader, self.conn, images, on_line=on_line)))
-        return 0
 
     def builder(self) -> Compose:
         return Compose(self.target, self.reader)  # this machine's engine
@@ -146,20 +150,10 @@ class RegistryShipped(ControlBuilt):
         super().__init__(*args, **kwargs)
         self.registry = registry
 
-    def build(self, services: Sequence[str] = (), *, on_line: Callable[[str], None]) -> int:
+    def deliver(self, images: list[str], on_line: Callable[[str], None]) -> None:
+        """Push the images the server lacks to the registry; the server pulls them."""
         from surefoot.imageship import local_image_ids, remote_image_ids
 
-        here = self.mine(services, lambda model: model.build_services())
-        if here is not None:
-            if not here:
-                on_line("no image to build for the services of this target")
-                return 0
-            services = here
-        code = self.builder().build(services, on_line=on_line)
-        if code != 0:
-            return code
-        model = self.model()
-        images = [model.image_name(service) for service in (services or model.build_services())]
         ids = local_image_ids(self.reader, images)
         there = remote_image_ids(self.conn, images)
         for image in images:
@@ -177,7 +171,6 @@ class RegistryShipped(ControlBuilt):
                 on_line("$ " + " ".join(argv))
                 if runner.stream(argv, on_line) != 0:
                     raise PhaseFailed(f"{what} {reference} failed (see the log)")
-        return 0
 
     def for_target(self, target: Target) -> Compose:
         return self.twin(RegistryShipped(target, self.runner, engine=self.engine or False, reader=self.reader,

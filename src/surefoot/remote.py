@@ -97,8 +97,6 @@ class RemoteProcesses:
         if returncode == 255 and not self.conn.alive():
             raise SshError(f"{self.conn.target.label}: the SSH connection dropped during "
                            f"`{shlex.join(list(argv)[:4])}`; run the command again to resume", "dropped")
-        if returncode == 125:
-            pass  # the folder is missing: the command's own message says so
         return returncode
 
     def stream(self, argv: Sequence[str], on_line: Callable[[str], None], *, cwd: Path | None = None,
