@@ -127,6 +127,7 @@ def test_a_good_release_reaches_every_target_each_behind_its_gate(fleet: Fleet) 
     for name, server in zip(["web1", "web2", "web3"], fleet.servers, strict=True):
         assert targets[name]["state"] == "completed" and targets[name]["current_release"] is not None
         assert targets[name]["host"].startswith("ssh://") and targets[name]["lock"] is None
+        assert targets[name]["resume_at"] is None
         assert [p["status"] for p in targets[name]["phases"] if p["name"] == "health-wait"] == ["completed"]
         assert fleet.fetch(server) == {"status": "healthy", "greeting": "v1"}
     assert fleet.status()["rollout"]["state"] == "completed"
