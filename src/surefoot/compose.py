@@ -66,6 +66,7 @@ class Compose(ComposeCore):
     def twin(self, other: Compose) -> Compose:
         """``other`` told where it is and what runs there, as this adapter is."""
         other.site, other.services_spec, other.migrates = self.site, self.services_spec, self.migrates
+        other.swarm = self.swarm
         return other
 
     # -- start-first updates (phases/rollout.py) ----------------------------------

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from surefoot import dockerargs
 from surefoot.dockerargs import (
@@ -42,6 +42,9 @@ from surefoot.dockermodel import (
 from surefoot.engine import Engine, EngineUnavailable
 from surefoot.errors import PhaseFailed
 from surefoot.proc import Captured, ProcessRunner
+
+if TYPE_CHECKING:
+    from surefoot.swarm import Swarm
 
 T = TypeVar("T")
 HERE = "this machine"
@@ -77,6 +80,7 @@ class ComposeCore:
         # do not declare; None: all) and whether the migration runs here (once a release).
         self.services_spec: tuple[tuple[str, ...] | None, tuple[str, ...]] = (None, ())
         self.migrates = True
+        self.swarm: Swarm | None = None  # engine = "swarm": the swarm whose manager this engine is
 
     def runs(self, service: str) -> bool:
         """Whether ``service`` runs on this target."""

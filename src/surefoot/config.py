@@ -203,11 +203,21 @@ class TargetSettings(Strict):
     registry: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$")
     # Only these services run on this target (default: every service no other target claims).
     services: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    # What runs the stack there: compose on that server, or Docker Swarm (the host is a manager;
+    # the stack is deployed with ``docker stack deploy`` and watched by surefoot's gate).
+    engine: Literal["compose", "swarm"] = "compose"
+    # engine = "swarm": the other nodes, reached over SSH as the host is (ssh:// URLs or Host
+    # aliases), to ship them the images built here or on the manager (none: a registry serves them).
+    nodes: list[Annotated[str, Field(min_length=1)]] = []
 
     @model_validator(mode="after")
     def _check_registry(self) -> TargetSettings:
         if (self.build == "registry") != (self.registry is not None):
             raise ValueError('build = "registry" and registry = "HOST[:PORT][/PATH]" go together')
+        if self.nodes and self.engine != "swarm":
+            raise ValueError('nodes lists the other nodes of a swarm: only with engine = "swarm"')
+        if self.engine == "swarm" and self.services is not None:
+            raise ValueError('services: a swarm schedules every service of the stack itself (engine = "swarm")')
         return self
 
     @field_validator("host")
@@ -217,6 +227,16 @@ class TargetSettings(Strict):
             parse_target(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, value: list[str]) -> list[str]:
+        for node in value:
+            try:
+                parse_target(node)
+            except ConfigError as exc:
+                raise ValueError(f"{node}: {exc}") from None
         return value
 
 

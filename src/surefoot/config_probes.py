@@ -92,6 +92,10 @@ class HealthWaitSettings(PhaseSettings, HttpExpectations, ProbeTiming):
     url: HttpURL | None = None  # the shorthand for one HTTP probe (the original's gate), named "health"
     probes: list[ProbeSettings] = []  # more probes, each with its own timing
     fail_fast: bool = True  # end the wait when a container exits, restarts or turns unhealthy
+    # engine = "swarm": how long every service must stay converged (no task failing) to pass,
+    # and how long a task may wait to be placed on a node before the gate fails naming why.
+    monitor: Duration = 5.0
+    pending_timeout: Duration = 30.0
 
     def all_probes(self) -> list[ProbeSettings]:
         """The probes, each taking the top-level timing keys it does not set itself."""

@@ -212,6 +212,11 @@ class SshServer:
                               reader=ProcessRunner(cancel), **extra)
         self.docker.site = f"target {choice.name}"
         self.docker.services_spec = (choice.services, choice.claimed)
+        if choice.engine == "swarm":
+            from surefoot.swarm import Swarm
+
+            self.docker.swarm = Swarm(settings.project_name, engine, self.processes, ProcessRunner(cancel),
+                                      self.conn, choice.nodes, f"target {choice.name}")
 
     def lock(self) -> AbstractContextManager[None]:
         """The lock here (the state folder) and on the server; nothing more when
@@ -286,6 +291,8 @@ class SshServer:
         if self._held is not None:
             self._held.close()
             self._held = None
+        if self.docker.swarm is not None:
+            self.docker.swarm.close()
         self.conn.close()
 
 

@@ -116,17 +116,19 @@ def _checked(conn: SshConnection, names: Sequence[str], doing: str) -> dict[str,
 
 def ship_images(
     runner: ProcessRunner, conn: SshConnection, images: Sequence[str], *, on_line: Callable[[str], None],
-    local_ids: Mapping[str, str | None] | None = None, timeout: float = 3600,
+    local_ids: Mapping[str, str | None] | None = None, timeout: float = 3600, source: SshConnection | None = None,
 ) -> ShipReport:
     """Send the images the target lacks (or has with another id) in one ``docker save | docker
     load`` stream through the connection, then check the target's ids equal the local ones.
     ``on_line`` gets ``docker load``'s lines; ``local_ids`` (from :func:`local_image_ids`) saves
-    inspecting the local engine again when shipping to several targets. Raises ShipError."""
+    inspecting the local engine again when shipping to several targets. ``source``: the images
+    are on that server's engine, not this machine's (a swarm's manager, shipping to its nodes;
+    the stream passes through this machine). Raises ShipError."""
     started = time.monotonic()
     where = conn.target.label
     names = _unique(images)
     if local_ids is None or any(name not in local_ids for name in names):
-        local_ids = local_image_ids(runner, names)
+        local_ids = remote_image_ids(source, names) if source is not None else local_image_ids(runner, names)
     missing = [name for name in names if not local_ids.get(name)]
     if missing:
         raise ShipError(f"cannot ship {', '.join(missing)} to {where}: no such image on this machine's engine "
@@ -138,7 +140,10 @@ def ship_images(
         return ShipReport((), present, 0, time.monotonic() - started)
     on_line(f"shipping {', '.join(send)} to {where}")
     load = command_argv(conn.options(), conn.target, ["docker", "load"])
-    piped = pipe(runner, ["docker", "save", *send], load, on_line=on_line, timeout=timeout)
+    save = ["docker", "save", *send]
+    if source is not None:
+        save = command_argv(source.options(), source.target, save)
+    piped = pipe(runner, save, load, on_line=on_line, timeout=timeout)
     what = f"shipping {', '.join(send)} to {where}"
     if piped.first != 0:
         raise ShipError(f"{what} failed: docker save on this machine: {_last(chr(10).join(piped.first_errors))}")

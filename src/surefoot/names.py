@@ -25,13 +25,16 @@ PHASES: tuple[dict[str, Any], ...] = (
      "after": ("configuration",), "announces": ("database-images",)},
     # The databases start as soon as their own images are there, while the rest are still
     # pulled or built.
+    # ``engine``: the function on a target whose engine is not compose (``[targets.X] engine``).
     {"name": "database-start", "run": "database:start", "inputs": ("compose", "env", "images:database"),
-     "after": ("pull-images:database-images", "build:database-images")},
+     "after": ("pull-images:database-images", "build:database-images"),
+     "engine": {"swarm": "swarm:database_start"}},
     {"name": "database-migrate", "run": "database:migrate", "inputs": ("compose", "env", "images:migrate"),
-     "after": ("database-start", "pull-images", "build")},
+     "after": ("database-start", "pull-images", "build"), "engine": {"swarm": "swarm:migrate"}},
     {"name": "services-start", "run": "services:start", "inputs": ("compose", "env", "images:all"),
-     "release_point": True, "rollback_on_failure": True},
-    {"name": "health-wait", "run": "health:wait", "inputs": ("compose",), "rollback_on_failure": True},
+     "release_point": True, "rollback_on_failure": True, "engine": {"swarm": "swarm:services_start"}},
+    {"name": "health-wait", "run": "health:wait", "inputs": ("compose",), "rollback_on_failure": True,
+     "engine": {"swarm": "swarm:health_wait"}},
     {"name": "cleanup", "run": "cleanup:prune", "prunes_releases": True},
     # Optional phases run after cleanup where their settings say so (``configured``); status
     # lists them (pending) from the start. Verify reads the running stack; cleanup only prunes
@@ -49,4 +52,4 @@ OPTIONAL_PHASES: tuple[str, ...] = tuple(row["name"] for row in PHASES if row.ge
 PROBE_KINDS: dict[str, str] = {"http": "url", "tcp": "port", "command": "command", "container": "service"}
 # The preflight checks, by name (for --skip-check and phases.preflight.skip).
 CHECK_NAMES: tuple[str, ...] = ("docker", "compose", "memory", "disk", "cpus", "os", "clock", "env-file", "config",
-                                "ports", "registry", "dns", "build", "secrets")
+                                "ports", "registry", "dns", "build", "secrets", "swarm")

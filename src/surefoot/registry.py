@@ -22,7 +22,9 @@ def phase_function(where: str) -> Callable[[PhaseContext], PhaseResult]:
                 getattr(importlib.import_module(f"surefoot.phases.{module}"), function))
 
 
-def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
+def build_pipeline(settings: Settings | None = None, engine: str = "compose") -> list[PhaseSpec]:
+    """The pipeline of a target whose engine is ``engine`` (a row's ``engine`` key names its
+    function there, when it differs: ``{"swarm": "swarm:services_start"}``)."""
     # When the configuration phase writes the env file, the env file is its output: the
     # phases up to it cannot depend on it (nor on the compose model, which reads it).
     managed = settings is not None and settings.phases.configuration.declared
@@ -41,7 +43,7 @@ def build_pipeline(settings: Settings | None = None) -> list[PhaseSpec]:
         if after is not None:  # an optional phase waits only for those that run
             after = tuple(entry for entry in after if entry.partition(":")[0] in present)
         pipeline.append(PhaseSpec(
-            row["name"], phase_function(row["run"]), inputs, after=after,
+            row["name"], phase_function(row.get("engine", {}).get(engine, row["run"])), inputs, after=after,
             announces=tuple(row.get("announces", ())), **{flag: bool(row.get(flag)) for flag in _FLAGS},
         ))
     return pipeline

@@ -87,7 +87,11 @@ def data_notes(store: StateStore, project: str, release: Release) -> tuple[str, 
 
 def restore(ctx: PhaseContext, release: Release, keeper: ReleaseKeeper, notes: tuple[str, ...]) -> PhaseResult:
     """Put ``release``'s files back, start its pinned images (never built, never pulled), and
-    gate it as health-wait would."""
+    gate it as health-wait would. On a swarm: its stack file, every service of it."""
+    if ctx.docker.swarm is not None:
+        from surefoot.phases.swarm import restore as restore_stack
+
+        return restore_stack(ctx, release.id, release.files_dir, notes, ctx.warn)
     missing = keeper.missing_images(release)
     if missing:
         raise PhaseFailed(f"release {release.id} cannot be restored: its images are gone "

@@ -128,7 +128,7 @@ class Runner:
                 store.claim_deployment(deployment_id, os.getpid(), socket.gethostname())
                 previous = store.latest_runs(deployment_id)
             store.add_event(deployment_id, "deploy", f"{kind} by {who()} (pid {os.getpid()})")
-            pipeline = self.pipeline or build_pipeline(self.settings)
+            pipeline = self.pipeline or build_pipeline(self.settings, self.target.choice.engine)
             if options.until is not None:
                 pipeline = pipeline[:[spec.name for spec in pipeline].index(options.until) + 1]
             self.reporter.emit(

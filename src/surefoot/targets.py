@@ -35,16 +35,20 @@ class TargetDecl:
     build: str = "target"
     registry: str | None = None
     services: tuple[str, ...] | None = None
+    engine: str = "compose"
+    nodes: tuple[str, ...] = ()
 
     @classmethod
     def from_raw(cls, raw: Any) -> TargetDecl:
         if isinstance(raw, dict):
             services = raw.get("services")
+            nodes = raw.get("nodes")
             return cls(str(raw.get("host", "")), raw.get("ssh_config"), raw.get("folder"),
                        str(raw.get("build", "target")), raw.get("registry"),
-                       tuple(services) if isinstance(services, list) else None)
+                       tuple(services) if isinstance(services, list) else None,
+                       str(raw.get("engine", "compose")), tuple(nodes) if isinstance(nodes, list) else ())
         return cls(raw.host, raw.ssh_config, raw.folder, raw.build, raw.registry,
-                   tuple(raw.services) if raw.services is not None else None)
+                   tuple(raw.services) if raw.services is not None else None, raw.engine, tuple(raw.nodes))
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class TargetChoice:
     registry: str | None = None  # build = "registry": where images are pushed, and pulled from
     services: tuple[str, ...] | None = None  # only these run there (None: all but those claimed elsewhere)
     claimed: tuple[str, ...] = ()  # the services other targets of the deployment declare as theirs
+    engine: str = "compose"  # "swarm": the host is a swarm manager (docker stack deploy)
+    nodes: tuple[SshTarget, ...] = ()  # engine = "swarm": the other nodes, to ship images to
 
     @property
     def local(self) -> bool:
@@ -88,8 +94,14 @@ def _declared(name: str, settings: TargetDecl, project_dir: Path, project: str) 
         ssh = parse_target(settings.host, ssh_config=config, name=name)
     except ConfigError as exc:
         raise ConfigError(f"targets.{name}.host: {exc}") from None
+    nodes = []
+    for index, node in enumerate(settings.nodes):
+        try:
+            nodes.append(parse_target(node, ssh_config=config, name=f"{name}.nodes[{index}]"))
+        except ConfigError as exc:
+            raise ConfigError(f"targets.{name}.nodes[{index}]: {exc}") from None
     return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build, settings.registry,
-                        settings.services)
+                        settings.services, engine=settings.engine, nodes=tuple(nodes))
 
 
 def choose_target(raw: Mapping[str, Any], flag: str | None, project_dir: Path,

@@ -258,6 +258,8 @@ def project_checks(
     if containers is None:
         containers = ctx.docker.ps()
     ours = {port for container in containers for port in container.published}
+    if ctx.docker.swarm is not None:  # the stack's tasks hold its host-mode ports
+        ours |= ctx.docker.swarm.published_ports()
     others = [(host, port) for host, port in ports if port not in ours]  # ours are busy by design
     record(checks.judge_ports(ports, checks.busy_ports(ctx.host, others, ctx.clock, ctx.cancel.sleep), ours))
     missing = [image for image, found in ctx.docker.image_ids(model.pulled_images()).items() if not found]
@@ -268,6 +270,10 @@ def project_checks(
     _secret_file_checks(record, model)
     if phases.build.enabled:
         build_checks(ctx, record, model)
+    if ctx.docker.swarm is not None:
+        from surefoot.phases.swarm import swarm_checks
+
+        swarm_checks(ctx, record)
 
 
 def _secret_file_checks(record: Callable[[CheckResult], None], model: ComposeModel) -> None:

@@ -1,0 +1,263 @@
+"""The phases that differ on a swarm (``[targets.NAME] engine = "swarm"``): database-start,
+database-migrate, services-start and health-wait, the swarm's preflight checks, and the restore
+of a release. The other phases (configuration, pull, build, cleanup) are the same as on a
+server: they work on the manager's engine.
+
+Every stack file deployed is made by :func:`surefoot.swarmfile.render` from the compose model
+and kept: the release's (``releases/N/stack.json``) is what health-wait gates and what a
+rollback deploys again, every service of it (the whole stack goes back, not only the service
+that failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from surefoot.checks import CheckResult
+from surefoot.errors import PhaseFailed
+from surefoot.gates import build_probe, probes_here, run_probes
+from surefoot.phase_api import PhaseContext, PhaseResult, done, skipped
+from surefoot.swarm import Swarm, SwarmError, SwarmGate, watch
+from surefoot.swarmfile import (
+    MIGRATE_SERVICE,
+    StackFile,
+    image_ref,
+    migration_service,
+    problems,
+    render,
+    spec_digest,
+)
+from surefoot.units import format_duration
+from surefoot.watch import ContainerWatch
+
+POLL = 0.5  # seconds between two looks at the stack (each is two API calls through the connection)
+STACK_FILE = "stack.json"
+
+
+def swarm_of(ctx: PhaseContext) -> Swarm:
+    swarm = ctx.docker.swarm
+    if swarm is None:
+        raise AssertionError("a swarm phase on a target whose engine is not swarm")
+    return swarm
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    """The stack file, private (it holds the env file's values)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1)
+    return path
+
+
+def stack_file(ctx: PhaseContext, only: Sequence[str] | None = None) -> StackFile:
+    """The stack file of the project as it is now: each service's image (on the manager) tagged
+    with the reference named after its id, the one the stack runs."""
+    model = ctx.model()
+    services = list(only) if only is not None else list(model.services)
+    ctx.facts.images_changed()
+    ids = ctx.facts.image_ids(services)
+    missing = [service for service, image_id in ids.items() if image_id is None]
+    if missing:
+        raise PhaseFailed(f"no image on the manager for {', '.join(missing)} "
+                          f"({', '.join(model.image_name(s) for s in missing)}): the pull-images and build "
+                          "phases make them; were they disabled?")
+    refs = {service: image_ref(ctx.settings.project_name, service, str(ids[service])) for service in services}
+    for service in services:
+        ctx.docker.tag(str(ids[service]), refs[service])
+    stack = render(model.data, refs, only=only)
+    found = problems(stack)
+    if found:
+        raise PhaseFailed("the swarm cannot run this stack: " + "; ".join(found))
+    return stack
+
+
+def _images(data: dict[str, Any]) -> list[str]:
+    return sorted({str(spec["image"]) for spec in (data.get("services") or {}).values() if spec.get("image")})
+
+
+def _deploy(ctx: PhaseContext, swarm: Swarm, data: dict[str, Any], path: Path, *, prune: bool) -> None:
+    _write(path, data)
+    swarm.ship(_images(data), ctx.out)
+    swarm.deploy(path, ctx.out, prune=prune)
+
+
+def _gate(ctx: PhaseContext, swarm: Swarm, data: dict[str, Any], *, monitor: float, timeout: float,
+          what: str) -> str:
+    """Until every service of ``data`` runs its image with every desired task, steady for ``monitor``."""
+    wanted = {swarm.service_name(name): spec_digest(spec) for name, spec in (data.get("services") or {}).items()}
+    settings = ctx.settings.phases.health_wait
+    gate = SwarmGate(wanted, monitor=monitor, pending_limit=settings.pending_timeout)
+    try:
+        return watch(swarm, gate, timeout=timeout, interval=POLL, clock=ctx.clock, progress=ctx.progress,
+                     cancelled=lambda: ctx.cancel.cancelled)
+    except SwarmError as exc:
+        raise PhaseFailed(f"{what}: {exc}") from None
+    finally:
+        for state in swarm.states():
+            ctx.out(f"  {state.text()} ({state.image})")
+
+
+# -- database-start -------------------------------------------------------------
+def database_start(ctx: PhaseContext) -> PhaseResult:
+    settings = ctx.settings.phases.database_start
+    services = ctx.facts.database_services()
+    if not services:
+        return skipped("no database services (phases.database-start.services)")
+    swarm = swarm_of(ctx)
+    stack = stack_file(ctx, only=services)
+    _deploy(ctx, swarm, stack.data, ctx.state_dir / "swarm" / "databases.json", prune=False)
+    _gate(ctx, swarm, stack.data, monitor=0.0, timeout=settings.timeout, what="a database service is not ready")
+    return done(f"{', '.join(services)} running on the swarm")
+
+
+# -- database-migrate -------------------------------------------------------------
+def migrate(ctx: PhaseContext) -> PhaseResult:
+    """The migration as one task on the swarm (restart condition none), its logs streamed and its
+    exit code honoured, before any application service is updated."""
+    settings = ctx.settings.phases.database_migrate
+    if not settings.command or not settings.service:
+        return skipped("no migration command configured (phases.database-migrate.command)")
+    swarm = swarm_of(ctx)
+    stack = stack_file(ctx, only=[settings.service])
+    data = migration_service(stack, settings.service, settings.command, settings.entrypoint)
+    name = swarm.service_name(MIGRATE_SERVICE)
+    swarm.remove_service(name)  # a killed attempt's: its task would hold locks
+    _deploy(ctx, swarm, data, ctx.state_dir / "swarm" / "migrate.json", prune=False)
+    try:
+        with ctx.docker.runner.follow(["docker", "service", "logs", "--follow", "--raw", name], ctx.out):
+            code, why = _job_end(ctx, swarm, name, settings.timeout)
+            ctx.cancel.sleep(1.0)  # the last lines of its log
+    finally:
+        swarm.remove_service(name)
+    if code != 0:
+        raise PhaseFailed(f"migration command exited with code {code}" + (f" ({why})" if why else ""),
+                          exit_code=code if code > 0 else None)
+    return done()
+
+
+def _job_end(ctx: PhaseContext, swarm: Swarm, name: str, timeout: float) -> tuple[int, str]:
+    """The exit code of the one task of ``name`` and why it ended, once it has."""
+    started = ctx.clock()
+    pending_since: float | None = None
+    while True:
+        tasks = [t for t in swarm.tasks() if t.get("ServiceID") in {s.get("ID") for s in swarm.services()
+                                                                    if s.get("Spec", {}).get("Name") == name}]
+        status = (tasks[0].get("Status") or {}) if tasks else {}
+        state = status.get("State")
+        if state in ("complete", "failed", "rejected", "shutdown"):
+            code = (status.get("ContainerStatus") or {}).get("ExitCode")
+            return (int(code) if code is not None else (0 if state == "complete" else -1),
+                    str(status.get("Err") or ""))
+        if state == "pending":
+            pending_since = pending_since if pending_since is not None else ctx.clock()
+            if ctx.clock() - pending_since > ctx.settings.phases.health_wait.pending_timeout:
+                raise PhaseFailed(f"the migration task cannot be scheduled: {status.get('Err') or 'no node'}")
+        if ctx.clock() - started > timeout:
+            raise PhaseFailed(f"the migration did not finish within {format_duration(timeout)} "
+                              "(phases.database-migrate.timeout)")
+        ctx.progress(f"migration task: {state or 'created'}")
+        ctx.cancel.sleep(POLL)
+
+
+# -- services-start ------------------------------------------------------------------
+def release_stack(ctx: PhaseContext) -> Path:
+    return ctx.state_dir / "releases" / str(ctx.deployment_id) / STACK_FILE
+
+
+def services_start(ctx: PhaseContext) -> PhaseResult:
+    """``docker stack deploy`` of the whole stack (services no longer in the files are removed),
+    detached: health-wait watches the rollout."""
+    stack = stack_file(ctx)
+    for note in stack.notes:
+        ctx.out(note)
+    _deploy(ctx, swarm_of(ctx), stack.data, release_stack(ctx), prune=True)
+    return done(f"{len(stack.services)} services deployed to the swarm")
+
+
+# -- health-wait -------------------------------------------------------------------
+def health_wait(ctx: PhaseContext) -> PhaseResult:
+    path = release_stack(ctx)
+    if not path.is_file():
+        raise PhaseFailed(f"this release's stack file is missing ({path}): run `surefoot deploy` again")
+    data = json.loads(path.read_text())
+    swarm = swarm_of(ctx)
+    converged = gate_release(ctx, swarm, data, what="the health gate failed")
+    return done(f"the swarm converged: {converged}")
+
+
+def gate_release(ctx: PhaseContext, swarm: Swarm, data: dict[str, Any], *, what: str) -> str:
+    """The swarm's side of the gate (every task running this release, steady), then the probes."""
+    settings = ctx.settings.phases.health_wait
+    ctx.out(f"swarm gate: every task of {len(data.get('services') or {})} services running this release, "
+            f"steady for {format_duration(settings.monitor)}; a task unplaced for "
+            f"{format_duration(settings.pending_timeout)} fails it")
+    converged = _gate(ctx, swarm, data, monitor=settings.monitor, timeout=settings.timeout, what=what)
+    configured = [p for p in settings.all_probes() if p.type not in ("container", "command")]
+    dropped = [p.label for p in settings.all_probes() if p.type in ("container", "command")]
+    if dropped:
+        ctx.out(f"probes {', '.join(dropped)}: the swarm gate checks the services' tasks instead")
+    configured = probes_here(ctx, configured)
+    if configured:
+        probes = [build_probe(p, ctx, ContainerWatch(ctx.docker)) for p in configured]
+        run_probes(ctx, probes, watch=None, what=what)
+    return converged
+
+
+# -- rollback -------------------------------------------------------------------------
+def restore(ctx: PhaseContext, release_id: int, files_dir: str, notes: tuple[str, ...],
+            warn: Callable[[str], None]) -> PhaseResult:
+    """Every service of the stack back to its spec in the release (its stack file), gated."""
+    path = Path(files_dir) / STACK_FILE
+    if not path.is_file():
+        raise PhaseFailed(f"release {release_id} cannot be restored on the swarm: it has no stack file ({path})")
+    data = json.loads(path.read_text())
+    swarm = swarm_of(ctx)
+    absent = [image for image, found in ctx.docker.image_ids(_images(data)).items() if not found]
+    if absent:
+        raise PhaseFailed(f"release {release_id} cannot be restored: its images are gone from the manager "
+                          f"({', '.join(absent)})")
+    ctx.out(f"every service of the stack back to release {release_id}: {', '.join(sorted(data['services']))}")
+    swarm.ship(_images(data), ctx.out)
+    swarm.deploy(path, ctx.out, prune=True)
+    gate_release(ctx, swarm, data, what=f"release {release_id} failed its health gate")
+    for note in notes:
+        warn(note)
+    return done(f"release {release_id} restored on the swarm and healthy")
+
+
+# -- preflight ----------------------------------------------------------------------------
+def swarm_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) -> None:
+    """The host is a manager, every node is ready, the stack can be scheduled as written."""
+    swarm = swarm_of(ctx)
+    try:
+        problem = swarm.manager_problem()
+        nodes = swarm.nodes() if problem is None else []
+    except SwarmError as exc:
+        problem, nodes = str(exc), []
+    if problem is not None:
+        record(CheckResult("swarm", "fail", problem))
+        return
+    down = [f"{(n.get('Description') or {}).get('Hostname')} ({(n.get('Status') or {}).get('State')})"
+            for n in nodes if (n.get("Status") or {}).get("State") != "ready"]
+    if down:
+        record(CheckResult("swarm", "fail", f"node(s) not ready: {', '.join(down)}", "every node ready",
+                           "bring them back, or remove them (docker node rm)"))
+        return
+    stack = render(ctx.model().data, {})
+    found = problems(stack)
+    if ctx.settings.phases.database_migrate.backup is not None:
+        found.append("phases.database-migrate.backup is not supported with engine = \"swarm\" yet "
+                     "(take the backup in a pre-migrate hook)")
+    if found:
+        record(CheckResult("swarm", "fail", "; ".join(found)))
+        return
+    defaulted = [name for name, spec in (ctx.model().data.get("services") or {}).items()
+                 if "failure_action" not in ((spec.get("deploy") or {}).get("update_config") or {})]
+    record(CheckResult("swarm", "pass", f"a manager; {len(nodes)} node(s) ready"
+                       + (f"; update_config.failure_action rollback for {', '.join(sorted(defaulted))} "
+                          "(the files set none)" if defaulted else "")))
