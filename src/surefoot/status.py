@@ -141,6 +141,11 @@ def render_status(status: dict[str, Any]) -> str:
         )
         if phase["error"] and phase["status"] in ("failed", "interrupted"):
             lines.append(f"  {'':<{width}}  {phase['error']}")
+    if status.get("services") is not None:
+        from surefoot.swarm import render_services
+
+        lines.append("")
+        lines += render_services(status["services"])
     if status.get("warnings"):
         lines.append("")
         lines += [f"WARNING: {warning}" for warning in status["warnings"]]
@@ -161,7 +166,7 @@ def target_status(choice: TargetChoice, state_base: Path, project: str, optional
     if not choice.local:
         from surefoot.targets import server_view
 
-        view = server_view(choice)
+        view = server_view(choice, project)
         if "error" in view:
             data["warnings"] = [*data.get("warnings", []), f"cannot ask the server: {view['error']}"]
         else:
@@ -170,6 +175,8 @@ def target_status(choice: TargetChoice, state_base: Path, project: str, optional
             data["target"]["release"] = release
             if data["current_release"] is None and release is not None:
                 data["current_release"] = release.get("release")
+            if "services" in view:
+                data["services"] = view["services"]
     return data
 
 

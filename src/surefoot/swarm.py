@@ -36,6 +36,28 @@ CRASH_LOOP = 3  # failed tasks of one service's current spec: a crash loop, no u
 _ROLLED_BACK = ("rollback_started", "rollback_paused", "rollback_completed")
 
 
+def _hostname(node: Mapping[str, Any]) -> str:
+    return str((node.get("Description") or {}).get("Hostname") or node.get("ID"))
+
+
+def may_run(node: Mapping[str, Any], constraints: Sequence[str]) -> bool:
+    """Whether ``node`` (as ``/nodes`` gives it) meets placement ``constraints`` on its role,
+    hostname and id; a constraint on anything else (labels, platform) may be met."""
+    facts = {"node.role": str((node.get("Spec") or {}).get("Role") or ""), "node.hostname": _hostname(node),
+             "node.id": str(node.get("ID") or "")}
+    for constraint in constraints:
+        for operator in ("==", "!="):
+            key, found, value = constraint.partition(operator)
+            if found:
+                break
+        else:
+            continue
+        key, value = key.strip(), value.strip()
+        if key in facts and (facts[key] == value) != (operator == "=="):
+            return False
+    return True
+
+
 class SwarmError(PhaseFailed):
     """The swarm cannot do what was asked: one line saying why and what to do."""
 
@@ -56,11 +78,22 @@ def desired_replicas(service: Mapping[str, Any], tasks: Sequence[Mapping[str, An
     return len({t.get("NodeID") or t.get("ID") for t in tasks if t.get("DesiredState") == "running"})
 
 
+# Container spec keys the engine fills in on its own on one side and not the other (a service
+# that a rollback or an update without changes went through shows them; its tasks may not).
+_DEFAULTED = frozenset({"StopGracePeriod", "DNSConfig", "Isolation", "Privileges"})
+
+
+def _essential(spec: Mapping[str, Any]) -> str:
+    return json.dumps({key: value for key, value in spec.items()
+                       if key not in _DEFAULTED and value not in (None, {}, [], "")}, sort_keys=True)
+
+
 def _current(task: Mapping[str, Any], service: Mapping[str, Any]) -> bool:
-    """Whether ``task`` was made from the service's spec as it is now (its container spec)."""
+    """Whether ``task`` was made from the service's spec as it is now (what its container runs:
+    image, command, environment, mounts, healthcheck...)."""
     template = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
     made = ((task.get("Spec") or {}).get("ContainerSpec")) or {}
-    return json.dumps(made, sort_keys=True) == json.dumps(template, sort_keys=True)
+    return _essential(made) == _essential(template)
 
 
 @dataclass
@@ -123,9 +156,9 @@ class Verdict:
 class SwarmGate:
     """Judges the stack's services, one look at a time (:meth:`look`): ``wanted`` is each
     service's spec digest in the release (:func:`surefoot.swarmfile.spec_digest`); a look that
-    finds every service converged starts the
-    monitor window, one that does not ends it; a task pending past ``pending_limit`` seconds,
-    a rollback or pause of an update, or a crash loop fail at once."""
+    finds every service converged starts the monitor window, one that does not ends it; a task
+    pending past ``pending_limit`` seconds, a rollback or pause of an update, or a crash loop
+    fail at once."""
 
     wanted: Mapping[str, str]  # swarm service name -> spec digest
     monitor: float
@@ -193,6 +226,7 @@ class Swarm:
         self.node_targets = tuple(nodes)
         self.label = label  # "target cluster", for messages
         self._conns: list[SshConnection] | None = None
+        self._node_ids: dict[str, str] = {}  # a declared node's ssh label -> its swarm node id
 
     def service_name(self, service: str) -> str:
         return f"{self.stack}_{service}"
@@ -261,40 +295,47 @@ class Swarm:
         except EngineUnavailable as exc:
             raise SwarmError(f"{self.label}: removing the service {name} failed ({exc})") from None
 
-    def ship(self, images: Sequence[str], on_line: Callable[[str], None]) -> None:
-        """The images to every declared node lacking them (``docker save`` on the manager,
-        ``docker load`` on the node, through this machine), then a check that each node of the
-        swarm either was declared or already has them all."""
+    def ship(self, images: Mapping[str, Sequence[str]], on_line: Callable[[str], None]) -> None:
+        """Each image (``images``: its placement constraints) to every node that may run it and
+        lacks it: ``docker save`` on the manager, ``docker load`` on the node, the stream through
+        this machine. A node that may run one but is not declared in ``nodes`` fails it first."""
         from concurrent.futures import ThreadPoolExecutor
 
         from surefoot.imageship import describe, remote_image_ids, ship_images
 
-        images = sorted(set(images))
         if not images:
             return
-        ids = remote_image_ids(self.manager, images)
+        ids = remote_image_ids(self.manager, sorted(images))
         missing = [image for image, found in ids.items() if not found]
         if missing:
             raise SwarmError(f"{self.label}: the manager lacks {', '.join(missing)}")
         conns = self.node_connections()
+        nodes = {str(n.get("ID")): n for n in self.nodes()}
+        declared = {self._node_id(conn): conn for conn in conns}
+        manager = str((self.info().get("Swarm") or {}).get("NodeID"))
+        unreached = [node for node_id, node in nodes.items() if node_id not in declared and node_id != manager
+                     and (node.get("Status") or {}).get("State") == "ready"
+                     and (node.get("Spec") or {}).get("Availability") == "active"
+                     and any(may_run(node, constraints) for constraints in images.values())]
+        if unreached:
+            names = ", ".join(_hostname(node) for node in unreached)
+            raise SwarmError(f"{self.label}: the node(s) {names} may run this release's tasks but cannot receive "
+                             "its images: list them in the target's nodes (ssh addresses), or drain them "
+                             "(docker node update --availability drain)")
 
-        def one(conn: SshConnection) -> str:
-            report = ship_images(self.local, conn, images, on_line=on_line, local_ids=ids, source=self.manager)
+        def one(node_id: str) -> str:
+            conn = declared[node_id]
+            node = nodes.get(node_id, {})
+            wanted = sorted(image for image, constraints in images.items() if may_run(node, constraints))
+            if not wanted:
+                return f"{conn.target.label}: runs none of these services (placement constraints)"
+            report = ship_images(self.local, conn, wanted, on_line=on_line, local_ids=ids, source=self.manager)
             return f"{conn.target.label}: {describe(report)}"
 
-        if conns:
-            with ThreadPoolExecutor(len(conns), thread_name_prefix="ship") as pool:
-                for line in pool.map(one, conns):
+        if declared:
+            with ThreadPoolExecutor(len(declared), thread_name_prefix="ship") as pool:
+                for line in pool.map(one, sorted(declared)):
                     on_line(line)
-        reached = {self.info().get("Swarm", {}).get("NodeID")} | {self._node_id(conn) for conn in conns}
-        others = [n for n in self.nodes() if n.get("ID") not in reached
-                  and (n.get("Status") or {}).get("State") == "ready"
-                  and (n.get("Spec") or {}).get("Availability") == "active"]
-        if others:
-            names = ", ".join(str((n.get("Description") or {}).get("Hostname") or n.get("ID")) for n in others)
-            raise SwarmError(f"{self.label}: the node(s) {names} cannot receive this release's images: list them "
-                             "in the target's nodes (ssh addresses), or drain them "
-                             "(docker node update --availability drain)")
 
     def node_connections(self) -> list[SshConnection]:
         if self._conns is None:
@@ -312,17 +353,69 @@ class Swarm:
         return self._conns
 
     def _node_id(self, conn: SshConnection) -> str:
+        known = self._node_ids.get(conn.target.label)
+        if known is not None:
+            return known
         result = conn.run(["docker", "info", "--format", "{{.Swarm.NodeID}}"], timeout=30)
         node = result.stdout.strip()
         if result.returncode != 0 or not node:
             raise SwarmError(f"{conn.target.label} is listed in nodes but is not a node of a swarm "
                              f"({(result.stderr or result.stdout).strip() or 'no node id'})")
+        self._node_ids[conn.target.label] = node
         return node
 
     def close(self) -> None:
         for conn in self._conns or []:
             conn.close()
         self._conns = None
+
+
+# ``status``: the stack's services, tasks and nodes in one command (services and tasks as the
+# API gives them; a node per line: its id and hostname), sections split by a line "@@".
+_STATUS_SCRIPT = """\
+docker service ls -q --filter "label=com.docker.stack.namespace=$1" | xargs -r docker service inspect
+echo @@
+docker stack ps -q "$1" 2>/dev/null | xargs -r docker inspect
+echo @@
+docker node ls --format '{{.ID}} {{.Hostname}}' 2>/dev/null
+true"""
+
+
+def stack_view(conn: SshConnection, stack: str) -> list[dict[str, Any]]:
+    """``status --json``'s ``services`` of a swarm target: each service's name, image, desired and
+    running tasks and the swarm's update state, and its tasks (node, state, error)."""
+    result = conn.run(["sh", "-c", _STATUS_SCRIPT, "surefoot", stack], timeout=30)
+    parts = [*result.stdout.split("@@\n"), "", "", ""][:3]
+    try:
+        services = json.loads(parts[0]) if parts[0].strip() else []
+        tasks = json.loads(parts[1]) if parts[1].strip() else []
+    except ValueError:
+        raise SwarmError(f"{conn.target.label}: unexpected answer about the stack: "
+                         f"{(result.stderr or result.stdout).strip()[:200]}") from None
+    hostnames = dict(line.split(" ", 1) for line in parts[2].splitlines() if " " in line)
+    rows = []
+    for state, service in zip(service_states(services, tasks), sorted(services, key=_name), strict=True):
+        row = state.row()
+        row["tasks"] = [{"node": hostnames.get(str(t.get("NodeID")), t.get("NodeID") or "-"),
+                         "state": (t.get("Status") or {}).get("State"), "desired_state": t.get("DesiredState"),
+                         "image": ((t.get("Spec") or {}).get("ContainerSpec") or {}).get("Image"),
+                         "error": (t.get("Status") or {}).get("Err") or None}
+                        for t in tasks
+                        if t.get("ServiceID") == service.get("ID") and t.get("DesiredState") == "running"]
+        rows.append(row)
+    return rows
+
+
+def render_services(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines of ``status`` for a swarm's services and their tasks."""
+    lines = ["services on the swarm:"]
+    for row in rows:
+        state = f", {row['update_state']}" if row.get("update_state") else ""
+        lines.append(f"  {row['name']}: {row['running']}/{row['desired']} running{state}  ({row['image']})")
+        for task in row.get("tasks") or []:
+            error = f": {task['error']}" if task.get("error") else ""
+            lines.append(f"    {task['node']}: {task['state']}{error}")
+    return lines
 
 
 def watch(swarm: Swarm, gate: SwarmGate, *, timeout: float, interval: float, clock: Callable[[], float],

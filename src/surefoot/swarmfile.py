@@ -28,7 +28,7 @@ SPEC_LABEL = "io.surefoot.spec"
 # Keys of a compose service that a swarm ignores or refuses, and what surefoot does instead.
 _DROPPED = {
     "depends_on": "a swarm starts services in any order (database-start deploys the databases first)",
-    "build": "built by the build phase; the stack runs the image it made",
+    "build": None,  # built by the build phase: the stack runs the image it made
     "pull_policy": "the image is pinned by surefoot",
     "container_name": "a swarm names its tasks itself",
     "profiles": None, "links": None, "external_links": None, "network_mode": None, "platform": None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from surefoot.errors import ConfigError
+from surefoot.errors import ConfigError, PhaseFailed
 from surefoot.sshargs import SshTarget, parse_target
 
 LOCAL = "local"
@@ -159,9 +159,9 @@ def _adhoc_name(ssh: SshTarget) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def server_view(choice: TargetChoice) -> dict[str, Any]:
+def server_view(choice: TargetChoice, project: str) -> dict[str, Any]:
     """What a server itself says (for ``status``): who holds its lock, which release runs
-    there; ``error`` when it cannot be asked."""
+    there, and for a swarm its services (``project`` is the stack); ``error`` when it cannot be asked."""
     from surefoot.remotelock import remote_holder
     from surefoot.ssh import SshConnection, SshError
 
@@ -170,11 +170,19 @@ def server_view(choice: TargetChoice) -> dict[str, Any]:
         with SshConnection(choice.ssh) as conn:
             holder = remote_holder(conn, choice.folder)
             found = conn.run(["cat", "--", f"{choice.folder}/{RELEASE_RECORD}"], timeout=30)
-    except SshError as exc:
+            services = None
+            if choice.engine == "swarm":
+                from surefoot.swarm import stack_view
+
+                services = stack_view(conn, project)
+    except (SshError, PhaseFailed) as exc:
         return {"error": str(exc)}
     release = None
     if found.returncode == 0:
         with contextlib.suppress(ValueError):
             release = json.loads(found.stdout)
     lock = None if holder is None else {"pid": holder.pid, "host": holder.host, "since": holder.since}
-    return {"lock": lock, "release": release if isinstance(release, dict) else None}
+    view: dict[str, Any] = {"lock": lock, "release": release if isinstance(release, dict) else None}
+    if services is not None:
+        view["services"] = services
+    return view

@@ -76,8 +76,17 @@ def stack_file(ctx: PhaseContext, only: Sequence[str] | None = None) -> StackFil
     return stack
 
 
-def _images(data: dict[str, Any]) -> list[str]:
-    return sorted({str(spec["image"]) for spec in (data.get("services") or {}).values() if spec.get("image")})
+def _images(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Each image of a stack file, with the placement constraints of the services running it
+    (an image several services share: none, unless all constrain it the same way)."""
+    found: dict[str, list[str]] = {}
+    for spec in (data.get("services") or {}).values():
+        if not spec.get("image"):
+            continue
+        constraints = list(((spec.get("deploy") or {}).get("placement") or {}).get("constraints") or [])
+        image = str(spec["image"])
+        found[image] = constraints if found.get(image, constraints) == constraints else []
+    return found
 
 
 def _deploy(ctx: PhaseContext, swarm: Swarm, data: dict[str, Any], path: Path, *, prune: bool) -> None:
@@ -217,7 +226,7 @@ def restore(ctx: PhaseContext, release_id: int, files_dir: str, notes: tuple[str
         raise PhaseFailed(f"release {release_id} cannot be restored on the swarm: it has no stack file ({path})")
     data = json.loads(path.read_text())
     swarm = swarm_of(ctx)
-    absent = [image for image, found in ctx.docker.image_ids(_images(data)).items() if not found]
+    absent = [image for image, found in ctx.docker.image_ids(sorted(_images(data))).items() if not found]
     if absent:
         raise PhaseFailed(f"release {release_id} cannot be restored: its images are gone from the manager "
                           f"({', '.join(absent)})")

@@ -49,7 +49,9 @@ def run_checks(ctx: PhaseContext) -> list[Check]:
     settings = ctx.settings.phases.verify
     watch = ContainerWatch(ctx.docker)
     checks: list[Check] = []
-    if settings.containers:
+    if settings.containers and ctx.docker.swarm is not None:
+        checks += swarm_service_checks(ctx, settings.containers_timeout)
+    elif settings.containers:
         checks += container_checks(ctx, watch, settings.containers_timeout)
     for probe_settings in probes_here(ctx, settings.urls):
         probe = replace(build_probe(probe_settings, ctx, watch), stop_on_permanent=True)
@@ -86,6 +88,30 @@ def _url_check(ctx: PhaseContext, probe: Probe, watch: ContainerWatch | None) ->
         return Check(probe.name, "pass", f"{probe.consecutive}/{probe.consecutive} passes: {detail}")
     reason = result.reason or detail
     return Check(probe.name, "fail", reason.removeprefix(f"{probe.name}: "))
+
+
+# -- a swarm's services -----------------------------------------------------------------
+def swarm_service_checks(ctx: PhaseContext, timeout: float) -> list[Check]:
+    """On a swarm: every service of the stack has all its desired tasks running its current
+    spec, and no update paused or being rolled back (tasks still starting are waited for)."""
+    assert ctx.docker.swarm is not None
+    began = ctx.clock()
+    while True:
+        states = ctx.docker.swarm.states()
+        checks = []
+        for state in states:
+            if state.update_state in ("paused", "rollback_started", "rollback_paused"):
+                checks.append(Check(state.name, "fail", f"update {state.update_state}: {state.update_message}"))
+            elif state.desired > 0 and state.running >= state.desired:
+                checks.append(Check(state.name, "pass", f"{state.running}/{state.desired} tasks running"))
+            else:
+                checks.append(Check(state.name, "fail", f"{state.running}/{state.desired} tasks running"))
+        if not states:
+            checks.append(Check("services", "fail", "the stack has no service on the swarm"))
+        if all(c.result == "pass" for c in checks) or ctx.clock() - began > timeout:
+            return checks
+        ctx.progress("; ".join(f"{c.name}: {c.detail}" for c in checks if c.result != "pass"))
+        ctx.cancel.sleep(CONTAINER_POLL)
 
 
 # -- containers -----------------------------------------------------------------------
