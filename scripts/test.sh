@@ -28,7 +28,7 @@ if [ "$whole" = 0 ]; then
 fi
 
 SERVERS=(tests/test_remote.py tests/test_fleet.py tests/test_ssh.py tests/test_filesync.py
-         tests/test_remotelock.py tests/test_imageship.py)
+         tests/test_remotelock.py tests/test_imageship.py tests/test_swarm.py)
 STOPPERS=(tests/test_prerequisites.py tests/reliability/test_docker_faults.py)
 ignore=()
 for path in "${SERVERS[@]}" "${STOPPERS[@]}"; do ignore+=("--ignore=$path"); done
