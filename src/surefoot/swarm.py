@@ -189,8 +189,11 @@ class SwarmGate:
         if self.converged_since is None:
             self.converged_since = now
         held = now - self.converged_since
-        text = ", ".join(s.text() for s in states if s.name in self.wanted)
-        if held >= self.monitor:
+        mine = [s for s in states if s.name in self.wanted]
+        text = ", ".join(s.text() for s in mine)
+        # A completed update was watched by the swarm itself (its update_config.monitor after
+        # the last batch): no need to wait again; a new service, or one never updated, is.
+        if held >= self.monitor or all(s.update_state == "completed" for s in mine):
             return Verdict(True, None, text)
         return Verdict(False, None, f"{text} (steady for {held:.1f}s of {self.monitor:.0f}s)")
 
