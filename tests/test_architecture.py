@@ -12,12 +12,13 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "surefoot"
 # in the layer of what it does (and "phases.<name>" modules are phases by their prefix).
 LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"__version__", "errors", "units", "names", "events", "secrets", "dockerfile", "dockerignore",
-              "project"}),
+              "project", "swarmfile"}),
     ("infrastructure", {"proc", "state", "state_schema", "state_rows", "config", "config_base", "config_probes",
                         "lock", "history", "status", "timeline", "notify", "init", "init_detect", "init_migration",
                         "init_write", "checks", "prereqs", "console", "configure", "host", "ssh", "sshargs",
-                        "targets", "remote", "filesync", "remotelock", "imageship"}),
-    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "compose_core", "ahead", "deploytarget"}),
+                        "targets", "remote", "filesync", "remotelock", "imageship", "swarmstate"}),
+    ("adapters", {"engine", "dockerargs", "dockermodel", "compose", "compose_core", "ahead", "deploytarget",
+                  "swarm"}),
     ("phase api", {"phase_api", "health", "watch", "gates", "releases"}),
     ("phases", {"phases"}),
     ("pipeline", {"pipeline", "registry"}),

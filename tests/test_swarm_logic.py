@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from surefoot.config import TargetSettings
-from surefoot.swarm import CRASH_LOOP, ServiceState, SwarmGate, may_run, service_states
+from surefoot.swarm import may_run
 from surefoot.swarmfile import SPEC_LABEL, escape, image_ref, migration_service, problems, render, spec_digest
+from surefoot.swarmstate import CRASH_LOOP, ServiceState, SwarmGate, service_states
 
 # What `docker compose config --format json` prints for a small project (values interpolated,
 # `$` escaped as `$$`, ports in their long form, networks and volumes named by the project).

@@ -142,7 +142,7 @@ def render_status(status: dict[str, Any]) -> str:
         if phase["error"] and phase["status"] in ("failed", "interrupted"):
             lines.append(f"  {'':<{width}}  {phase['error']}")
     if status.get("services") is not None:
-        from surefoot.swarm import render_services
+        from surefoot.swarmstate import render_services
 
         lines.append("")
         lines += render_services(status["services"])

@@ -172,7 +172,7 @@ def server_view(choice: TargetChoice, project: str) -> dict[str, Any]:
             found = conn.run(["cat", "--", f"{choice.folder}/{RELEASE_RECORD}"], timeout=30)
             services = None
             if choice.engine == "swarm":
-                from surefoot.swarm import stack_view
+                from surefoot.swarmstate import stack_view
 
                 services = stack_view(conn, project)
     except (SshError, PhaseFailed) as exc:

@@ -21,7 +21,7 @@ from surefoot.checks import CheckResult
 from surefoot.errors import PhaseFailed
 from surefoot.gates import build_probe, probes_here, run_probes
 from surefoot.phase_api import PhaseContext, PhaseResult, done, skipped
-from surefoot.swarm import Swarm, SwarmError, SwarmGate, watch
+from surefoot.swarm import Swarm, watch
 from surefoot.swarmfile import (
     MIGRATE_SERVICE,
     StackFile,
@@ -31,6 +31,7 @@ from surefoot.swarmfile import (
     render,
     spec_digest,
 )
+from surefoot.swarmstate import SwarmError, SwarmGate
 from surefoot.units import format_duration
 from surefoot.watch import ContainerWatch
 
