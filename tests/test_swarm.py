@@ -347,3 +347,15 @@ def test_a_rollout_killed_with_sigkill_resumes_and_completes(stack: SwarmProject
     assert (web["running"], web["desired"]) == (2, 2)
     assert stack.fetch() == {"status": "healthy", "greeting": "v2"}
     assert "GREETING=v2" in stack.service_env("worker")
+
+    # A release past keeping: its image references go from the manager and the nodes.
+    old = web["image"]
+    stack.write("surefoot.toml", stack.path.joinpath("surefoot.toml").read_text() + "\n[rollback]\nkeep_releases = 1\n")
+    stack.write("web/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {stack.name} v3 > /built\n")
+    third = stack.run("deploy", timeout=600)
+    assert third.returncode == 0, _ok(third)
+    new = stack.services()["web"]["image"]
+    assert new != old
+    for server in stack.servers:
+        refs = server.ssh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        assert old not in refs and new in refs, (server.alias, refs)

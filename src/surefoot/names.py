@@ -35,7 +35,7 @@ PHASES: tuple[dict[str, Any], ...] = (
      "release_point": True, "rollback_on_failure": True, "engine": {"swarm": "swarm:services_start"}},
     {"name": "health-wait", "run": "health:wait", "inputs": ("compose",), "rollback_on_failure": True,
      "engine": {"swarm": "swarm:health_wait"}},
-    {"name": "cleanup", "run": "cleanup:prune", "prunes_releases": True},
+    {"name": "cleanup", "run": "cleanup:prune", "prunes_releases": True, "engine": {"swarm": "swarm:cleanup"}},
     # Optional phases run after cleanup where their settings say so (``configured``); status
     # lists them (pending) from the start. Verify reads the running stack; cleanup only prunes
     # what no release uses: side by side.

@@ -54,6 +54,23 @@ def may_run(node: Mapping[str, Any], constraints: Sequence[str]) -> bool:
     return True
 
 
+# The image-id references (``...:id-<id>``, swarmfile.image_ref) under $2 that are not among the
+# other arguments, untagged (never forced); the exited containers of the stack ($1) still on
+# one, kept by the swarm's task history, go first; a running container keeps its image. The
+# release pins (``...:rN``) are not touched: cleanup's own step removes those past keeping.
+# Prints each reference removed.
+_UNTAG_SCRIPT = """\
+stack=$1; prefix=$2; shift 2
+docker images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$prefix/*" | while read -r ref; do
+  case "$ref" in *:id-*) ;; *) continue ;; esac
+  case " $* " in *" $ref "*) continue ;; esac
+  docker ps -aq --filter status=exited --filter "label=com.docker.stack.namespace=$stack" \\
+      --filter "ancestor=$ref" | xargs -r docker rm >/dev/null 2>&1
+  docker rmi "$ref" >/dev/null 2>&1 && echo "$ref"
+done
+true"""
+
+
 class Swarm:
     """A swarm, asked through its manager: ``engine`` its API (the forwarded socket), ``runner``
     its commands (``docker stack deploy``, ``docker service logs``), ``local`` this machine's
@@ -179,6 +196,16 @@ class Swarm:
             with ThreadPoolExecutor(len(declared), thread_name_prefix="ship") as pool:
                 for line in pool.map(one, sorted(declared)):
                     on_line(line)
+
+    def untag_stale(self, prefix: str, keep: set[str]) -> dict[str, list[str]]:
+        """Remove, on the manager and every declared node, the image-id references under ``prefix``
+        (``surefoot.local/PROJECT``) not in ``keep``; a reference a container still uses stays.
+        Returns what each machine removed."""
+        removed: dict[str, list[str]] = {}
+        for conn in [self.manager, *self.node_connections()]:
+            done = conn.run(["sh", "-c", _UNTAG_SCRIPT, "surefoot", self.stack, prefix, *sorted(keep)], timeout=120)
+            removed[conn.target.label] = done.stdout.split() if done.returncode == 0 else []
+        return removed
 
     def node_connections(self) -> list[SshConnection]:
         if self._conns is None:

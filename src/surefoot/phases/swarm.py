@@ -218,6 +218,29 @@ def gate_release(ctx: PhaseContext, swarm: Swarm, data: dict[str, Any], *, what:
     return converged
 
 
+# -- cleanup ----------------------------------------------------------------------------
+def cleanup(ctx: PhaseContext) -> PhaseResult:
+    """What cleanup does on a server, then on the manager and the nodes: the image references of
+    releases no longer kept (past rollback.keep_releases) are untagged."""
+    from surefoot.phases.cleanup import prune
+
+    result = prune(ctx)
+    keep: set[str] = set()
+    for path in (ctx.state_dir / "releases").glob(f"*/{STACK_FILE}"):
+        try:
+            keep |= set(_images(json.loads(path.read_text())))
+        except (OSError, ValueError):
+            return result  # a stack file that cannot be read: keep everything
+    removed = swarm_of(ctx).untag_stale(f"surefoot.local/{ctx.settings.project_name}", keep)
+    for where, refs in removed.items():
+        if refs:
+            ctx.out(f"{where}: {len(refs)} image reference(s) of releases past keeping untagged: {', '.join(refs)}")
+    count = sum(len(refs) for refs in removed.values())
+    notes = [note for note in (result.note, f"{count} old image reference(s) untagged on the swarm" if count else "")
+             if note]
+    return done("; ".join(notes) or None)
+
+
 # -- rollback -------------------------------------------------------------------------
 def restore(ctx: PhaseContext, release_id: int, files_dir: str, notes: tuple[str, ...],
             warn: Callable[[str], None]) -> PhaseResult:
