@@ -348,12 +348,15 @@ def test_a_rollout_killed_with_sigkill_resumes_and_completes(stack: SwarmProject
     assert stack.fetch() == {"status": "healthy", "greeting": "v2"}
     assert "GREETING=v2" in stack.service_env("worker")
 
-    # A release past keeping: its image references go from the manager and the nodes.
+    # Releases past keeping (one kept, and the current one while the next deploys): their image
+    # references go from the manager and the nodes.
     old = web["image"]
     stack.write("surefoot.toml", stack.path.joinpath("surefoot.toml").read_text() + "\n[rollback]\nkeep_releases = 1\n")
-    stack.write("web/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {stack.name} v3 > /built\n")
-    third = stack.run("deploy", timeout=600)
-    assert third.returncode == 0, _ok(third)
+    for version in ("v3", "v4"):
+        stack.write("web/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {stack.name} {version} > /built\n")
+        again = stack.run("deploy", timeout=600)
+        assert again.returncode == 0, _ok(again)
+    assert "old image reference(s) untagged on the swarm" in again.stdout
     new = stack.services()["web"]["image"]
     assert new != old
     for server in stack.servers:

@@ -103,6 +103,8 @@ def test_the_migration_is_one_task_that_is_never_restarted() -> None:
         "deploy": {"replicas": 2, "placement": {"constraints": ["node.role == manager"]}}}}}, IMAGES)
     data = migration_service(stack, "api", ["sh", "-c", "echo $HOME && migrate"], None)
     task = data["services"]["surefoot-migrate"]
+    cleared = migration_service(stack, "api", ["migrate"], [])["services"]["surefoot-migrate"]
+    assert cleared["entrypoint"] == ["migrate"] and "command" not in cleared
     assert task["command"] == ["sh", "-c", "echo $$HOME && migrate"]  # stack deploy interpolates again
     assert task["deploy"] == {"mode": "replicated", "replicas": 1, "restart_policy": {"condition": "none"},
                               "placement": {"constraints": ["node.role == manager"]}}
@@ -164,13 +166,24 @@ def test_a_paused_update_fails_at_once() -> None:
     assert verdict.failure is not None and "paused" in verdict.failure
 
 
-def test_a_crash_loop_counts_only_the_tasks_that_failed_while_watched() -> None:
+def test_a_crash_loop_fails_at_once() -> None:
     judge = gate()
-    old = {f"old{i}": "exit 1" for i in range(CRASH_LOOP)}
-    assert judge.look([state(running=1, failed=old)], 0.0).failure is None  # failed before: not ours
-    new = {**old, **{f"new{i}": f"task: non-zero exit ({i})" for i in range(CRASH_LOOP)}}
-    verdict = judge.look([state(running=1, failed=new)], 1.0)
+    few = {f"t{i}": "exit 1" for i in range(CRASH_LOOP - 1)}
+    assert judge.look([state(running=1, failed=few)], 0.0).failure is None
+    many = {**few, "last": "task: non-zero exit (1)"}
+    verdict = judge.look([state(running=1, failed=many)], 1.0)
     assert verdict.failure is not None and f"{CRASH_LOOP} tasks of this release failed" in verdict.failure
+    assert "the last: task: non-zero exit (1)" in verdict.failure
+
+
+def test_any_rollback_after_the_deploy_fails_even_to_the_same_spec() -> None:
+    # docker stack deploy clears the update status: a rollback seen later is this release's
+    verdict = gate().look([state(update="rollback_completed")], 0.0)
+    assert verdict.failure is not None and "rolled s_web back (rollback_completed)" in verdict.failure
+
+
+def test_a_service_scaled_to_zero_is_converged() -> None:
+    assert gate(monitor=0.0).look([state(desired=0, running=0)], 0.0).converged
 
 
 def test_a_task_pending_past_the_limit_fails_with_the_swarms_reason() -> None:
@@ -192,12 +205,13 @@ def service(ident: str, name: str, image: str, replicas: int | None, labels: dic
     mode = {"Replicated": {"Replicas": replicas}} if replicas is not None else {"Global": {}}
     return {"ID": ident, "Spec": {"Name": name, "Labels": labels, "Mode": mode,
                                   "TaskTemplate": {"ContainerSpec": {"Image": image, "Env": ["A=2"]}}},
-            "UpdateStatus": {"State": "updating", "Message": "update in progress"}}
+            "UpdateStatus": {"State": "updating", "Message": "update in progress"},
+            "UpdatedAt": "2026-11-27T10:00:00.123456789Z"}
 
 
 def task(ident: str, service_id: str, image: str, env: str, state_: str, desired: str = "running",
-         node: str = "n1", err: str = "") -> dict[str, Any]:
-    return {"ID": ident, "ServiceID": service_id, "NodeID": node, "DesiredState": desired,
+         node: str = "n1", err: str = "", created: str = "2026-11-27T10:00:01.5Z") -> dict[str, Any]:
+    return {"ID": ident, "ServiceID": service_id, "NodeID": node, "DesiredState": desired, "CreatedAt": created,
             "Spec": {"ContainerSpec": {"Image": image, "Env": [env], "Isolation": "default"}},
             "Status": {"State": state_, "Err": err}}
 
@@ -209,6 +223,8 @@ def test_service_states_count_the_tasks_of_the_current_spec() -> None:
         task("t2", "s1", "img:1", "A=1", "running"),  # the old spec, still running
         task("t3", "s1", "img:2", "A=2", "pending", err="no suitable node"),
         task("t4", "s1", "img:2", "A=2", "failed", desired="shutdown", err="task: non-zero exit (1)"),
+        # the same spec, failed before it was last deployed: an earlier deployment's, not counted
+        task("t0", "s1", "img:2", "A=2", "failed", desired="shutdown", err="old", created="2026-11-27T09:59:59Z"),
         task("t5", "s2", "px", "A=2", "running", node="n1"),
         task("t6", "s2", "px", "A=2", "starting", node="n2"),
     ]
@@ -218,6 +234,29 @@ def test_service_states_count_the_tasks_of_the_current_spec() -> None:
     assert web.update_state == "updating" and web.row() == {
         "name": "st_web", "image": "img:2", "desired": 3, "running": 1, "update_state": "updating"}
     assert (proxy.name, proxy.desired, proxy.running) == ("st_proxy", 2, 1)  # global: a task a node
+
+
+def test_a_global_service_no_node_may_run_is_unplaced() -> None:
+    (nowhere,) = service_states([service("s3", "st_edge", "px", None, {})], [])
+    assert nowhere.desired == 0 and nowhere.pending == {"service st_edge": "no node meets its placement constraints"}
+    judge = gate(pending_limit=1.0)
+    judge.wanted = {"st_edge": ""}
+    assert judge.look([nowhere], 0.0).failure is None
+    verdict = judge.look([nowhere], 2.0)
+    assert verdict.failure is not None and "no node meets its placement constraints" in verdict.failure
+
+
+def test_the_current_spec_is_the_tasks_content_not_the_engines_defaults() -> None:
+    svc = service("s1", "st_web", "img:2", 1, {})
+    svc["Spec"]["TaskTemplate"].update({"Resources": {"Limits": {"MemoryBytes": 1024}},
+                                        "RestartPolicy": {"Condition": "any"}, "Runtime": "container"})
+    svc["Spec"]["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] = 10_000_000_000  # filled in by the engine
+    same = task("t1", "s1", "img:2", "A=2", "running")
+    same["Spec"]["Resources"] = {"Limits": {"MemoryBytes": 1024}}
+    other = task("t2", "s1", "img:2", "A=2", "running")
+    other["Spec"]["Resources"] = {"Limits": {"MemoryBytes": 2048}}  # the old limit: not this spec
+    (web,) = service_states([svc], [same, other])
+    assert web.running == 1
 
 
 def test_placement_on_role_and_hostname() -> None:
@@ -242,3 +281,36 @@ def test_a_swarm_target_validates_its_keys() -> None:
         TargetSettings(host="m1", engine="kubernetes")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="only ssh:// URLs"):
         TargetSettings(host="m1", engine="swarm", nodes=["http://w1"])
+
+
+def test_what_compose_prints_and_a_stack_file_says_otherwise() -> None:
+    model = {"services": {"web": {
+        "image": "x", "scale": 3, "extra_hosts": ["db=10.0.0.5", "v6=::1"], "entrypoint": [], "command": ["run"],
+        "deploy": {"resources": {"limits": {"cpus": 0.25}, "reservations": {"cpus": 0.1}}},
+        "profiles": ["web"], "links": ["db"],
+    }}}
+    stack = render(model, {})
+    web = stack.data["services"]["web"]
+    assert web["deploy"]["replicas"] == 3 and "scale" not in web
+    assert web["extra_hosts"] == ["db:10.0.0.5", "v6:::1"]
+    assert web["entrypoint"] == ["run"] and "command" not in web  # [] is "the image's" on a swarm
+    assert web["deploy"]["resources"] == {"limits": {"cpus": "0.25"}, "reservations": {"cpus": "0.1"}}
+    notes = "\n".join(stack.notes)
+    assert "web: profiles left out" in notes and "web: links left out" in notes
+
+
+def test_network_mode_is_refused() -> None:
+    found = problems(render({"services": {"web": {"image": "x", "network_mode": "host"}}}, {}))
+    assert len(found) == 1 and "web: network_mode host has no equivalent in a stack" in found[0]
+
+
+def test_secrets_and_configs_from_files_are_named_after_their_content() -> None:
+    model = {"services": {"web": {"image": "x", "secrets": ["token"], "configs": [{"source": "site"}]}},
+             "secrets": {"token": {"name": "shop_token", "file": "/p/token.txt"}, "unused": {"file": "/p/u"}},
+             "configs": {"site": {"file": "/p/site.conf"}}}
+    digests = {"/p/token.txt": "a" * 64, "/p/site.conf": "b" * 64}
+    data = render(model, {}, stack="shop", file_digests=digests).data
+    assert data["secrets"] == {"token": {"name": "shop_token_aaaaaaaaaaaa", "file": "/p/token.txt"}}
+    assert data["configs"] == {"site": {"name": "shop_site_bbbbbbbbbbbb", "file": "/p/site.conf"}}
+    changed = render(model, {}, stack="shop", file_digests={**digests, "/p/token.txt": "c" * 64}).data
+    assert changed["secrets"]["token"]["name"] == "shop_token_cccccccccccc"

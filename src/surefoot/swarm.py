@@ -149,11 +149,17 @@ class Swarm:
             raise SwarmError(f"docker stack deploy failed (exit {code})" + (f": {last}" if last else ""),
                              exit_code=code)
 
-    def remove_service(self, name: str) -> None:
+    def remove_service(self, name: str) -> str | None:
+        """Remove the service ``name``; its id, or None when there was none."""
+        path = f"/services/{quote(name, safe='')}"
         try:
-            self.engine.request("DELETE", f"/services/{quote(name, safe='')}", expect=(200, 404))
+            found = self.engine.request("GET", path, expect=(200, 404))
+            if found is None:
+                return None
+            self.engine.request("DELETE", path, expect=(200, 404))
         except EngineUnavailable as exc:
             raise SwarmError(f"{self.label}: removing the service {name} failed ({exc})") from None
+        return str(found.get("ID") or name)
 
     def ship(self, images: Mapping[str, Sequence[str]], on_line: Callable[[str], None]) -> None:
         """Each image (``images``: its placement constraints) to every node that may run it and
@@ -165,7 +171,10 @@ class Swarm:
 
         if not images:
             return
-        ids = remote_image_ids(self.manager, sorted(images))
+        try:
+            ids = remote_image_ids(self.manager, sorted(images))
+        except SshError as exc:
+            raise SwarmError(f"{self.label}: asking the manager for its images: {exc}") from None
         missing = [image for image, found in ids.items() if not found]
         if missing:
             raise SwarmError(f"{self.label}: the manager lacks {', '.join(missing)}")
@@ -203,7 +212,11 @@ class Swarm:
         Returns what each machine removed."""
         removed: dict[str, list[str]] = {}
         for conn in [self.manager, *self.node_connections()]:
-            done = conn.run(["sh", "-c", _UNTAG_SCRIPT, "surefoot", self.stack, prefix, *sorted(keep)], timeout=120)
+            try:
+                done = conn.run(["sh", "-c", _UNTAG_SCRIPT, "surefoot", self.stack, prefix, *sorted(keep)],
+                                timeout=120)
+            except SshError as exc:
+                raise SwarmError(f"cleaning up old image references: {exc}") from None
             removed[conn.target.label] = done.stdout.split() if done.returncode == 0 else []
         return removed
 
@@ -215,10 +228,10 @@ class Swarm:
                     conn = SshConnection(target)
                     conn.open()
                     conns.append(conn)
-            except SshError:
+            except SshError as exc:
                 for conn in conns:
                     conn.close()
-                raise
+                raise SwarmError(f"{self.label}: a node listed in nodes cannot be reached: {exc}") from None
             self._conns = conns
         return self._conns
 
@@ -226,7 +239,10 @@ class Swarm:
         known = self._node_ids.get(conn.target.label)
         if known is not None:
             return known
-        result = conn.run(["docker", "info", "--format", "{{.Swarm.NodeID}}"], timeout=30)
+        try:
+            result = conn.run(["docker", "info", "--format", "{{.Swarm.NodeID}}"], timeout=30)
+        except SshError as exc:
+            raise SwarmError(f"{conn.target.label}: {exc}") from None
         node = result.stdout.strip()
         if result.returncode != 0 or not node:
             raise SwarmError(f"{conn.target.label} is listed in nodes but is not a node of a swarm "
@@ -241,13 +257,15 @@ class Swarm:
 
 
 def watch(swarm: Swarm, gate: SwarmGate, *, timeout: float, interval: float, clock: Callable[[], float],
-          progress: Callable[[str], None], cancelled: Callable[[], bool] = lambda: False,
+          progress: Callable[[str], None], check: Callable[[], None] = lambda: None,
           sleep: Callable[[float], None] = time.sleep) -> str:
     """Look at the stack until the gate passes (returns the last progress line), fails, or
-    ``timeout`` passes (both raise SwarmError naming why)."""
+    ``timeout`` passes (both raise SwarmError naming why). ``check`` raises when the run is
+    cancelled (never a pass); ``sleep`` is woken by a cancel."""
     started = clock()
     last = ""
     while True:
+        check()
         verdict = gate.look(swarm.states(), clock())
         if verdict.progress != last:
             progress(verdict.progress)
@@ -258,6 +276,4 @@ def watch(swarm: Swarm, gate: SwarmGate, *, timeout: float, interval: float, clo
             return verdict.progress
         if clock() - started > timeout:
             raise SwarmError(f"the stack did not converge within {timeout:.0f}s: {verdict.progress}")
-        if cancelled():
-            return last
         sleep(interval)

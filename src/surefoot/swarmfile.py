@@ -31,8 +31,11 @@ _DROPPED = {
     "build": None,  # built by the build phase: the stack runs the image it made
     "pull_policy": "the image is pinned by surefoot",
     "container_name": "a swarm names its tasks itself",
-    "profiles": None, "links": None, "external_links": None, "network_mode": None, "platform": None,
-    "scale": None, "env_file": None,  # compose config has read env_file into environment already
+    "profiles": "a stack deploys every service",
+    "links": "services find each other by name on the stack's networks",
+    "external_links": "services find each other by name on the stack's networks",
+    "platform": "a swarm places tasks by the nodes' platforms (deploy.placement)",
+    "env_file": None,  # compose config has read it into environment already
 }
 _RESTART = {"no": "none", "always": "any", "unless-stopped": "any", "on-failure": "on-failure"}
 
@@ -58,10 +61,13 @@ def image_ref(project: str, service: str, image_id: str) -> str:
 
 
 def render(model: Mapping[str, Any], images: Mapping[str, str], *, only: Sequence[str] | None = None,
-           failure_action_default: str = "rollback") -> StackFile:
+           failure_action_default: str = "rollback", stack: str = "",
+           file_digests: Mapping[str, str] | None = None) -> StackFile:
     """The stack file of ``model`` (``compose config --format json``), each service running
     ``images[service]``; ``only``: just these services (database-start deploys the databases
-    alone, the rest of the stack untouched)."""
+    alone, the rest of the stack untouched). A swarm's secrets and configs cannot change in
+    place: one made from a file is named ``STACK_NAME_<digest>`` after its content
+    (``file_digests``: a digest of each such file), so a changed file is a new one."""
     notes: list[str] = []
     services: dict[str, Any] = {}
     for name, spec in sorted((model.get("services") or {}).items()):
@@ -82,6 +88,10 @@ def render(model: Mapping[str, Any], images: Mapping[str, str], *, only: Sequenc
         used = {(ref.get("source") if isinstance(ref, dict) else ref) for s in services.values()
                 for ref in s.get(kind) or []}
         kept = {name: _top(spec) for name, spec in (model.get(kind) or {}).items() if name in used}
+        for name, spec in kept.items():
+            digest = (file_digests or {}).get(str(spec.get("file") or ""))
+            if digest and stack and not spec.get("external"):
+                spec["name"] = f"{stack}_{name}_{digest[:12]}"
         if kept:
             data[kind] = kept
     return StackFile(data, notes)
@@ -108,6 +118,17 @@ def _service(name: str, spec: dict[str, Any], image: str | None, notes: list[str
     for key in ("entrypoint", "command"):
         if key in spec and spec[key] is None:
             del spec[key]
+    if spec.get("entrypoint") == [] and spec.get("command"):
+        # An empty entrypoint is "the image's" on a swarm, not "none": the command takes its place.
+        spec["entrypoint"] = spec.pop("command")
+    scale = spec.pop("scale", None)
+    if scale is not None and "replicas" not in (spec.get("deploy") or {}):
+        spec.setdefault("deploy", {})["replicas"] = int(scale)
+    hosts = spec.get("extra_hosts")
+    if isinstance(hosts, dict):
+        hosts = [f"{host}={address}" for host, address in hosts.items()]
+    if isinstance(hosts, list):  # compose prints HOST=IP; the stack file takes HOST:IP
+        spec["extra_hosts"] = [str(entry).replace("=", ":", 1) for entry in hosts]
     if image is not None:
         spec["image"] = image
     deploy = spec.setdefault("deploy", {})
@@ -119,6 +140,10 @@ def _service(name: str, spec: dict[str, Any], image: str | None, notes: list[str
         condition = _RESTART.get(str(restart).split(":")[0])
         if condition:
             deploy["restart_policy"] = {"condition": condition}
+    for kind in ("limits", "reservations"):  # compose prints a number; the stack file takes a string
+        held = (deploy.get("resources") or {}).get(kind) or {}
+        if "cpus" in held:
+            held["cpus"] = str(held["cpus"])
     limits: dict[str, Any] = {}
     for key, limit in (("mem_limit", "memory"), ("cpus", "cpus")):
         if key in spec:
@@ -176,6 +201,8 @@ def migration_service(stack: StackFile, service: str, command: Sequence[str],
     spec["command"] = [escape(word) for word in command]
     if entrypoint is not None:
         spec["entrypoint"] = [escape(word) for word in entrypoint]
+    if spec.get("entrypoint") == []:  # none: the command alone (an empty one is the image's on a swarm)
+        spec["entrypoint"] = spec.pop("command")
     deploy = spec.get("deploy") or {}
     spec["deploy"] = {"mode": "replicated", "replicas": 1, "restart_policy": {"condition": "none"},
                       **({"placement": deploy["placement"]} if deploy.get("placement") else {})}
@@ -188,6 +215,9 @@ def problems(stack: StackFile) -> list[str]:
     """What a swarm can never run as written (preflight refuses it): each names the service."""
     found = []
     for name, spec in sorted((stack.data.get("services") or {}).items()):
+        if spec.get("network_mode"):
+            found.append(f"{name}: network_mode {spec['network_mode']} has no equivalent in a stack (use its "
+                         "networks; for the host's network: an external network named host)")
         deploy = spec.get("deploy") or {}
         order = (deploy.get("update_config") or {}).get("order")
         host_ports = [p.get("published") for p in spec.get("ports") or []

@@ -5,7 +5,9 @@ the one command ``status`` runs there. :mod:`surefoot.swarm` asks, this module j
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,17 +47,38 @@ def desired_replicas(service: Mapping[str, Any], tasks: Sequence[Mapping[str, An
 _DEFAULTED = frozenset({"StopGracePeriod", "DNSConfig", "Isolation", "Privileges"})
 
 
-def _essential(spec: Mapping[str, Any]) -> str:
-    return json.dumps({key: value for key, value in spec.items()
-                       if key not in _DEFAULTED and value not in (None, {}, [], "")}, sort_keys=True)
+def _essential(spec: Any) -> str:
+    if isinstance(spec, Mapping):
+        spec = {key: value for key, value in spec.items() if key not in _DEFAULTED and value not in (None, {}, [], "")}
+    return json.dumps(spec, sort_keys=True)
+
+
+# Task template parts every task carries; the others (RestartPolicy, LogDriver, Runtime...) are
+# compared when the task shows them. Placement and ForceUpdate are not the task's content.
+_ALWAYS = ("ContainerSpec", "Resources", "Networks")
+_NOT_CONTENT = frozenset({"Placement", "ForceUpdate"})
 
 
 def _current(task: Mapping[str, Any], service: Mapping[str, Any]) -> bool:
     """Whether ``task`` was made from the service's spec as it is now (what its container runs:
-    image, command, environment, mounts, healthcheck...)."""
-    template = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
-    made = ((task.get("Spec") or {}).get("ContainerSpec")) or {}
-    return _essential(made) == _essential(template)
+    image, command, environment, mounts, healthcheck, resources, networks...)."""
+    template = (service.get("Spec") or {}).get("TaskTemplate") or {}
+    made = task.get("Spec") or {}
+    keys = set(_ALWAYS) | (set(template) & set(made)) - _NOT_CONTENT
+    return all(_essential(made.get(key) or {}) == _essential(template.get(key) or {}) for key in keys)
+
+
+def when(text: Any) -> dt.datetime | None:
+    """An engine timestamp (``2026-11-27T17:14:15.264250923Z``; nanoseconds cut to micro)."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", str(text or ""))
+    if match is None:
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    zone = match.group(3) or "Z"
+    try:
+        return dt.datetime.fromisoformat(match.group(1) + fraction + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -95,14 +118,21 @@ def service_states(services: Sequence[Mapping[str, Any]], tasks: Sequence[Mappin
                                          or "not placed yet")
                    for t in mine if t.get("DesiredState") == "running"
                    and (t.get("Status") or {}).get("State") == "pending"}
+        # The failures of this spec since it was last deployed (``docker stack deploy`` updates
+        # every service: an earlier deployment's failed tasks are older than that).
+        since = when(service.get("UpdatedAt"))
         failed = {str(t.get("ID")): str((t.get("Status") or {}).get("Err") or (t.get("Status") or {}).get("Message")
                                         or "failed")
-                  for t in current if (t.get("Status") or {}).get("State") in ("failed", "rejected")}
+                  for t in current if (t.get("Status") or {}).get("State") in ("failed", "rejected")
+                  and (since is None or (when(t.get("CreatedAt")) or since) >= since)}
         update = service.get("UpdateStatus") or {}
         labels = (service.get("Spec") or {}).get("Labels") or {}
+        desired = desired_replicas(service, mine)
+        mode = (service.get("Spec") or {}).get("Mode") or {}
+        if desired == 0 and "Global" in mode:  # the swarm made no task: no node may run it
+            pending[f"service {_name(service)}"] = "no node meets its placement constraints"
         states.append(ServiceState(_name(service), _spec_image(service), str(labels.get(SPEC_LABEL, "")),
-                                   desired_replicas(service, mine),
-                                   len(running), update.get("State"), str(update.get("Message") or ""),
+                                   desired, len(running), update.get("State"), str(update.get("Message") or ""),
                                    pending, failed))
     return states
 
@@ -127,12 +157,9 @@ class SwarmGate:
     pending_limit: float
     converged_since: float | None = None
     _pending_since: dict[str, float] = field(default_factory=dict)
-    _failed_before: set[str] | None = None  # tasks that had failed before the first look: not ours
 
     def look(self, states: Sequence[ServiceState], now: float) -> Verdict:
         found = {state.name: state for state in states}
-        if self._failed_before is None:
-            self._failed_before = {task for state in states for task in state.failed}
         waiting: list[str] = []
         for name, spec in sorted(self.wanted.items()):
             state = found.get(name)
@@ -143,7 +170,7 @@ class SwarmGate:
             if failure is not None:
                 return Verdict(False, failure, state.text())
             if state.spec != spec or state.update_state in ("updating",) or state.running < state.desired \
-                    or state.desired == 0:
+                    or state.pending:
                 waiting.append(state.text())
         if waiting:
             self.converged_since = None
@@ -161,11 +188,13 @@ class SwarmGate:
 
     def _failure(self, state: ServiceState, spec: str, now: float) -> str | None:
         message = f": {state.update_message}" if state.update_message else ""
-        if state.spec != spec and state.update_state in _ROLLED_BACK:
+        # ``docker stack deploy`` clears every service's update status: a rollback seen after
+        # it is the swarm undoing this release (even one whose spec equals the previous one).
+        if state.update_state in _ROLLED_BACK:
             return f"the swarm rolled {state.name} back ({state.update_state}){message}"
-        if state.update_state in ("paused", "rollback_paused"):
+        if state.update_state == "paused":
             return f"the update of {state.name} is paused{message}"
-        failed = [why for task, why in state.failed.items() if task not in (self._failed_before or set())]
+        failed = list(state.failed.values())
         if len(failed) >= CRASH_LOOP:
             return f"{state.name}: {len(failed)} tasks of this release failed (a crash loop); the last: {failed[-1]}"
         for task, why in state.pending.items():

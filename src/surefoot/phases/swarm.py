@@ -11,6 +11,7 @@ that failed).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -70,11 +71,34 @@ def stack_file(ctx: PhaseContext, only: Sequence[str] | None = None) -> StackFil
     refs = {service: image_ref(ctx.settings.project_name, service, str(ids[service])) for service in services}
     for service in services:
         ctx.docker.tag(str(ids[service]), refs[service])
-    stack = render(model.data, refs, only=only)
+    stack = render(model.data, refs, only=only, stack=ctx.settings.project_name, file_digests=_file_digests(model.data))
     found = problems(stack)
     if found:
         raise PhaseFailed("the swarm cannot run this stack: " + "; ".join(found))
     return stack
+
+
+def _file_digests(model: dict[str, Any]) -> dict[str, str]:
+    """A digest of each file a secret or config is made from (a changed file: a new one)."""
+    found = {}
+    for kind in ("secrets", "configs"):
+        for spec in (model.get(kind) or {}).values():
+            path = Path(str((spec or {}).get("file") or ""))
+            if (spec or {}).get("file") and path.is_file():
+                found[str(spec["file"])] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def _read_stack(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PhaseFailed(f"the stack file {path} is missing: run `surefoot deploy` again") from None
+    except (OSError, ValueError) as exc:
+        raise PhaseFailed(f"the stack file {path} cannot be read ({exc}): run `surefoot deploy` again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise PhaseFailed(f"the stack file {path} is not a stack file (no services)")
+    return data
 
 
 def _images(data: dict[str, Any]) -> dict[str, list[str]]:
@@ -104,7 +128,7 @@ def _gate(ctx: PhaseContext, swarm: Swarm, data: dict[str, Any], *, monitor: flo
     gate = SwarmGate(wanted, monitor=monitor, pending_limit=settings.pending_timeout)
     try:
         return watch(swarm, gate, timeout=timeout, interval=POLL, clock=ctx.clock, progress=ctx.progress,
-                     cancelled=lambda: ctx.cancel.cancelled)
+                     check=ctx.cancel.check, sleep=ctx.cancel.sleep)
     except SwarmError as exc:
         raise PhaseFailed(f"{what}: {exc}") from None
     finally:
@@ -136,7 +160,10 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
     stack = stack_file(ctx, only=[settings.service])
     data = migration_service(stack, settings.service, settings.command, settings.entrypoint)
     name = swarm.service_name(MIGRATE_SERVICE)
-    swarm.remove_service(name)  # a killed attempt's: its task would hold locks
+    left = swarm.remove_service(name)  # a killed attempt's: its task would hold locks
+    if left is not None:
+        ctx.out(f"removed {name}, left by an earlier attempt; waiting for its task to stop")
+        _until_gone(ctx, swarm, left, name)
     _deploy(ctx, swarm, data, ctx.state_dir / "swarm" / "migrate.json", prune=False)
     try:
         with ctx.docker.runner.follow(["docker", "service", "logs", "--follow", "--raw", name], ctx.out):
@@ -150,6 +177,20 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
     return done()
 
 
+_ALIVE = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
+
+
+def _until_gone(ctx: PhaseContext, swarm: Swarm, service_id: str, name: str, timeout: float = 60.0) -> None:
+    """Until no task of the removed service runs (two migrations never overlap)."""
+    started = ctx.clock()
+    while any(t.get("ServiceID") == service_id and (t.get("Status") or {}).get("State") in _ALIVE
+              for t in swarm.tasks()):
+        if ctx.clock() - started > timeout:
+            raise PhaseFailed(f"the migration task left by an earlier attempt ({name}) did not stop within "
+                              f"{format_duration(timeout)}")
+        ctx.cancel.sleep(POLL)
+
+
 def _job_end(ctx: PhaseContext, swarm: Swarm, name: str, timeout: float) -> tuple[int, str]:
     """The exit code of the one task of ``name`` and why it ended, once it has."""
     started = ctx.clock()
@@ -159,7 +200,9 @@ def _job_end(ctx: PhaseContext, swarm: Swarm, name: str, timeout: float) -> tupl
                                                                     if s.get("Spec", {}).get("Name") == name}]
         status = (tasks[0].get("Status") or {}) if tasks else {}
         state = status.get("State")
-        if state in ("complete", "failed", "rejected", "shutdown"):
+        if state == "rejected":  # never started: no exit code to honour
+            raise PhaseFailed(f"the migration task was rejected by the swarm: {status.get('Err') or 'no reason given'}")
+        if state in ("complete", "failed", "shutdown"):
             code = (status.get("ContainerStatus") or {}).get("ExitCode")
             return (int(code) if code is not None else (0 if state == "complete" else -1),
                     str(status.get("Err") or ""))
@@ -191,10 +234,7 @@ def services_start(ctx: PhaseContext) -> PhaseResult:
 
 # -- health-wait -------------------------------------------------------------------
 def health_wait(ctx: PhaseContext) -> PhaseResult:
-    path = release_stack(ctx)
-    if not path.is_file():
-        raise PhaseFailed(f"this release's stack file is missing ({path}): run `surefoot deploy` again")
-    data = json.loads(path.read_text())
+    data = _read_stack(release_stack(ctx))
     swarm = swarm_of(ctx)
     converged = gate_release(ctx, swarm, data, what="the health gate failed")
     return done(f"the swarm converged: {converged}")
@@ -248,7 +288,7 @@ def restore(ctx: PhaseContext, release_id: int, files_dir: str, notes: tuple[str
     path = Path(files_dir) / STACK_FILE
     if not path.is_file():
         raise PhaseFailed(f"release {release_id} cannot be restored on the swarm: it has no stack file ({path})")
-    data = json.loads(path.read_text())
+    data = _read_stack(path)
     swarm = swarm_of(ctx)
     absent = [image for image, found in ctx.docker.image_ids(sorted(_images(data))).items() if not found]
     if absent:
@@ -261,6 +301,31 @@ def restore(ctx: PhaseContext, release_id: int, files_dir: str, notes: tuple[str
     for note in notes:
         warn(note)
     return done(f"release {release_id} restored on the swarm and healthy")
+
+
+def _swarm_warnings(ctx: PhaseContext) -> list[str]:
+    """What works differently on a swarm than the files or surefoot.toml may expect."""
+    warnings = []
+    project = ctx.settings.project_dir.resolve()
+    for name, spec in sorted((ctx.model().data.get("services") or {}).items()):
+        constraints = ((spec.get("deploy") or {}).get("placement") or {}).get("constraints") or []
+        pinned = any(c.replace(" ", "") in ("node.role==manager",) or c.replace(" ", "").startswith("node.hostname==")
+                     for c in constraints)
+        binds = [str(v.get("source")) for v in spec.get("volumes") or []
+                 if isinstance(v, dict) and v.get("type") == "bind" and v.get("source")
+                 and Path(str(v["source"])).resolve().is_relative_to(project)]
+        if binds and not pinned:
+            warnings.append(f"{name}: bind mounts of project files ({', '.join(binds)}) exist only on the manager, "
+                            "where surefoot sends the project: constrain the service to it "
+                            "(deploy.placement.constraints: node.role == manager), or use configs")
+    if ctx.settings.phases.services_start.zero_downtime:
+        warnings.append("phases.services-start.zero_downtime is not used on a swarm: set "
+                        "deploy.update_config.order: start-first on those services instead")
+    probes = [p.label for p in ctx.settings.phases.health_wait.all_probes() if p.type in ("container", "command")]
+    if probes:
+        warnings.append(f"health-wait probes {', '.join(probes)} (container, command) are not run on a swarm: "
+                        "the swarm gate checks every service's tasks")
+    return warnings
 
 
 # -- preflight ----------------------------------------------------------------------------
@@ -289,6 +354,8 @@ def swarm_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) -> No
     if found:
         record(CheckResult("swarm", "fail", "; ".join(found)))
         return
+    for warning in _swarm_warnings(ctx):
+        record(CheckResult("swarm", "warn", warning))
     defaulted = [name for name, spec in (ctx.model().data.get("services") or {}).items()
                  if "failure_action" not in ((spec.get("deploy") or {}).get("update_config") or {})]
     record(CheckResult("swarm", "pass", f"a manager; {len(nodes)} node(s) ready"

@@ -100,7 +100,7 @@ def swarm_service_checks(ctx: PhaseContext, timeout: float) -> list[Check]:
         states = ctx.docker.swarm.states()
         checks = []
         for state in states:
-            if state.update_state in ("paused", "rollback_started", "rollback_paused"):
+            if state.update_state in ("paused", "rollback_started", "rollback_paused", "updating"):
                 checks.append(Check(state.name, "fail", f"update {state.update_state}: {state.update_message}"))
             elif state.desired > 0 and state.running >= state.desired:
                 checks.append(Check(state.name, "pass", f"{state.running}/{state.desired} tasks running"))
