@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from surefoot.cli_options import DEFAULT_STATE_DIR, GlobalOptions
-from surefoot.errors import ExitCode, SurefootError
+from surefoot.errors import ConfigError, ExitCode, SurefootError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,6 +103,10 @@ def run_fleet(opts: GlobalOptions, settings: Settings, choices: list[TargetChoic
     from surefoot.console import reporter_for
     from surefoot.fleet import Fleet
 
+    swarms = [choice.name for choice in choices if choice.engine == "swarm"]
+    if swarms:  # a swarm schedules over its own nodes: it is deployed alone
+        raise ConfigError(f"targets.{swarms[0]} (engine = \"swarm\") is deployed on its own: "
+                          f"choose it with --target {swarms[0]} (a swarm is one target, however many nodes)")
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: cancel.cancel(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
