@@ -190,6 +190,28 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
+def test_a_master_that_exited_counts_as_gone_while_still_a_zombie() -> None:
+    """close() waits for the master to end; a zombie (exited, not reaped yet: under some init
+    processes for seconds) has ended, or every close would wait out its timeout."""
+    from surefoot.ssh import _running
+
+    child = subprocess.Popen(["sleep", "0.05"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not _running(child.pid)  # exited, not reaped: gone
+    finally:
+        child.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _running(alive.pid)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 @pytest.mark.docker
 def test_runs_commands_over_one_shared_connection(server: Server) -> None:
     before = _accepted(server)

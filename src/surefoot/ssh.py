@@ -330,13 +330,20 @@ class SshConnection:
 
 
 def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs. The master ssh forks away from us, so its parent is PID 1:
+    once it exits it is a zombie until PID 1 reaps it (seconds, under some init processes,
+    never under none), and a zombie has ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the signal is all there is to go by
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]  # the state follows the command's name
 
 
 def _names(pid: int, text: str) -> bool:
