@@ -58,6 +58,7 @@ class FakeDocker:
         return self
 
     migrates = True
+    swarm = None  # the engine is compose (a swarm target's adapter holds its Swarm)
 
     def runs(self, service: str) -> bool:
         return True
