@@ -214,6 +214,7 @@ build = "control"
         result = shop.run("deploy", timeout=1200)
         assert result.returncode == 0, _ok(result)
         assert "applying migration" in result.stdout  # the migration task's log, streamed
+        assert "swarm: pass (a manager; 3 node(s) ready" in result.stdout  # preflight
         services = shop.services()
         assert sorted(services) == ["api", "cache", "db", "proxy"]
         api = services["api"]
@@ -362,3 +363,24 @@ def test_a_rollout_killed_with_sigkill_resumes_and_completes(stack: SwarmProject
     for server in stack.servers:
         refs = server.ssh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
         assert old not in refs and new in refs, (server.alias, refs)
+
+    # `surefoot rollback`: the whole stack back to the release before (v3's image, v2's env)
+    v3 = json.loads((stack.path / ".surefoot" / "targets" / "cluster" / "releases" / "3" / "stack.json").read_text())
+    back = stack.run("rollback", "--yes", timeout=600)
+    assert back.returncode == 0, _ok(back)
+    services = stack.services()
+    assert services["web"]["image"] == v3["services"]["web"]["image"] != new
+    assert (services["web"]["running"], services["web"]["desired"]) == (2, 2)
+    assert stack.status()["current_release"] == 3
+
+
+# -- refused before anything changes ------------------------------------------------------------
+def test_start_first_with_a_host_mode_port_is_refused_by_preflight(stack: SwarmProject) -> None:
+    stack.write("compose.yaml", STACK.format(port=stack.port, extra="").replace(
+        "update_config: {parallelism: 1, monitor: 2s}", "update_config: {parallelism: 1, order: start-first}"))
+    result = stack.run("deploy", timeout=300)
+    assert result.returncode == 1, _ok(result)
+    assert "web: update_config.order start-first with the host-mode port" in result.stdout
+    assert stack.phase("preflight")["status"] == "failed"
+    listed = stack.manager.ssh("docker", "stack", "ls", "--format", "{{.Name}}").stdout.split()
+    assert stack.name not in listed  # nothing deployed
