@@ -147,6 +147,15 @@ def test_the_gate_passes_once_every_task_stays_running_for_the_monitor_window() 
     assert verdict.converged and verdict.failure is None
 
 
+def test_a_task_failing_within_the_window_starts_it_again() -> None:
+    judge = gate()
+    assert not judge.look([state()], 0.0).converged
+    # between two looks a task failed and was replaced: all running again, but not steady
+    assert not judge.look([state(failed={"t1": "task: non-zero exit (1)"})], 2.5).converged
+    assert not judge.look([state(failed={"t1": "task: non-zero exit (1)"})], 4.0).converged
+    assert judge.look([state(failed={"t1": "task: non-zero exit (1)"})], 5.6).converged
+
+
 def test_a_completed_update_was_monitored_by_the_swarm_already() -> None:
     assert gate().look([state(update="completed")], 0.0).converged
 

@@ -157,9 +157,14 @@ class SwarmGate:
     pending_limit: float
     converged_since: float | None = None
     _pending_since: dict[str, float] = field(default_factory=dict)
+    _failures: int = 0  # failed tasks of the release seen so far
 
     def look(self, states: Sequence[ServiceState], now: float) -> Verdict:
         found = {state.name: state for state in states}
+        failures = sum(len(found[name].failed) for name in self.wanted if name in found)
+        if failures > self._failures:  # a task failed (even one replaced since): the window starts again
+            self._failures = failures
+            self.converged_since = None
         waiting: list[str] = []
         for name, spec in sorted(self.wanted.items()):
             state = found.get(name)
