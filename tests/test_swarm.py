@@ -384,3 +384,49 @@ def test_start_first_with_a_host_mode_port_is_refused_by_preflight(stack: SwarmP
     assert stack.phase("preflight")["status"] == "failed"
     listed = stack.manager.ssh("docker", "stack", "ls", "--format", "{{.Name}}").stdout.split()
     assert stack.name not in listed  # nothing deployed
+
+
+# -- images through a registry -------------------------------------------------------------------
+@pytest.fixture
+def registry(swarm: list[Server], tmp_path: Path) -> Iterator[str]:
+    """An image registry (Debian's docker-registry) on this machine's loopback, and the same
+    address on each node's loopback through an SSH remote forward: one name every engine
+    reaches (a loopback registry needs no TLS)."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is missing: run scripts/setup.sh")
+    port = 15000 + int(uuid.uuid4().hex[:3], 16) % 1000
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'images'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    serving = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tunnels = [subprocess.Popen(["ssh", "-F", str(server.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
+                                 "-R", f"127.0.0.1:{port}:127.0.0.1:{port}", server.alias]) for server in swarm]
+    script = f"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}/v2/',timeout=3)"
+    try:
+        _until(lambda: all(t.poll() is None for t in tunnels) and all(
+            s.ssh("python3", "-c", script, check=False).returncode == 0 for s in swarm), 30)
+        yield f"127.0.0.1:{port}/sft"
+    finally:
+        for process in [*tunnels, serving]:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_images_reach_unlisted_nodes_through_a_registry(stack: SwarmProject, registry: str) -> None:
+    """build = "registry": built here, pushed, and every node pulls by digest (no node listed)."""
+    stack.write("compose.yaml", STACK.format(port=stack.port, extra="").replace(
+        "    image: surefoot-test/busybox:1\n", "    build: ./web\n"))  # the worker built too
+    config = stack.path.joinpath("surefoot.toml").read_text()
+    config = config.replace('nodes = [', f'build = "registry"\nregistry = "{registry}"\nnodes = [')
+    stack.write("surefoot.toml", config.replace(f'"{stack.servers[1].alias}", "{stack.servers[2].alias}"', ""))
+    result = stack.run("deploy", timeout=600)
+    assert result.returncode == 0, _ok(result)
+    assert "docker push" in result.stdout and "--with-registry-auth" in result.stdout
+    assert "shipping" not in result.stdout  # nothing went through this machine to the nodes
+    services = stack.services()
+    assert services["web"]["image"].startswith(f"{registry}/{stack.name}-web@sha256:")
+    assert (services["web"]["running"], services["web"]["desired"]) == (2, 2)
+    nodes = {task["node"] for task in services["web"]["tasks"]} | {t["node"] for t in services["worker"]["tasks"]}
+    assert nodes - {"server-0"}, "every task on the manager: the workers never pulled"
+    assert stack.fetch() == {"status": "healthy", "greeting": "v1"}

@@ -216,7 +216,8 @@ class SshServer:
             from surefoot.swarm import Swarm
 
             self.docker.swarm = Swarm(settings.project_name, engine, self.processes, ProcessRunner(cancel),
-                                      self.conn, choice.nodes, f"target {choice.name}")
+                                      self.conn, choice.nodes, f"target {choice.name}",
+                                      registry=choice.registry if choice.build == "registry" else None)
 
     def lock(self) -> AbstractContextManager[None]:
         """The lock here (the state folder) and on the server; nothing more when

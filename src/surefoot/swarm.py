@@ -77,8 +77,10 @@ class Swarm:
     processes (the image streams between the manager and the nodes)."""
 
     def __init__(self, stack: str, engine: Engine, runner: RemoteProcesses, local: ProcessRunner,
-                 manager: SshConnection, nodes: Sequence[SshTarget], label: str):
+                 manager: SshConnection, nodes: Sequence[SshTarget], label: str, registry: str | None = None):
         self.stack = stack
+        # build = "registry": the nodes pull the images from there (by digest), none is shipped
+        self.registry = registry
         self.engine = engine
         self.runner = runner
         self.local = local
@@ -135,7 +137,7 @@ class Swarm:
         """``docker stack deploy`` of ``stack_file`` (which names every image by reference:
         ``--resolve-image never``, the nodes do not ask a registry for what they have)."""
         argv = ["docker", "stack", "deploy", "--resolve-image", "never", *(["--prune"] if prune else []),
-                "--compose-file", str(stack_file), self.stack]
+                *(["--with-registry-auth"] if self.registry else []), "--compose-file", str(stack_file), self.stack]
         on_line("$ " + " ".join(argv))
         lines: list[str] = []
 
@@ -148,6 +150,18 @@ class Swarm:
             last = next((line.strip() for line in reversed(lines) if line.strip()), "")
             raise SwarmError(f"docker stack deploy failed (exit {code})" + (f": {last}" if last else ""),
                              exit_code=code)
+
+    def registry_digest(self, image_id: str, name: str = "") -> str | None:
+        """The image as ``REGISTRY/NAME@sha256:...`` when the manager pulled it from the target's
+        registry (``build = "registry"``; the one of ``name``, the service's image name, first),
+        else from any registry; None when it came from none."""
+        found = self._get(f"/images/{quote(image_id, safe='')}/json") or {}
+        digests = [str(d) for d in found.get("RepoDigests") or []]
+        mine = [d for d in digests if self.registry and d.startswith(self.registry.rstrip("/") + "/")]
+        short = name.rsplit("/", 1)[-1].split(":")[0]
+        named = [d for d in mine if short and d.split("@")[0].rsplit("/", 1)[-1] == short]
+        chosen = named or mine or digests
+        return chosen[0] if chosen else None
 
     def remove_service(self, name: str) -> str | None:
         """Remove the service ``name``; its id, or None when there was none."""
@@ -169,8 +183,9 @@ class Swarm:
 
         from surefoot.imageship import describe, remote_image_ids, ship_images
 
+        images = {image: constraints for image, constraints in images.items() if "@" not in image}
         if not images:
-            return
+            return  # every image by digest: each node pulls its own from the registry
         try:
             ids = remote_image_ids(self.manager, sorted(images))
         except SshError as exc:

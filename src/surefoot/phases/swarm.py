@@ -68,9 +68,16 @@ def stack_file(ctx: PhaseContext, only: Sequence[str] | None = None) -> StackFil
         raise PhaseFailed(f"no image on the manager for {', '.join(missing)} "
                           f"({', '.join(model.image_name(s) for s in missing)}): the pull-images and build "
                           "phases make them; were they disabled?")
-    refs = {service: image_ref(ctx.settings.project_name, service, str(ids[service])) for service in services}
+    swarm = swarm_of(ctx)
+    refs: dict[str, str] = {}
     for service in services:
-        ctx.docker.tag(str(ids[service]), refs[service])
+        image_id = str(ids[service])
+        # build = "registry": by digest from the registry the images went through (the nodes pull);
+        # else a reference named after the image id, shipped to the nodes.
+        digest = swarm.registry_digest(image_id, model.image_name(service)) if swarm.registry else None
+        refs[service] = digest or image_ref(ctx.settings.project_name, service, image_id)
+        if digest is None:
+            ctx.docker.tag(image_id, refs[service])
     stack = render(model.data, refs, only=only, stack=ctx.settings.project_name, file_digests=_file_digests(model.data))
     found = problems(stack)
     if found:
