@@ -430,3 +430,22 @@ def test_images_reach_unlisted_nodes_through_a_registry(stack: SwarmProject, reg
     nodes = {task["node"] for task in services["web"]["tasks"]} | {t["node"] for t in services["worker"]["tasks"]}
     assert nodes - {"server-0"}, "every task on the manager: the workers never pulled"
     assert stack.fetch() == {"status": "healthy", "greeting": "v1"}
+
+
+# -- the migration ---------------------------------------------------------------------------------
+def test_a_failing_migration_task_stops_the_deployment_with_its_exit_code(stack: SwarmProject) -> None:
+    stack.write("surefoot.toml", stack.path.joinpath("surefoot.toml").read_text() + """
+[phases.database-migrate]
+service = "web"
+command = ["sh", "-c", "echo migrating $GREETING; echo boom >&2; exit 3"]
+timeout = "2m"
+""")
+    result = stack.run("deploy", timeout=300)
+    assert result.returncode == 1, _ok(result)
+    assert "migrating v1" in result.stdout and "boom" in result.stdout  # its log, streamed ($ reached the shell)
+    assert "migration command exited with code 3" in result.stdout
+    assert stack.phase("database-migrate")["status"] == "failed"
+    assert stack.phase("services-start")["status"] == "pending"
+    assert "web" not in stack.services()  # no application service was started
+    left = stack.manager.ssh("docker", "service", "ls", "--format", "{{.Name}}").stdout.split()
+    assert f"{stack.name}_surefoot-migrate" not in left  # the one-off task's service is gone

@@ -173,7 +173,9 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
         _until_gone(ctx, swarm, left, name)
     _deploy(ctx, swarm, data, ctx.state_dir / "swarm" / "migrate.json", prune=False)
     try:
-        with ctx.docker.runner.follow(["docker", "service", "logs", "--follow", "--raw", name], ctx.out):
+        # the task's standard error too (its stack traces): the follower reads standard output
+        logs = ["sh", "-c", 'exec docker service logs --follow --raw "$1" 2>&1', "surefoot", name]
+        with ctx.docker.runner.follow(logs, ctx.out):
             code, why = _job_end(ctx, swarm, name, settings.timeout)
             ctx.cancel.sleep(1.0)  # the last lines of its log
     finally:
