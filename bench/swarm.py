@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
-from servers import Server, ServerPool  # noqa: E402
+from servers import Server, ServerPool, make_swarm  # noqa: E402
 
 BUSYBOX = "surefoot-test/busybox:1"
 RESULTS = ROOT / "bench" / "results-swarm.txt"
@@ -102,19 +102,6 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600
         raise SystemExit(f"{' '.join(argv[:8])} failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
                          f"{done.stderr[-2000:]}")
     return done
-
-
-def make_swarm(servers: list[Server]) -> None:
-    """server-0 inits a swarm, the two others join it as workers (tests/test_swarm.py's fixture)."""
-    for server in servers:
-        server.load_image(BUSYBOX)
-        server.ssh("docker", "swarm", "leave", "--force", check=False)
-    address = servers[0].ssh("hostname", "-i").stdout.split()[0]
-    servers[0].ssh("docker", "swarm", "init", "--advertise-addr", address)
-    token = servers[0].ssh("docker", "swarm", "join-token", "-q", "worker").stdout.strip()
-    for server in servers[1:]:
-        own = server.ssh("hostname", "-i").stdout.split()[0]
-        server.ssh("docker", "swarm", "join", "--advertise-addr", own, "--token", token, f"{address}:2377")
 
 
 def forward_socket(pool: ServerPool, manager: Server, sock: Path) -> subprocess.Popen[bytes]:
@@ -217,6 +204,8 @@ def main() -> None:
     try:
         started = time.monotonic()
         servers = pool.start(3)
+        for server in servers:
+            server.load_image(BUSYBOX)
         make_swarm(servers)
         manager = servers[0]
         engine = manager.ssh("docker", "version", "--format", "{{.Server.Version}}").stdout.strip()

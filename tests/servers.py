@@ -25,8 +25,9 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,3 +278,51 @@ class ServerPool:
             _run(["docker", "rm", "-f", "-v", server.container], check=False, timeout=120)
             _run(["docker", "volume", "rm", "-f", server.volume], check=False, timeout=120)
         self.servers.clear()
+
+
+def make_swarm(servers: Sequence[Server]) -> None:
+    """The first server inits a swarm, the others join it as workers (never this machine's
+    engine: the swarm lives inside the servers). Any swarm they were in is left first."""
+    for server in servers:
+        server.ssh("docker", "swarm", "leave", "--force", check=False)
+    address = servers[0].ssh("hostname", "-i").stdout.split()[0]
+    servers[0].ssh("docker", "swarm", "init", "--advertise-addr", address)
+    token = servers[0].ssh("docker", "swarm", "join-token", "-q", "worker").stdout.strip()
+    for server in servers[1:]:
+        own = server.ssh("hostname", "-i").stdout.split()[0]
+        server.ssh("docker", "swarm", "join", "--advertise-addr", own, "--token", token, f"{address}:2377")
+
+
+def leave_swarm(servers: Sequence[Server]) -> None:
+    """Every server leaves its swarm, the workers first."""
+    for server in [*servers[1:], *servers[:1]]:
+        server.ssh("docker", "swarm", "leave", "--force", check=False, timeout=120)
+
+
+@contextmanager
+def loopback_registry(servers: Sequence[Server], folder: Path, port: int) -> Iterator[str]:
+    """An image registry (Debian's docker-registry) on this machine's loopback, and the same
+    address on each server's loopback through an SSH remote forward: one name every engine
+    reaches (a loopback registry needs no TLS). Yields ``127.0.0.1:PORT``."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise ServerError("docker-registry is missing: run scripts/setup.sh")
+    config = folder / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'images'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    serving = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tunnels = [subprocess.Popen(["ssh", "-F", str(server.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
+                                 "-R", f"127.0.0.1:{port}:127.0.0.1:{port}", server.alias]) for server in servers]
+    script = f"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}/v2/',timeout=3)"
+    try:
+        deadline = time.monotonic() + 30
+        while not (all(t.poll() is None for t in tunnels)
+                   and all(s.ssh("python3", "-c", script, check=False).returncode == 0 for s in servers)):
+            if time.monotonic() > deadline:
+                raise ServerError(f"the registry on 127.0.0.1:{port} is not reached through the tunnels in 30 s")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for process in [*tunnels, serving]:
+            process.terminate()
+            process.wait(timeout=10)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import Project, free_port
-from servers import Server, ServerPool
+from servers import Server, ServerPool, loopback_registry
 
 pytestmark = pytest.mark.docker
 
@@ -403,35 +403,10 @@ def test_the_example_deploys_to_a_server_with_its_gate_through_the_connection(re
 
 @pytest.fixture
 def registry(server: Server, tmp_path: Path) -> Iterator[str]:
-    """An image registry (Debian's docker-registry) on this machine's loopback, and the same
-    address on the server's loopback through an SSH remote forward: one name both engines
-    reach (a loopback registry needs no TLS)."""
-    import shutil
-
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is missing: run scripts/setup.sh")
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'images'}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
-    serving = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tunnel = subprocess.Popen(["ssh", "-F", str(server.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
-                               "-R", f"127.0.0.1:{port}:127.0.0.1:{port}", server.alias])
-    try:
-        wait_for(lambda: tunnel.poll() is None and _answers(server, port), timeout=30,
-                 what="the registry through the tunnel")
-        yield f"127.0.0.1:{port}/sft"
-    finally:
-        tunnel.terminate()
-        serving.terminate()
-        tunnel.wait(timeout=10)
-        serving.wait(timeout=10)
-
-
-def _answers(server: Server, port: int) -> bool:
-    script = f"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}/v2/',timeout=3)"
-    return server.ssh("python3", "-c", script, check=False).returncode == 0
+    """A registry this machine and the server reach at the same loopback address
+    (servers.loopback_registry)."""
+    with loopback_registry([server], tmp_path, free_port()) as address:
+        yield f"{address}/sft"
 
 
 def test_images_go_through_a_registry_the_user_names(remote: RemoteProject, registry: str) -> None:

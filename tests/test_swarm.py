@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, Project
-from servers import Server, ServerPool
+from servers import Server, ServerPool, leave_swarm, loopback_registry, make_swarm
 
 pytestmark = pytest.mark.docker
 
@@ -88,18 +88,11 @@ def swarm(test_servers: ServerPool, busybox_image: str) -> Iterator[list[Server]
     servers = test_servers.start(3)
     for server in servers:
         server.load_image(busybox_image)
-        server.ssh("docker", "swarm", "leave", "--force", check=False)
-    address = servers[0].ssh("hostname", "-i").stdout.split()[0]
-    servers[0].ssh("docker", "swarm", "init", "--advertise-addr", address)
-    token = servers[0].ssh("docker", "swarm", "join-token", "-q", "worker").stdout.strip()
-    for server in servers[1:]:
-        own = server.ssh("hostname", "-i").stdout.split()[0]
-        server.ssh("docker", "swarm", "join", "--advertise-addr", own, "--token", token, f"{address}:2377")
+    make_swarm(servers)
     try:
         yield servers
     finally:
-        for server in [*servers[1:], servers[0]]:
-            server.ssh("docker", "swarm", "leave", "--force", check=False, timeout=120)
+        leave_swarm(servers)
 
 
 class SwarmProject(Project):
@@ -389,28 +382,9 @@ def test_start_first_with_a_host_mode_port_is_refused_by_preflight(stack: SwarmP
 # -- images through a registry -------------------------------------------------------------------
 @pytest.fixture
 def registry(swarm: list[Server], tmp_path: Path) -> Iterator[str]:
-    """An image registry (Debian's docker-registry) on this machine's loopback, and the same
-    address on each node's loopback through an SSH remote forward: one name every engine
-    reaches (a loopback registry needs no TLS)."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is missing: run scripts/setup.sh")
-    port = 15000 + int(uuid.uuid4().hex[:3], 16) % 1000
-    config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'images'}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
-    serving = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tunnels = [subprocess.Popen(["ssh", "-F", str(server.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
-                                 "-R", f"127.0.0.1:{port}:127.0.0.1:{port}", server.alias]) for server in swarm]
-    script = f"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}/v2/',timeout=3)"
-    try:
-        _until(lambda: all(t.poll() is None for t in tunnels) and all(
-            s.ssh("python3", "-c", script, check=False).returncode == 0 for s in swarm), 30)
-        yield f"127.0.0.1:{port}/sft"
-    finally:
-        for process in [*tunnels, serving]:
-            process.terminate()
-            process.wait(timeout=10)
+    """A registry every node reaches at the same loopback address (servers.loopback_registry)."""
+    with loopback_registry(swarm, tmp_path, 15000 + int(uuid.uuid4().hex[:3], 16) % 1000) as address:
+        yield f"{address}/sft"
 
 
 def test_images_reach_unlisted_nodes_through_a_registry(stack: SwarmProject, registry: str) -> None:

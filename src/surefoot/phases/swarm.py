@@ -205,8 +205,8 @@ def _job_end(ctx: PhaseContext, swarm: Swarm, name: str, timeout: float) -> tupl
     started = ctx.clock()
     pending_since: float | None = None
     while True:
-        tasks = [t for t in swarm.tasks() if t.get("ServiceID") in {s.get("ID") for s in swarm.services()
-                                                                    if s.get("Spec", {}).get("Name") == name}]
+        ours = {s.get("ID") for s in swarm.services() if (s.get("Spec") or {}).get("Name") == name}
+        tasks = [t for t in swarm.tasks() if t.get("ServiceID") in ours]
         status = (tasks[0].get("Status") or {}) if tasks else {}
         state = status.get("State")
         if state == "rejected":  # never started: no exit code to honour
