@@ -211,6 +211,9 @@ build = "control"
         services = shop.services()
         assert sorted(services) == ["api", "cache", "db", "proxy"]
         api = services["api"]
+        for row in services.values():  # status --json's services: the keys, each row
+            assert {"name", "image", "desired", "running", "update_state"} <= set(row)
+        assert api["name"] == f"{name}_api" and api["update_state"] in (None, "completed")
         assert (api["desired"], api["running"]) == (2, 2)
         assert api["image"].startswith(f"surefoot.local/{name}/api:id-")
         assert len([t for t in api["tasks"] if t["state"] == "running"]) == 2
