@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
-from servers import ServerPool  # noqa: E402
 from test_fleet import COMPOSE, CONFIG  # noqa: E402
+
+from servers import ServerPool  # noqa: E402
 
 BUSYBOX = "surefoot-test/busybox:1"
 

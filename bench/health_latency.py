@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from surefoot.health import Probe, ProbeResult, http_probe, run_gate
+from surefoot.deploy.gates.probes import Probe, ProbeResult, http_probe, run_gate
 
 COMPOSE = """
 services:

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
 from servers import Server, ServerPool  # noqa: E402
-from surefoot.ssh import SshConnection, parse_target  # noqa: E402
+from surefoot.config.address import parse_target  # noqa: E402
+from surefoot.hosts.ssh.connection import SshConnection  # noqa: E402
 
 BASE = "debian:bookworm-slim"
 

@@ -73,8 +73,8 @@ def free_port() -> int:
 
 # -- startup ----------------------------------------------------------------------------
 def fill_history(state_dir: Path, project: str, deployments: int) -> None:
-    from surefoot.phases import PHASE_NAMES
-    from surefoot.state import StateStore
+    from surefoot.base.names import PHASE_NAMES
+    from surefoot.store import StateStore
 
     StateStore.open(state_dir / "state.db").close()
     conn = sqlite3.connect(state_dir / "state.db")

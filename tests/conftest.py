@@ -80,6 +80,22 @@ def test_servers(docker: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         pool.teardown()
 
 
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Until process ``pid`` has ended (a zombie that nobody reaps has ended too: a daemon
+    started detached is reaped by PID 1, which here may never do it); fails the test past
+    ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
+        except OSError:
+            return
+        if state == ["Z"]:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"process {pid} still runs {timeout:g}s after it was stopped")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

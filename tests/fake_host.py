@@ -1,5 +1,5 @@
 """A host that answers from a script and records what it was asked, and a phase context
-built on it and a :class:`FakeDocker`: the host phases (preflight, prerequisites,
+built on it and a :class:`FakeEngine`: the host phases (preflight, prerequisites,
 configuration) tested without an engine and without changing this machine."""
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fakes import FakeDocker, Script
-
-from surefoot.config import load_settings
-from surefoot.errors import CommandNotFound
-from surefoot.phase_api import Facts, PhaseContext
+from fakes import FakeEngine, Script
+from surefoot.base.errors import CommandNotFound
+from surefoot.config.settings import load_settings
+from surefoot.deploy.api import Facts, PhaseContext
 from surefoot.proc import CancelToken, Captured
 
 MEMINFO = "MemTotal:       8000000 kB\nMemFree:         100000 kB\nMemAvailable:    4194304 kB\n"
@@ -151,7 +150,7 @@ class FakePrompter:
 WEB = {"web": {"image": "busybox:1", "ports": [{"published": "8080", "host_ip": "127.0.0.1", "target": 80}]}}
 
 
-def make_context(tmp_path: Path, toml: str = "", *, host: FakeHost, engine: FakeDocker | None = None,
+def make_context(tmp_path: Path, toml: str = "", *, host: FakeHost, engine: FakeEngine | None = None,
                  name: str = "preflight", services: dict[str, Any] | None = None,
                  files: dict[str, str] | None = None, **options: Any) -> tuple[PhaseContext, Recorder]:
     """A phase context on a project in ``tmp_path`` (its compose file is never read: the
@@ -161,13 +160,13 @@ def make_context(tmp_path: Path, toml: str = "", *, host: FakeHost, engine: Fake
     for file, text in (files or {}).items():
         (tmp_path / file).write_text(text)
     settings = load_settings(tmp_path)
-    engine = engine or FakeDocker(Script(services=services if services is not None else WEB,
+    engine = engine or FakeEngine(Script(services=services if services is not None else WEB,
                                          unknown_image="sha256:1"), settings.project_name, tmp_path)
-    facts = Facts(settings, engine)  # type: ignore[arg-type]
+    facts = Facts(settings, engine)
     seen = Recorder()
     clock = iter(range(0, 10**6))
     ctx = PhaseContext(
-        name=name, settings=settings, phase_settings=settings.phases.for_phase(name), compose=engine,  # type: ignore[arg-type]
+        name=name, settings=settings, phase_settings=settings.phases.for_phase(name), engine=engine,
         facts=facts, cancel=options.pop("cancel", None) or QuickCancel(), clock=lambda: float(next(clock)),
         out=seen.lines.append, progress=lambda text: None, warn=seen.warnings.append, host=host,
         **options,

@@ -1,26 +1,36 @@
-"""FakeDocker: the Docker adapter's operations, recorded and answered from a script.
+"""FakeEngine: an engine's operations (:class:`surefoot.engines.base.Engine`), recorded and
+answered from a script.
 
-A phase handed a :class:`FakeDocker` (through :func:`phase_context`) runs without an
-engine: each operation is appended to ``calls`` as ``(name, arguments)``, its output lines
-come from ``script.lines[name]`` and its exit code from ``script.codes[name]`` (0 unless
-scripted). Queries answer from the script's containers, images and compose model.
+A phase handed a :class:`FakeEngine` (through :func:`phase_context`) runs without a Docker
+daemon: each operation is appended to ``calls`` as ``(name, arguments)``, its output lines come
+from ``script.lines[name]`` and its exit code from ``script.codes[name]`` (0 unless scripted).
+Queries answer from the script's containers, images and compose model. mypy checks that it is an
+``Engine`` (the assignment at the end of this file; tests/test_architecture.py runs mypy on it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from surefoot.compose import ComposeModel, ContainerState, NoRunningContainer, Target, normalize_image
-from surefoot.config import PhaseSettings, load_settings
-from surefoot.host import Host
-from surefoot.names import OPTIONAL_PHASES, PHASE_NAMES
-from surefoot.phase_api import Facts, PhaseContext
+from surefoot.base.errors import NoRunningContainer
+from surefoot.base.names import OPTIONAL_PHASES, PHASE_NAMES
+from surefoot.config.settings import Settings, load_settings
+from surefoot.config.values import PhaseSettings
+from surefoot.deploy.api import Facts, PhaseContext
+from surefoot.engines.base import Engine
+from surefoot.engines.compose.argv import ComposeProject
+from surefoot.engines.compose.model import ComposeModel, ContainerState, normalize_image
+from surefoot.hosts.base import Host
+from surefoot.hosts.checks import CheckResult
 from surefoot.proc import CancelToken, Captured
+from surefoot.store.lock import Holder
+from surefoot.targets.choose import TargetChoice
+from surefoot.targets.placement import Placement
 
 Call = tuple[str, dict[str, Any]]
 
@@ -43,25 +53,34 @@ class Script:
     config_hashes: dict[str, str] = field(default_factory=dict)  # service -> compose config --hash
 
 
-class FakeDocker:
-    """Stands where :class:`surefoot.compose.Compose` stands; records, never runs."""
+class FakeEngine:
+    """Stands where an engine stands; records, never runs."""
+
+    kind = "compose"
 
     def __init__(self, script: Script | None = None, project_name: str = "shop",
                  project_dir: Path = Path("/srv/shop")) -> None:
         self.script = script or Script()
-        self.target = Target(project_name, project_dir, (project_dir / "compose.yaml",))
+        self.project = ComposeProject(project_name, project_dir, (project_dir / "compose.yaml",))
         self.calls: list[Call] = []
-        self.ahead = None
         self.site = "this machine"
+        self.checks: list[CheckResult] = []  # what preflight_checks answers
 
-    def builder(self) -> FakeDocker:
+    def build_engine(self) -> FakeEngine:
         return self
 
-    migrates = True
-    swarm = None  # the engine is compose (a swarm target's adapter holds its Swarm)
+    def with_files(self, project: ComposeProject) -> FakeEngine:
+        self.calls.append(("with_files", {"files": project.compose_files}))
+        return self
 
-    def runs(self, service: str) -> bool:
-        return True
+    def forget_answers(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.calls.append(("close", {}))
+
+    def preflight_checks(self, settings: Settings, model: ComposeModel) -> list[CheckResult]:
+        return list(self.checks)
 
     # -- what the test reads ---------------------------------------------------------
     def ops(self) -> list[str]:
@@ -98,7 +117,7 @@ class FakeDocker:
         return self._run("logs", on_line, container=container, follow=follow, timeout=timeout)
 
     def logs_command(self, *, follow: bool = True) -> list[str]:
-        return ["docker", "compose", "--project-name", self.target.project_name, "logs", "--follow"]
+        return ["docker", "compose", "--project-name", self.project.project_name, "logs", "--follow"]
 
     def logs_tail(self, service: str, lines: int = 20) -> list[str]:
         self.calls.append(("logs_tail", {"service": service, "lines": lines}))
@@ -131,7 +150,7 @@ class FakeDocker:
         return self._run("remove_images", on_line, images=tuple(images))
 
     def prune_project_images(self, *, on_line: Callable[[str], None]) -> int:
-        return self._run("prune_project_images", on_line, project=self.target.project_name)
+        return self._run("prune_project_images", on_line, project=self.project.project_name)
 
     @contextmanager
     def events(self, on_event: Callable[[str], None], on_end: Callable[[], None] = lambda: None,
@@ -149,8 +168,11 @@ class FakeDocker:
 
     # -- queries ----------------------------------------------------------------------
     def model(self) -> ComposeModel:
-        return ComposeModel(self.target.project_name, dict(self.script.services), digest="fake",
+        return ComposeModel(self.project.project_name, dict(self.script.services), digest="fake",
                             data={"services": self.script.services})
+
+    def raw_model(self) -> dict[str, Any]:
+        return {"services": self.script.services}
 
     def image_ids(self, images: Sequence[str]) -> dict[str, str | None]:
         return {image: self.script.images.get(normalize_image(image), self.script.unknown_image) for image in images}
@@ -205,6 +227,9 @@ class FakeDocker:
     def ps(self, services: Sequence[str] = (), *, all: bool = True) -> list[ContainerState]:
         return [c for c in self.script.containers if not services or c.service in services]
 
+    def published_ports(self) -> set[int]:
+        return {port for container in self.script.containers for port in container.published}
+
     def containers(self, services: Sequence[str] = ()) -> list[dict[str, Any]]:
         return [_inspected(c) for c in self.ps(services)]
 
@@ -236,25 +261,26 @@ class Seen:
     milestones: list[str] = field(default_factory=list)
 
 
-def phase_context(tmp_path: Path, docker: FakeDocker, toml: str = "", name: str = "phase",
-                  host: Host | None = None, **extra: Any) -> tuple[PhaseContext, Seen]:
+def phase_context(tmp_path: Path, engine: FakeEngine, toml: str = "", name: str = "phase",
+                  host: Host | None = None, placement: Placement | None = None,
+                  **extra: Any) -> tuple[PhaseContext, Seen]:
     """A real PhaseContext on a project folder in ``tmp_path`` (its surefoot.toml is ``toml``),
-    with ``docker`` as its adapter, ``host`` as the server (default: a FakeHost that answers
+    with ``engine`` as its engine, ``host`` as the server (default: a FakeHost that answers
     nothing) and a clock that moves one second a call."""
     from fake_host import FakeHost
 
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
     (project / "compose.yaml").write_text("services: {}\n")
-    (project / "surefoot.toml").write_text(f'[project]\nname = "{docker.target.project_name}"\n' + toml)
+    (project / "surefoot.toml").write_text(f'[project]\nname = "{engine.project.project_name}"\n' + toml)
     settings = load_settings(project)
     seen = Seen()
     ticks = iter(range(10**6))
-    facts = Facts(settings, docker, tmp_path / "state")  # type: ignore[arg-type]
+    facts = Facts(settings, engine, tmp_path / "state", placement)
     ctx = PhaseContext(
         name=name, settings=settings,
         phase_settings=settings.phases.for_phase(name) if name in PHASE_NAMES + OPTIONAL_PHASES else PhaseSettings(),
-        compose=docker,  # type: ignore[arg-type]
+        engine=engine,
         facts=facts, cancel=CancelToken(), clock=lambda: float(next(ticks)), out=seen.lines.append,
         progress=lambda text: None, warn=seen.warnings.append, host=host or FakeHost(), state_dir=tmp_path / "state",
         reached=seen.milestones.append, **extra,
@@ -262,14 +288,83 @@ def phase_context(tmp_path: Path, docker: FakeDocker, toml: str = "", name: str 
     return ctx, seen
 
 
-def local_runner(settings: Any, state_dir: Path, reporter: Any, *, pipeline: Any = None, docker: Any = None,
+def local_runner(settings: Any, state_dir: Path, reporter: Any, *, pipeline: Any = None, engine: Any = None,
                  host: Any = None, prompter: Any = None) -> Any:
-    """A Runner on this machine (the CLI's wiring), its collaborators handed in: a FakeDocker,
+    """A Runner on this machine (the CLI's wiring), its collaborators handed in: a FakeEngine,
     a FakeHost, a scripted prompter. The store stays open for the test's length."""
-    from surefoot.deploytarget import LocalTarget
+    from surefoot.deploy.run.runner import STATE_DB, Runner
     from surefoot.proc import CancelToken
-    from surefoot.runner import STATE_DB, Runner
-    from surefoot.state import StateStore
+    from surefoot.store import StateStore
+    from surefoot.targets.open import LocalTarget
 
-    target = LocalTarget(settings, state_dir, CancelToken(), docker=docker, host=host)
+    target = LocalTarget(settings, state_dir, CancelToken(), engine=engine, host=host)
     return Runner(settings, target, StateStore.open(state_dir / STATE_DB), reporter, prompter, pipeline=pipeline)
+
+
+
+@contextmanager
+def _entered(lock: AbstractContextManager[Any]) -> Iterator[None]:
+    with lock:
+        yield
+
+
+class FakeTarget:
+    """A target that is not reached: its engine a :class:`FakeEngine`, its host a FakeHost, its
+    lock the state folder's (as this machine's), its release record kept here. ``unreachable``:
+    opening it fails, as a server that does not answer; ``locked_by``: another deployment holds it."""
+
+    def __init__(self, choice: TargetChoice, state_dir: Path, engine: FakeEngine, *,
+                 locked_by: Holder | None = None, cancel: CancelToken | None = None) -> None:
+        from fake_host import FakeHost
+
+        self.choice = choice
+        self.state_dir = state_dir
+        self.cancel = cancel or CancelToken()
+        self.engine = engine
+        self.host: Host = FakeHost()
+        self.control: Host = self.host
+        self.locked_by = locked_by
+        self.records: list[dict[str, Any]] = []
+        self.closed = False
+        self._held: ExitStack | None = None
+
+    def lock(self) -> AbstractContextManager[None]:
+        from surefoot.base.errors import LockHeld
+        from surefoot.store.lock import ProjectLock
+
+        if self._held is not None:
+            return nullcontext()
+        if self.locked_by is not None:
+            raise LockHeld(f"target {self.choice.name} is locked by another deployment: {self.locked_by.describe()}",
+                           self.locked_by.pid, self.locked_by.host, self.locked_by.since)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return _entered(ProjectLock(self.state_dir))
+
+    def hold_lock(self) -> None:
+        stack = ExitStack()
+        stack.enter_context(self.lock())
+        self._held = stack
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        out(f"project files on {self.choice.name}")
+
+    def record(self, release: dict[str, Any]) -> None:
+        self.records.append(release)
+
+    def running_release(self) -> dict[str, Any] | None:
+        return self.records[-1] if self.records else None
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+        self.closed = True
+
+
+if TYPE_CHECKING:  # mypy: a FakeEngine is an Engine, a FakeHost a Host
+    from fake_host import FakeHost as _FakeHost
+    from surefoot.targets.open import Target
+
+    _engine: Engine = FakeEngine()
+    _host: Host = _FakeHost()
+    _target: Target = FakeTarget(TargetChoice("web1", None, ""), Path("."), FakeEngine())

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from surefoot.ahead import AskedAhead
-from surefoot.config import load_settings
+from surefoot.config.project import guess_compose_project
+from surefoot.config.settings import load_settings
+from surefoot.engines.compose.ahead import AskedAhead
 from surefoot.proc import CancelToken, ProcessRunner
-from surefoot.project import guess_compose_project
 
 
 def _project(tmp_path: Path, config: str | None, *files: str) -> Path:
@@ -66,7 +66,7 @@ def test_dropped_answers_are_asked_again(tmp_path: Path) -> None:
 
 
 def test_a_command_that_cannot_start_fails_where_its_answer_is_taken(tmp_path: Path) -> None:
-    from surefoot.errors import CommandNotFound
+    from surefoot.base.errors import CommandNotFound
 
     ahead = AskedAhead(ProcessRunner(CancelToken()))
     ahead.ask(["surefoot-no-such-command"], tmp_path, 10)

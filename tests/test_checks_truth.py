@@ -17,13 +17,14 @@ import pytest
 from test_tls import self_signed, serve
 
 from conftest import free_port
-from surefoot.compose import ComposeModel, compose_reason
-from surefoot.config import DEFAULT_ANSWER_LIMIT, ConfigFile, HealthWaitSettings, ProbeSettings, load_settings
-from surefoot.errors import ConfigError
-from surefoot.gates import _published_tcp_check
-from surefoot.health import Probe, ProbeResult, http_probe, run_gate
-from surefoot.phases.verify import _judge, one_shot_services
-from surefoot.watch import ContainerHealth
+from surefoot.base.errors import ConfigError
+from surefoot.config.probes import DEFAULT_ANSWER_LIMIT, HealthWaitSettings, ProbeSettings
+from surefoot.config.settings import ConfigFile, load_settings
+from surefoot.deploy.gates import _published_tcp_check
+from surefoot.deploy.gates.probes import Probe, ProbeResult, http_probe, run_gate
+from surefoot.deploy.gates.watch import ContainerHealth
+from surefoot.deploy.phases.verify import _judge, one_shot_services
+from surefoot.engines.compose.model import ComposeModel, compose_reason
 
 
 class FakeClock:

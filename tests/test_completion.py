@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from surefoot.state import Release, StateStore
+from surefoot.store import Release, StateStore
 
 
 def complete(shell: str, words: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from surefoot.config import default_project_name, load_settings
-from surefoot.errors import ConfigError
+from surefoot.base.errors import ConfigError
+from surefoot.config.project import default_project_name
+from surefoot.config.settings import load_settings
 
 
 def surefoot(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -107,15 +108,15 @@ def test_folder_names_become_compose_project_names() -> None:
 @pytest.mark.parametrize(("batch", "targets", "size"), [(1, 3, 1), (2, 3, 2), (5, 3, 3), ("50%", 3, 2),
                                                         ("34%", 3, 2), ("100%", 4, 4), ("1%", 3, 1)])
 def test_rollout_batch_is_a_number_or_a_percentage_rounded_up(batch: object, targets: int, size: int) -> None:
-    from surefoot.config import RolloutSection
+    from surefoot.config.targets import RolloutSection
 
     assert RolloutSection(batch=batch).batch_size(targets) == size  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("text", ['batch = "half"', 'batch = "0%"', "batch = 0", 'on_failure = "ignore"'])
 def test_a_bad_rollout_setting_is_refused_naming_the_key(tmp_path: Path, text: str) -> None:
-    from surefoot.config import load_settings
-    from surefoot.errors import ConfigError
+    from surefoot.base.errors import ConfigError
+    from surefoot.config.settings import load_settings
 
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     (tmp_path / "surefoot.toml").write_text(f"[rollout]\n{text}\n")

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from conftest import Project, Projects
-from surefoot.config import PromptSettings, SecretSettings
-from surefoot.configure import (
+from surefoot.base.secrets import parse_env_text
+from surefoot.config.configure import (
     DEFAULT_ALPHABET,
     check_value,
     derive,
@@ -24,7 +24,7 @@ from surefoot.configure import (
     valid_domain,
     valid_email,
 )
-from surefoot.secrets import parse_env_text
+from surefoot.config.settings import PromptSettings, SecretSettings
 
 COMPOSE = """
 services:

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from surefoot import events
-from surefoot.console import LiveRenderer
+from surefoot.base import events
+from surefoot.cli.console import LiveRenderer
 
 
 def render(renderer: LiveRenderer) -> str:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from surefoot import dockerargs as a
-from surefoot.compose import Target
+from surefoot.engines.compose import argv as a
+from surefoot.engines.compose.argv import ComposeProject
 
-T = Target("shop", Path("/srv/shop"), (Path("/srv/shop/compose.yaml"),), Path("/srv/shop/.env"))
+T = ComposeProject("shop", Path("/srv/shop"), (Path("/srv/shop/compose.yaml"),), Path("/srv/shop/.env"))
 C = ["docker", "compose", "--ansi", "never", "--progress", "plain", "--project-name", "shop",
      "--project-directory", "/srv/shop", "--file", "/srv/shop/compose.yaml", "--env-file", "/srv/shop/.env"]
 
@@ -67,7 +67,7 @@ def test_events_follow_the_projects_containers_from_a_moment() -> None:
 
 
 def test_another_engine_is_named_before_every_command() -> None:
-    remote = Target("shop", Path("/srv"), (), docker=("docker", "--context", "prod"))
+    remote = ComposeProject("shop", Path("/srv"), (), docker=("docker", "--context", "prod"))
     assert a.logs_argv(remote, "m")[:3] == ["docker", "--context", "prod"]
     assert a.up_argv(remote)[:4] == ["docker", "--context", "prod", "compose"]
 
@@ -80,7 +80,7 @@ def _container(name: str, service: str, number: str = "1", replace: str = "") ->
 
 
 def test_an_interrupted_recreate_gives_the_name_back_or_removes_the_leftover() -> None:
-    from surefoot.dockermodel import interrupted_recreates
+    from surefoot.engines.compose.model import interrupted_recreates
 
     items = [
         _container("0123456789ab_shop-web-1", "web"),  # the proper name is free: take it back
@@ -94,7 +94,7 @@ def test_an_interrupted_recreate_gives_the_name_back_or_removes_the_leftover() -
 
 
 def test_parse_config_hash_and_image_ls() -> None:
-    from surefoot.dockermodel import parse_config_hash, parse_image_ls
+    from surefoot.engines.compose.model import parse_config_hash, parse_image_ls
 
     assert parse_config_hash("db 111\nweb abc123\n", "web") == "abc123"
     assert parse_config_hash("db 111\n", "web") is None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from surefoot.dockerignore import Matcher, ignore_file, parse, sent_files, state_exposed
-from surefoot.pipeline import _tree_digest
+from surefoot.config.dockerignore import Matcher, ignore_file, parse, sent_files, state_exposed
+from surefoot.deploy.api import _tree_digest
 
 # (ignore file text, path, excluded?) — the examples of Docker's .dockerignore reference
 # and of moby/patternmatcher's tests.

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from surefoot.compose import Compose, Target
-from surefoot.engine import DEFAULT_SOCKET, Engine, local_socket
+from surefoot.deploy.gates.watch import parse_inspect
+from surefoot.engines.api import DEFAULT_SOCKET, DockerApi, local_socket
+from surefoot.engines.compose.adapter import ComposeEngine
+from surefoot.engines.compose.argv import ComposeProject
 from surefoot.proc import CancelToken, ProcessRunner
-from surefoot.watch import parse_inspect
 
 
 @pytest.mark.parametrize(
@@ -45,11 +46,11 @@ def test_a_damaged_cli_config_means_the_default_context(tmp_path: Path) -> None:
     assert local_socket(("docker",), {"DOCKER_CONFIG": str(tmp_path)}) == DEFAULT_SOCKET
 
 
-def _both_ways(project: Project) -> tuple[Compose, Compose]:
-    target = Target(project.name, project.path, (project.path / "compose.yaml",), project.path / ".env")
+def _both_ways(project: Project) -> tuple[ComposeEngine, ComposeEngine]:
+    files = ComposeProject(project.name, project.path, (project.path / "compose.yaml",), project.path / ".env")
     runner = ProcessRunner(CancelToken())
-    over_socket, through_cli = Compose(target, runner), Compose(target, runner, engine=False)
-    assert over_socket.engine is not None and through_cli.engine is None
+    over_socket, through_cli = ComposeEngine.here(files, runner), ComposeEngine(files, runner)
+    assert over_socket.daemon.api is not None and through_cli.daemon.api is None
     return over_socket, through_cli
 
 
@@ -63,7 +64,7 @@ def test_the_socket_and_the_cli_see_the_same_containers_and_images(stack: Projec
                  "db", "sleep", "30")
     socket, cli = _both_ways(stack)
 
-    def comparable(compose: Compose, **how: bool) -> list[tuple[object, ...]]:
+    def comparable(compose: ComposeEngine, **how: bool) -> list[tuple[object, ...]]:
         return [(c.name, c.service, c.state, c.health, c.exit_code, c.published, c.id[:12])
                 for c in sorted(compose.ps(**how), key=lambda c: c.name)]
 
@@ -79,7 +80,7 @@ def test_the_socket_and_the_cli_see_the_same_containers_and_images(stack: Projec
     assert socket.image_ids(images) == cli.image_ids(images)
     assert socket.image_ids(images)["surefoot-test/busybox:1"] is not None
     assert socket.engine_clock() and cli.engine_clock()
-    assert socket.socket_server_version() == stack.docker("version", "--format", "{{.Server.Version}}").strip()
+    assert socket.daemon.socket_version() == stack.docker("version", "--format", "{{.Server.Version}}").strip()
 
     image = socket.image_ids(["surefoot-test/busybox:1"])["surefoot-test/busybox:1"]
     assert image is not None
@@ -93,7 +94,7 @@ def test_the_cli_answers_when_the_socket_cannot(stack: Project, tmp_path: Path) 
     deployed = stack.run("deploy")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     socket, cli = _both_ways(stack)
-    socket.engine = Engine(str(tmp_path / "nobody-listens.sock"))
+    socket.daemon.api = DockerApi(str(tmp_path / "nobody-listens.sock"))
     assert [c.name for c in socket.ps()] == [c.name for c in cli.ps()] != []
     assert socket.image_ids(["surefoot-test/busybox:1"]) == cli.image_ids(["surefoot-test/busybox:1"])
-    assert socket.socket_server_version() is None  # then preflight asks `docker version`
+    assert socket.daemon.socket_version() is None  # then preflight asks `docker version`

@@ -14,11 +14,11 @@ import pytest
 from test_configuration import COMPOSE, CONFIG
 
 from conftest import STACK_COMPOSE, Project, Projects, migrate_command
-from surefoot.ahead import AskedAhead
-from surefoot.compose import Target, config_argv
-from surefoot.config import load_settings
+from surefoot.base.secrets import parse_env_text
+from surefoot.config.settings import load_settings
+from surefoot.engines.compose.ahead import AskedAhead
+from surefoot.engines.compose.argv import ComposeProject, config_argv
 from surefoot.proc import CancelToken, ProcessRunner
-from surefoot.secrets import parse_env_text
 
 pytestmark = pytest.mark.docker
 
@@ -52,7 +52,7 @@ def test_compose_config_asked_ahead_reads_the_env_file_not_the_shell(stack: Proj
     monkeypatch.setenv("GREETING", "from-shell")
     settings = load_settings(stack.path)
     ahead = AskedAhead.start(ProcessRunner(CancelToken()), stack.path, None)
-    target = Target(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file)
+    target = ComposeProject(settings.project_name, settings.project_dir, settings.compose_files, settings.env_file)
     answer = ahead.take(config_argv(target), settings.project_dir)
     assert answer is not None and answer.returncode == 0, answer
     assert json.loads(answer.stdout)["services"]["web"]["environment"]["GREETING"] == "hello"
@@ -108,7 +108,7 @@ MASKING_CONFIG = CONFIG + """
 after = [["cat", ".env.production"], {printer}]
 """
 
-PRINTER = ("import json, shlex; from surefoot.secrets import parse_env_text; "
+PRINTER = ("import json, shlex; from surefoot.base.secrets import parse_env_text; "
            "value = parse_env_text(open('.env.production').read())['API_KEY']; "
            "print(json.dumps({'key': value})); print(shlex.quote(value)); print(json.dumps(value, ensure_ascii=False))")
 

@@ -1,4 +1,4 @@
-"""Mirroring a project folder to a target (surefoot.filesync): manifest diffing and the local
+"""Mirroring a project folder to a target (surefoot.hosts.ssh.mirror): manifest diffing and the local
 scan as units; syncs, puts and fetches on a real test server (tests/servers.py), checked by
 reading the server over its own ssh."""
 
@@ -20,8 +20,11 @@ from typing import IO
 import pytest
 
 from servers import Server, ServerPool
-from surefoot.errors import ConfigError
-from surefoot.filesync import (
+from surefoot.base.errors import ConfigError
+from surefoot.config.address import parse_target
+from surefoot.hosts.ssh.args import SshError
+from surefoot.hosts.ssh.connection import SshConnection
+from surefoot.hosts.ssh.mirror import (
     MANIFEST,
     Entry,
     Manifest,
@@ -33,7 +36,6 @@ from surefoot.filesync import (
     load_manifest,
     scan,
 )
-from surefoot.ssh import SshConnection, SshError, parse_target
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR_NS = 3600 * 1_000_000_000
@@ -408,9 +410,10 @@ UNREADABLE_SCRIPT = """
 import sys
 import threading
 from pathlib import Path
-from surefoot.errors import SurefootError
-from surefoot.filesync import Mirror
-from surefoot.ssh import SshConnection, parse_target
+from surefoot.base.errors import SurefootError
+from surefoot.hosts.ssh.mirror import Mirror
+from surefoot.hosts.ssh.connection import SshConnection
+from surefoot.config.address import parse_target
 alias, config, local, remote = sys.argv[1:]
 with SshConnection(parse_target(alias, ssh_config=config, name="web1")) as conn:
     try:

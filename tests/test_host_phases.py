@@ -1,4 +1,4 @@
-"""preflight, prerequisites and configuration on a FakeHost and a FakeDocker: what each
+"""preflight, prerequisites and configuration on a FakeHost and a FakeEngine: what each
 measures through the host, how it judges, and what it would change. No engine needed."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from fake_host import (
     DEBIAN,
     MEMINFO,
@@ -19,16 +20,15 @@ from fake_host import (
     make_context,
     tcp_listen,
 )
-from fakes import FakeDocker, Script
-
-from surefoot import checks, prereqs
-from surefoot.errors import ConfigError, PhaseFailed
-from surefoot.host import LocalHost
-from surefoot.phases.configuration import configuration
-from surefoot.phases.preflight import preflight
-from surefoot.phases.prerequisites import DPKG_LOCK, prerequisites
+from fakes import FakeEngine, Script
+from surefoot.base.errors import ConfigError, PhaseFailed
+from surefoot.base.secrets import parse_env_text
+from surefoot.deploy.phases.configuration import configuration
+from surefoot.deploy.phases.preflight import preflight
+from surefoot.deploy.phases.prerequisites import DPKG_LOCK, prerequisites
+from surefoot.hosts import checks, prereqs
+from surefoot.hosts.local import LocalHost
 from surefoot.proc import CancelToken, ProcessRunner
-from surefoot.secrets import parse_env_text
 
 GIB = 1024**3
 
@@ -129,7 +129,7 @@ def test_preflight_warns_and_fails_by_the_host_measurements(tmp_path: Path) -> N
 def test_preflight_says_docker_is_fixable_only_when_root_may_install(tmp_path: Path) -> None:
     for root, expected in ((True, "warn"), (False, "fail")):
         host = healthy_host(root=root)
-        engine = FakeDocker(Script(server=None))
+        engine = FakeEngine(Script(server=None))
         ctx, seen = make_context(tmp_path, host=host, engine=engine)
         if expected == "fail":
             with pytest.raises(PhaseFailed, match="docker: the Docker daemon is not reachable"):
@@ -152,7 +152,7 @@ def bare_host(root: bool = True, systemd: bool = True) -> FakeHost:
 
 
 def bare_context(tmp_path: Path, host: FakeHost, toml: str = BARE_TOML, **options: object):  # type: ignore[no-untyped-def]
-    engine = FakeDocker(Script(server=None, compose=None))
+    engine = FakeEngine(Script(server=None, compose=None))
     ctx, seen = make_context(tmp_path, toml, host=host, engine=engine, name="prerequisites", **options)
     return ctx, seen, engine
 
@@ -320,8 +320,8 @@ def test_the_local_host_starts_a_daemon_detached_with_its_output_in_a_log(tmp_pa
 
 # -- host commands: a command probe without a service, post-deploy commands without one ---
 def test_a_command_probe_without_a_service_runs_on_the_host(tmp_path: Path) -> None:
-    from surefoot.config import ProbeSettings
-    from surefoot.gates import build_probe
+    from surefoot.config.probes import ProbeSettings
+    from surefoot.deploy.gates import build_probe
 
     host = FakeHost()
     host.answer(["check-it", "--now"], "", 3, "not yet\n")
@@ -333,7 +333,7 @@ def test_a_command_probe_without_a_service_runs_on_the_host(tmp_path: Path) -> N
 
 
 def test_post_deploy_host_commands_run_on_the_host(tmp_path: Path) -> None:
-    from surefoot.phases.postdeploy import post_deploy
+    from surefoot.deploy.phases.postdeploy import post_deploy
 
     host = FakeHost()
     host.answer(["notify", "deployed"], "sent\n")

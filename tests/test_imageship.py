@@ -1,4 +1,4 @@
-"""Shipping images without a registry (surefoot.imageship): `docker save | ssh TARGET docker
+"""Shipping images without a registry (surefoot.engines.compose.ship): `docker save | ssh TARGET docker
 load` from the local engine to a real test server's engine, skipped when the target has the
 same image id. Images are built locally from the session's busybox image with unique tags and
 removed afterwards; the test server goes with the session."""
@@ -18,16 +18,11 @@ from pathlib import Path
 import pytest
 
 from servers import Server, ServerPool
-from surefoot.errors import Interrupted
-from surefoot.imageship import (
-    ShipError,
-    describe,
-    local_image_ids,
-    remote_image_ids,
-    ship_images,
-)
+from surefoot.base.errors import Interrupted
+from surefoot.config.address import parse_target
+from surefoot.engines.compose.ship import ShipError, describe, local_image_ids, remote_image_ids, ship_images
+from surefoot.hosts.ssh.connection import SshConnection
 from surefoot.proc import CancelToken, ProcessRunner
-from surefoot.ssh import SshConnection, parse_target
 
 pytestmark = pytest.mark.docker
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Project, Projects
-from surefoot import init as scaffold
-from surefoot.config import load_settings
+from surefoot.cli import starter as scaffold
+from surefoot.config.settings import load_settings
 
 
 def test_interpolation_follows_compose() -> None:
@@ -125,7 +125,7 @@ def test_gitignore_gets_the_state_folder_once() -> None:
 
 
 def test_init_keeps_the_state_folder_out_of_every_build_context(tmp_path: Path) -> None:
-    from surefoot import dockerignore
+    from surefoot.config import dockerignore
 
     project = tmp_path / "project"
     state = project / ".surefoot"
@@ -155,7 +155,7 @@ def test_init_imports_no_heavy_module() -> None:
     import subprocess
     import sys
 
-    code = "import sys, surefoot.init; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic','rich')))"
+    code = "import sys, surefoot.cli.starter; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic','rich')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

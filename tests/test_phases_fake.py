@@ -1,4 +1,4 @@
-"""Each phase that talks to Docker, run on a FakeDocker: what it asks, in what order, and
+"""Each phase that talks to Docker, run on a FakeEngine: what it asks, in what order, and
 what it makes of the answers. No engine needed."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import FakeDocker, Script, local_runner, phase_context, running
 
-from surefoot.compose import ContainerState
-from surefoot.errors import PhaseFailed
-from surefoot.phases import cleanup, database, health, images, postdeploy, services, verify
+from fakes import FakeEngine, Script, local_runner, phase_context, running
+from surefoot.base.errors import PhaseFailed
+from surefoot.deploy.phases import cleanup, database, health, images, postdeploy, services, verify
+from surefoot.engines.compose.model import ContainerState
 
 FAST = "consecutive = 1\ninterval = 0\n"
 
@@ -18,7 +18,7 @@ FAST = "consecutive = 1\ninterval = 0\n"
 # -- services-start -----------------------------------------------------------------------
 
 def test_services_start_brings_every_service_up_removing_orphans(tmp_path: Path) -> None:
-    docker = FakeDocker()
+    docker = FakeEngine()
     ctx, _ = phase_context(tmp_path, docker, "[phases.services-start]\ntimeout = 42\n", name="services-start")
     assert services.start(ctx).status == "completed"
     assert docker.ops() == ["finish_interrupted_recreates", "up"]
@@ -26,7 +26,7 @@ def test_services_start_brings_every_service_up_removing_orphans(tmp_path: Path)
 
 
 def test_services_start_fails_with_composes_own_reason(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(lines={"up": [" web Starting", "Error response from daemon: port is taken"]},
+    docker = FakeEngine(Script(lines={"up": [" web Starting", "Error response from daemon: port is taken"]},
                                codes={"up": 1}))
     ctx, _ = phase_context(tmp_path, docker)
     with pytest.raises(PhaseFailed) as failed:
@@ -38,7 +38,7 @@ def test_services_start_fails_with_composes_own_reason(tmp_path: Path) -> None:
 # -- database-start -------------------------------------------------------------------------
 
 def test_database_start_starts_only_the_database_services_and_waits_for_them(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"db": {"image": "postgres:16"}, "web": {"image": "nginx"}},
+    docker = FakeEngine(Script(services={"db": {"image": "postgres:16"}, "web": {"image": "nginx"}},
                                containers=[running("db", health="healthy")]))
     ctx, _ = phase_context(tmp_path, docker, name="database-start")
     result = database.start(ctx)
@@ -48,7 +48,7 @@ def test_database_start_starts_only_the_database_services_and_waits_for_them(tmp
 
 
 def test_database_start_is_skipped_without_a_database(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"web": {"image": "nginx"}}))
+    docker = FakeEngine(Script(services={"web": {"image": "nginx"}}))
     ctx, _ = phase_context(tmp_path, docker)
     assert database.start(ctx).status == "skipped"
     assert "up" not in docker.ops()
@@ -56,7 +56,7 @@ def test_database_start_is_skipped_without_a_database(tmp_path: Path) -> None:
 
 def test_database_start_fails_when_the_database_exits(tmp_path: Path) -> None:
     exited = ContainerState("shop-db-1", "db", "exited", "", 3, id="db1")
-    docker = FakeDocker(Script(services={"db": {"image": "postgres:16"}}, containers=[exited],
+    docker = FakeEngine(Script(services={"db": {"image": "postgres:16"}}, containers=[exited],
                                lines={"logs_tail": ["FATAL: bad config"]}))
     ctx, seen = phase_context(tmp_path, docker, "[phases.database-start]\ntimeout = 30\n")
     with pytest.raises(PhaseFailed, match="a database service is not ready"):
@@ -70,7 +70,7 @@ MIGRATE = '[phases.database-migrate]\nservice = "web"\ncommand = ["migrate", "--
 
 
 def test_migrate_runs_a_labelled_one_off_follows_it_and_removes_it(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(labelled={database.ONEOFF_LABEL: ["stale1"]}, lines={"logs": ["applied 3"]}))
+    docker = FakeEngine(Script(labelled={database.ONEOFF_LABEL: ["stale1"]}, lines={"logs": ["applied 3"]}))
     ctx, seen = phase_context(tmp_path, docker, MIGRATE, name="database-migrate")
     assert database.migrate(ctx).status == "completed"
     assert docker.ops() == ["remove_containers", "run_oneoff", "logs", "wait", "remove_containers"]
@@ -83,7 +83,7 @@ def test_migrate_runs_a_labelled_one_off_follows_it_and_removes_it(tmp_path: Pat
 
 
 def test_a_failed_migration_fails_the_phase_and_still_removes_its_container(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(wait_codes={"shop-surefoot-migrate": 3}))
+    docker = FakeEngine(Script(wait_codes={"shop-surefoot-migrate": 3}))
     ctx, _ = phase_context(tmp_path, docker, MIGRATE)
     with pytest.raises(PhaseFailed) as failed:
         database.migrate(ctx)
@@ -93,7 +93,7 @@ def test_a_failed_migration_fails_the_phase_and_still_removes_its_container(tmp_
 
 def test_migrate_takes_its_backup_once_per_release(tmp_path: Path) -> None:
     backup = MIGRATE + '[phases.database-migrate.backup]\nservice = "db"\ncommand = ["pg_dump"]\n'
-    docker = FakeDocker(Script(containers=[running("db")], lines={"exec_to_file": ["-- dump"]}))
+    docker = FakeEngine(Script(containers=[running("db")], lines={"exec_to_file": ["-- dump"]}))
     ctx, _ = phase_context(tmp_path, docker, backup, deployment_id=7)
     database.migrate(ctx)
     database.migrate(ctx)
@@ -102,7 +102,7 @@ def test_migrate_takes_its_backup_once_per_release(tmp_path: Path) -> None:
 
 
 def test_migrate_is_skipped_without_a_command(tmp_path: Path) -> None:
-    docker = FakeDocker()
+    docker = FakeEngine()
     ctx, _ = phase_context(tmp_path, docker)
     assert database.migrate(ctx).status == "skipped"
     assert docker.calls == []
@@ -111,7 +111,7 @@ def test_migrate_is_skipped_without_a_command(tmp_path: Path) -> None:
 # -- pull-images and build --------------------------------------------------------------------
 
 def test_pull_pulls_the_services_not_built_here_databases_first(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"db": {"image": "postgres:16"}, "web": {"image": "nginx"},
+    docker = FakeEngine(Script(services={"db": {"image": "postgres:16"}, "web": {"image": "nginx"},
                                          "app": {"build": "."}}))
     ctx, seen = phase_context(tmp_path, docker, name="pull-images")
     assert images.pull(ctx).status == "completed"
@@ -123,16 +123,16 @@ def test_pull_pulls_the_services_not_built_here_databases_first(tmp_path: Path) 
 
 def test_a_failed_pull_warns_and_goes_on_unless_told_to_stop(tmp_path: Path) -> None:
     script = Script(services={"web": {"image": "nginx"}}, lines={"pull": [" web Error pull access denied"]})
-    ctx, seen = phase_context(tmp_path, FakeDocker(script))
+    ctx, seen = phase_context(tmp_path, FakeEngine(script))
     assert images.pull(ctx).note == "pull failed; local images used"
     assert seen.warnings and seen.warnings[0].startswith("could not pull web;")
-    ctx, _ = phase_context(tmp_path, FakeDocker(script), "[phases.pull-images]\nfail_on_error = true\n")
+    ctx, _ = phase_context(tmp_path, FakeEngine(script), "[phases.pull-images]\nfail_on_error = true\n")
     with pytest.raises(PhaseFailed, match="could not pull web"):
         images.pull(ctx)
 
 
 def test_build_builds_the_services_with_a_build_section(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"web": {"image": "nginx"}, "app": {"build": str(tmp_path)}}))
+    docker = FakeEngine(Script(services={"web": {"image": "nginx"}, "app": {"build": str(tmp_path)}}))
     (tmp_path / ".dockerignore").write_text("state\n")
     ctx, _ = phase_context(tmp_path, docker, name="build")
     assert images.build(ctx).note == "app"
@@ -140,7 +140,7 @@ def test_build_builds_the_services_with_a_build_section(tmp_path: Path) -> None:
 
 
 def test_a_failed_build_fails_the_phase(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"app": {"build": str(tmp_path)}}, codes={"build": 17}))
+    docker = FakeEngine(Script(services={"app": {"build": str(tmp_path)}}, codes={"build": 17}))
     (tmp_path / ".dockerignore").write_text("state\n")
     ctx, _ = phase_context(tmp_path, docker)
     with pytest.raises(PhaseFailed) as failed:
@@ -151,7 +151,7 @@ def test_a_failed_build_fails_the_phase(tmp_path: Path) -> None:
 # -- cleanup ---------------------------------------------------------------------------------
 
 def test_cleanup_untags_the_expired_tags_that_exist_and_prunes_the_projects_images(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(images={"shop-web:release-1": "sha256:a"}))
+    docker = FakeEngine(Script(images={"shop-web:release-1": "sha256:a"}))
     ctx, _ = phase_context(tmp_path, docker, expired_tags=["shop-web:release-1", "shop-web:release-0"])
     assert "1 old release tag(s) removed" in (cleanup.prune(ctx).note or "")
     assert docker.args("remove_images") == [{"images": ("shop-web:release-1",)}]
@@ -159,7 +159,7 @@ def test_cleanup_untags_the_expired_tags_that_exist_and_prunes_the_projects_imag
 
 
 def test_cleanup_only_warns_when_removal_fails(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(images={"t:1": "sha256:a"}, codes={"remove_images": 1, "prune_project_images": 1}))
+    docker = FakeEngine(Script(images={"t:1": "sha256:a"}, codes={"remove_images": 1, "prune_project_images": 1}))
     ctx, seen = phase_context(tmp_path, docker, expired_tags=["t:1"])
     assert cleanup.prune(ctx).status == "completed"
     assert len(seen.warnings) == 2
@@ -168,12 +168,12 @@ def test_cleanup_only_warns_when_removal_fails(tmp_path: Path) -> None:
 # -- health-wait -------------------------------------------------------------------------------
 
 def test_health_wait_is_skipped_without_a_probe(tmp_path: Path) -> None:
-    ctx, _ = phase_context(tmp_path, FakeDocker(), name="health-wait")
+    ctx, _ = phase_context(tmp_path, FakeEngine(), name="health-wait")
     assert health.wait(ctx).status == "skipped"
 
 
 def test_health_wait_passes_on_a_running_container(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(containers=[running("web")]))
+    docker = FakeEngine(Script(containers=[running("web")]))
     toml = f'[phases.health-wait]\n{FAST}[[phases.health-wait.probes]]\nservice = "web"\n'
     ctx, _ = phase_context(tmp_path, docker, toml, name="health-wait")
     assert health.wait(ctx).status == "completed"
@@ -181,7 +181,7 @@ def test_health_wait_passes_on_a_running_container(tmp_path: Path) -> None:
 
 
 def test_health_wait_fails_at_once_when_a_container_exits(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(containers=[ContainerState("shop-web-1", "web", "exited", "", 1, id="w")],
+    docker = FakeEngine(Script(containers=[ContainerState("shop-web-1", "web", "exited", "", 1, id="w")],
                                lines={"logs_tail": ["panic: no config"]}))
     toml = f'[phases.health-wait]\n{FAST}timeout = 600\n[[phases.health-wait.probes]]\nservice = "web"\n'
     ctx, seen = phase_context(tmp_path, docker, toml)
@@ -191,7 +191,7 @@ def test_health_wait_fails_at_once_when_a_container_exits(tmp_path: Path) -> Non
 
 
 def test_a_command_probe_runs_in_the_services_container(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(containers=[running("web")]))
+    docker = FakeEngine(Script(containers=[running("web")]))
     toml = f'[phases.health-wait]\n{FAST}[[phases.health-wait.probes]]\nservice = "web"\ncommand = ["true"]\n'
     ctx, _ = phase_context(tmp_path, docker, toml)
     health.wait(ctx)
@@ -201,14 +201,14 @@ def test_a_command_probe_runs_in_the_services_container(tmp_path: Path) -> None:
 # -- verify --------------------------------------------------------------------------------------
 
 def test_verify_passes_when_every_service_runs(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"web": {"image": "nginx"}}, containers=[running("web", health="healthy")]))
+    docker = FakeEngine(Script(services={"web": {"image": "nginx"}}, containers=[running("web", health="healthy")]))
     ctx, seen = phase_context(tmp_path, docker, name="verify")
     assert verify.verify(ctx).status == "completed"
     assert any("container shop-web-1" in line and "pass" in line for line in seen.lines)
 
 
 def test_verify_fails_on_a_missing_and_an_exited_container(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"web": {"image": "nginx"}, "worker": {"image": "busybox"}},
+    docker = FakeEngine(Script(services={"web": {"image": "nginx"}, "worker": {"image": "busybox"}},
                                containers=[ContainerState("shop-web-1", "web", "exited", "", 2, id="w")]))
     ctx, _ = phase_context(tmp_path, docker)
     with pytest.raises(PhaseFailed) as failed:
@@ -223,7 +223,7 @@ POST = '[[phases.post-deploy.commands]]\nservice = "web"\ncommand = ["warm", "ca
 
 
 def test_post_deploy_runs_its_commands_in_the_services_container(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(containers=[running("web")], lines={"exec_stream": ["warmed"]}))
+    docker = FakeEngine(Script(containers=[running("web")], lines={"exec_stream": ["warmed"]}))
     ctx, seen = phase_context(tmp_path, docker, POST, name="post-deploy")
     assert postdeploy.post_deploy(ctx).status == "completed"
     assert docker.args("exec_stream")[0]["command"] == ("warm", "cache")
@@ -232,12 +232,12 @@ def test_post_deploy_runs_its_commands_in_the_services_container(tmp_path: Path)
 
 
 def test_post_deploy_fails_on_a_failed_command_or_no_container(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(containers=[running("web")], codes={"exec_stream": 5}))
+    docker = FakeEngine(Script(containers=[running("web")], codes={"exec_stream": 5}))
     ctx, _ = phase_context(tmp_path, docker, POST)
     with pytest.raises(PhaseFailed) as failed:
         postdeploy.post_deploy(ctx)
     assert failed.value.command_exit_code == 5
-    ctx, _ = phase_context(tmp_path, FakeDocker(), POST)
+    ctx, _ = phase_context(tmp_path, FakeEngine(), POST)
     with pytest.raises(PhaseFailed, match="no running container of web"):
         postdeploy.post_deploy(ctx)
 
@@ -254,43 +254,44 @@ class _Keeper:
         return self.missing
 
     def restore(self, release: object, out: object) -> object:
-        from surefoot.releases import Restore
+        from surefoot.deploy.releases import Restore
 
         self.restored = True
-        return Restore(FakeDocker(project_dir=Path("/srv/shop/.surefoot/releases/3")).target, self.force)
+        return Restore(FakeEngine(project_dir=Path("/srv/shop/.surefoot/releases/3")).project, self.force)
 
 
 def _release() -> object:
-    from surefoot.state import Release
+    from surefoot.store import Release
 
     return Release(3, "shop", "2026-01-01T00:00:00", "healthy", None, {}, {"web": "shop-web:release-3"},
                    "", "", None, "/nowhere", None)
 
 
 def test_a_rollback_starts_the_pinned_images_recreates_what_compose_cannot_see_and_gates(tmp_path: Path) -> None:
-    from surefoot import rollback
+    from surefoot.deploy.phases import restore
 
-    docker = FakeDocker(Script(containers=[running("web")]))
+    docker = FakeEngine(Script(containers=[running("web")]))
     toml = f'[phases.health-wait]\n{FAST}[[phases.health-wait.probes]]\nservice = "web"\n'
     ctx, seen = phase_context(tmp_path, docker, toml, name="rollback")
-    result = rollback.restore(ctx, _release(), _Keeper([], force=("web",)), ("a note",))  # type: ignore[arg-type]
+    result = restore.restore(ctx, _release(), _Keeper([], force=("web",)), ("a note",))  # type: ignore[arg-type]
     assert result.note == "release 3 restored and healthy"
     assert docker.args("up") == [
         {"services": (), "no_build": True, "pull_never": True, "remove_orphans": True},
         {"services": ("web",), "no_build": True, "pull_never": True, "no_deps": True, "force_recreate": True},
     ]
-    assert docker.target.project_dir == Path("/srv/shop/.surefoot/releases/3")  # the release's files
+    # up ran on the release's files
+    assert docker.args("with_files") == [{"files": (Path("/srv/shop/.surefoot/releases/3/compose.yaml"),)}]
     assert seen.warnings == ["a note"]
 
 
 def test_a_rollback_whose_images_are_gone_starts_nothing(tmp_path: Path) -> None:
-    from surefoot import rollback
+    from surefoot.deploy.phases import restore
 
-    docker = FakeDocker()
+    docker = FakeEngine()
     ctx, _ = phase_context(tmp_path, docker, name="rollback")
     keeper = _Keeper(["shop-web:release-3"])
     with pytest.raises(PhaseFailed, match="its images are gone"):
-        rollback.restore(ctx, _release(), keeper, ())  # type: ignore[arg-type]
+        restore.restore(ctx, _release(), keeper, ())  # type: ignore[arg-type]
     assert not keeper.restored and docker.calls == []
 
 
@@ -298,19 +299,19 @@ def test_a_rollback_whose_images_are_gone_starts_nothing(tmp_path: Path) -> None
 
 def test_the_runner_uses_the_docker_and_the_prompter_it_is_handed(tmp_path: Path) -> None:
 
-    from surefoot.config import load_settings
-    from surefoot.phase_api import PhaseContext, PhaseResult, done
-    from surefoot.pipeline import PhaseSpec
-    from surefoot.runner import DeployOptions
+    from surefoot.config.settings import load_settings
+    from surefoot.deploy.api import PhaseContext, PhaseResult, done
+    from surefoot.deploy.pipeline import PhaseSpec
+    from surefoot.deploy.run.checkpoint import DeployOptions
 
     (tmp_path / "compose.yaml").write_text("services: {}\n")
-    docker = FakeDocker()
+    docker = FakeEngine()
     prompter = object()
     seen: list[object] = []
 
     def start(ctx: PhaseContext) -> PhaseResult:
         seen.append(ctx.prompter)
-        ctx.docker.up(on_line=ctx.out, remove_orphans=True)
+        ctx.engine.up(on_line=ctx.out, remove_orphans=True)
         return done()
 
     class Quiet:
@@ -318,7 +319,7 @@ def test_the_runner_uses_the_docker_and_the_prompter_it_is_handed(tmp_path: Path
             pass
 
     runner = local_runner(load_settings(tmp_path), tmp_path / ".surefoot", Quiet(),
-                          pipeline=[PhaseSpec("services-start", start)], docker=docker, prompter=prompter)
+                          pipeline=[PhaseSpec("services-start", start)], engine=docker, prompter=prompter)
     outcome = runner.deploy(DeployOptions())
     assert outcome.state == "completed", outcome
     assert docker.args("up") == [{"services": (), "remove_orphans": True}]
@@ -331,9 +332,9 @@ ZDT = '[phases.services-start]\nzero_downtime = ["api"]\n'
 def test_services_start_zero_downtime_leaves_the_old_container_when_the_new_one_cannot_start(
     tmp_path: Path,
 ) -> None:
-    from surefoot.errors import StackUntouched
+    from surefoot.base.errors import StackUntouched
 
-    docker = FakeDocker(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
+    docker = FakeEngine(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
                                codes={"start_beside": 1}))
     ctx, seen = phase_context(tmp_path, docker, ZDT, name="services-start")
     with pytest.raises(StackUntouched, match="the old one keeps serving"):
@@ -344,7 +345,7 @@ def test_services_start_zero_downtime_leaves_the_old_container_when_the_new_one_
 
 
 def test_services_start_zero_downtime_skips_a_service_already_up_to_date(tmp_path: Path) -> None:
-    docker = FakeDocker(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
+    docker = FakeEngine(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
                                config_hashes={"api": "h1"}))
     original = docker.containers
 

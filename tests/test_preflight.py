@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from conftest import Project, migrate_command
-from surefoot.checks import (
+from surefoot.base.units import parse_size
+from surefoot.hosts.checks import (
     judge_clock,
     judge_cpus,
     judge_disk,
@@ -19,7 +20,6 @@ from surefoot.checks import (
     judge_registry,
     registry_host,
 )
-from surefoot.units import parse_size
 
 GIB = 1024**3
 
@@ -61,11 +61,14 @@ def test_ports() -> None:
 
 
 def test_dns() -> None:
-    assert judge_dns("shop.example.com", ["203.0.113.7"], "203.0.113.7").result == "pass"
-    assert judge_dns("shop.example.com", ["203.0.113.7"], None).result == "warn"  # address unknown
-    assert judge_dns("shop.example.com", None, "203.0.113.7").result == "fail"
-    # A different address: this test machine is behind NAT (private addresses only), so a warning.
-    assert judge_dns("shop.example.com", ["203.0.113.7"], "198.51.100.1").result in ("warn", "fail")
+    assert judge_dns("shop.example.com", ["203.0.113.7"], "203.0.113.7", False).result == "pass"
+    assert judge_dns("shop.example.com", ["203.0.113.7"], None, False).result == "warn"  # address unknown
+    assert judge_dns("shop.example.com", None, "203.0.113.7", False).result == "fail"
+    # A different address: wrong for a server with a public address of its own; behind NAT (private
+    # addresses only) the router may forward the record's address to it, so a warning.
+    assert judge_dns("shop.example.com", ["203.0.113.7"], "198.51.100.1", False).result == "fail"
+    behind = judge_dns("shop.example.com", ["203.0.113.7"], "198.51.100.1", True)
+    assert behind.result == "warn" and "behind NAT" in behind.advice
 
 
 def test_registry() -> None:

@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from surefoot.config import PrerequisitesSettings
-from surefoot.prereqs import Machine, describe_changes, plan_steps
+from conftest import wait_gone
+from surefoot.config.settings import PrerequisitesSettings
+from surefoot.hosts.prereqs import Machine, describe_changes, plan_steps
 
 BARE = Machine(os_id="debian", is_root=True, user="alice", has_dockerd=False, daemon_running=False,
                compose_v2=False, user_in_docker_group=False, has_systemd=True)
@@ -64,9 +64,7 @@ def _stop_engine() -> None:
     else:
         pid = int(Path("/var/run/docker.pid").read_text())
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_gone(pid)
     assert not _engine_up()
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from surefoot.errors import CommandTimeout, Interrupted
-from surefoot.proc import CancelToken, ProcessRunner, _libc
+from surefoot.base.errors import CommandTimeout, Interrupted
+from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.proc.groups import _libc
 from surefoot.proc.pipe import pipe
 
 

@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from conftest import REPO
-from surefoot.config import ConfigFile
+from surefoot.config.settings import ConfigFile
 
 BLOCKS = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
 

@@ -243,7 +243,7 @@ def test_the_rollback_question_names_the_release(shop: Shop) -> None:
 
 
 def test_content_digest_sees_content_and_modes_not_the_state_folder(tmp_path: Path) -> None:
-    from surefoot.releases import content_digest
+    from surefoot.deploy.release_files import content_digest
 
     site = tmp_path / "site"
     (site / ".surefoot").mkdir(parents=True)
@@ -260,8 +260,9 @@ def test_content_digest_sees_content_and_modes_not_the_state_folder(tmp_path: Pa
 
 
 def test_choose_release_gives_the_true_reason(tmp_path: Path) -> None:
-    from surefoot.runner import NoRelease, choose_release, describe_release
-    from surefoot.state import Release, StateStore
+    from surefoot.base.errors import NoRelease
+    from surefoot.deploy.run.rollback import choose_release, describe_release
+    from surefoot.store import Release, StateStore
 
     with StateStore.open(tmp_path / "state.db") as store:
         for number, outcome, kept in ((1, "healthy", False), (2, "healthy", False), (3, "healthy", True),
@@ -289,9 +290,8 @@ def test_choose_release_gives_the_true_reason(tmp_path: Path) -> None:
 
 
 def test_what_a_release_keeps_and_what_it_says_it_could_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from types import SimpleNamespace
 
-    from surefoot import releases
+    from surefoot.deploy import release_files
 
     project = tmp_path / "app"
     state = project / ".surefoot"
@@ -305,7 +305,7 @@ def test_what_a_release_keeps_and_what_it_says_it_could_not(tmp_path: Path, monk
     (state / "logs" / "a.log").write_text("log")
     outside = tmp_path / "outside.conf"
     outside.write_text("outside")
-    monkeypatch.setattr(releases, "FOLDER_LIMIT", 1024)
+    monkeypatch.setattr(release_files, "FOLDER_LIMIT", 1024)
 
     def bind(source: Path, target: str, read_only: bool = False) -> dict[str, object]:
         return {"type": "bind", "source": str(source), "target": target, "read_only": read_only}
@@ -318,10 +318,9 @@ def test_what_a_release_keeps_and_what_it_says_it_could_not(tmp_path: Path, monk
         ]}},
         "secrets": {"gone": {"file": str(project / "missing.txt")}},
     }
-    keeper = releases.ReleaseKeeper(SimpleNamespace(project_dir=project), state, None)  # type: ignore[arg-type]
     folder = state / "releases" / "1"
     folder.mkdir(parents=True)
-    kept = keeper._keep_files(folder, model, {"services": {"web": {}}})
+    kept = release_files.keep_files(folder, model, {"services": {"web": {}}}, project, state)
     assert sorted(f["target"] for f in kept.files) == ["/conf", "/one.conf"]  # the project: bigger than 1 KiB
     assert (folder / "files" / "project" / "conf" / "app.conf").read_text() == "conf"
     assert len(kept.not_kept) == 4
@@ -330,11 +329,12 @@ def test_what_a_release_keeps_and_what_it_says_it_could_not(tmp_path: Path, monk
     assert any("secret gone" in item and "missing" in item for item in kept.not_kept)
     assert not (folder / "files" / "project" / "data").exists()
     # Under the limit, the project folder mounted read-only is kept, without the state folder.
-    monkeypatch.setattr(releases, "FOLDER_LIMIT", 1 << 20)
+    monkeypatch.setattr(release_files, "FOLDER_LIMIT", 1 << 20)
     folder = state / "releases" / "2"
     folder.mkdir(parents=True)
-    kept = keeper._keep_files(folder, {"services": {"web": {"volumes": [bind(project, "/src", True)]}}}, {})
+    kept = release_files.keep_files(folder, {"services": {"web": {"volumes": [bind(project, "/src", True)]}}}, {},
+                                  project, state)
     assert [f["target"] for f in kept.files] == ["/src"]
     assert (folder / "files" / "project-folder" / "one.conf").read_text() == "one"
     assert not (folder / "files" / "project-folder" / ".surefoot").exists()
-    assert releases.content_digest(project, state) == kept.files[0]["digest"]
+    assert release_files.content_digest(project, state) == kept.files[0]["digest"]

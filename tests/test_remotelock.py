@@ -1,4 +1,4 @@
-"""The deployment lock on a remote target (surefoot.remotelock): its parsing and its shell
+"""The deployment lock on a remote target (surefoot.hosts.ssh.lock): its parsing and its shell
 scripts as units (run with the local sh), then on real test servers: a second control
 machine meets LockHeld, and whatever ends the session (kill -9 of the process holding the
 lock, of its ssh client, sshd's session killed, the network gone) frees the lock."""
@@ -21,10 +21,12 @@ from pathlib import Path
 import pytest
 
 from servers import Server, ServerPool
-from surefoot.errors import LockHeld
-from surefoot.lock import Holder
-from surefoot.remotelock import _HOLD, _PROBE, RemoteLock, holder_json, parse_holder, remote_holder
-from surefoot.ssh import SshConnection, SshError, parse_target
+from surefoot.base.errors import LockHeld
+from surefoot.config.address import parse_target
+from surefoot.hosts.ssh.args import SshError
+from surefoot.hosts.ssh.connection import SshConnection
+from surefoot.hosts.ssh.lock import _HOLD, _PROBE, RemoteLock, holder_json, parse_holder, remote_holder
+from surefoot.store.lock import Holder
 
 # --- units ------------------------------------------------------------------------------------
 
@@ -198,8 +200,9 @@ def test_lock_folder_that_cannot_be_made_is_a_clear_error(conn: SshConnection) -
 
 HOLDER_SCRIPT = textwrap.dedent("""
     import sys, time
-    from surefoot.remotelock import RemoteLock
-    from surefoot.ssh import SshConnection, parse_target
+    from surefoot.hosts.ssh.lock import RemoteLock
+    from surefoot.hosts.ssh.connection import SshConnection
+    from surefoot.config.address import parse_target
     conn = SshConnection(parse_target(sys.argv[1], ssh_config=sys.argv[2]))
     conn.open()
     lock = RemoteLock(conn, sys.argv[3], label="web1", host="laptop-b")

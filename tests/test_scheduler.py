@@ -12,14 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import local_runner
 
-from surefoot import events
-from surefoot.config import load_settings
-from surefoot.errors import PhaseFailed
-from surefoot.pipeline import PhaseContext, PhaseResult, PhaseSpec, done, ordered
-from surefoot.runner import DeployOptions, DeployOutcome, Runner
-from surefoot.state import StateStore
+from fakes import local_runner
+from surefoot.base import events
+from surefoot.base.errors import PhaseFailed
+from surefoot.config.settings import load_settings
+from surefoot.deploy.api import PhaseContext, PhaseResult, done
+from surefoot.deploy.pipeline import PhaseSpec, ordered
+from surefoot.deploy.run.checkpoint import DeployOptions, DeployOutcome
+from surefoot.deploy.run.runner import Runner
+from surefoot.store import StateStore
 
 WAIT = 10.0  # seconds a phase waits for its sibling before calling the test failed
 

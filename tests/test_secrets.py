@@ -6,8 +6,8 @@ import json
 import shlex
 import urllib.parse
 
-from surefoot.configure import env_line
-from surefoot.secrets import MASK, Redactor
+from surefoot.base.secrets import MASK, Redactor
+from surefoot.config.configure import env_line
 
 SECRET = "p$HOME a'b \"c\" \\ naïve-0123"
 

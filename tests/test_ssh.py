@@ -1,4 +1,4 @@
-"""The SSH transport (surefoot.ssh): URL parsing and argv building as units; connecting,
+"""The SSH transport (surefoot.hosts.ssh.connection): URL parsing and argv building as units; connecting,
 refusals, the shared connection and compose through the forwarded docker socket on real
 test servers (tests/servers.py: sshd and dockerd in containers, sshd's default settings)."""
 
@@ -17,18 +17,10 @@ import pytest
 
 from conftest import free_port
 from servers import Server, ServerPool
-from surefoot.errors import ConfigError
-from surefoot.ssh import (
-    SshConnection,
-    SshError,
-    SshTarget,
-    base_options,
-    classify,
-    command_argv,
-    control_argv,
-    master_argv,
-    parse_target,
-)
+from surefoot.base.errors import ConfigError
+from surefoot.config.address import SshAddress, parse_target
+from surefoot.hosts.ssh.args import SshError, base_options, classify, command_argv, control_argv, master_argv
+from surefoot.hosts.ssh.connection import SshConnection
 
 # --- URL parsing --------------------------------------------------------------------------
 
@@ -77,7 +69,7 @@ def test_parse_target_refuses_bad_input_saying_why(text: str, says: str) -> None
 def test_target_url_and_label_round_trip() -> None:
     target = parse_target("ssh://root@[::1]:2200", name="web1")
     assert target.url == "ssh://root@[::1]:2200"
-    assert parse_target(target.url) == SshTarget("::1", "root", 2200)
+    assert parse_target(target.url) == SshAddress("::1", "root", 2200)
     assert target.label == "target web1 (ssh://root@[::1]:2200)"
     assert parse_target("web1", ssh_config="deploy/ssh_config").ssh_config == Path("deploy/ssh_config")
 
@@ -193,7 +185,7 @@ def _processes_naming(text: str) -> list[int]:
 def test_a_master_that_exited_counts_as_gone_while_still_a_zombie() -> None:
     """close() waits for the master to end; a zombie (exited, not reaped yet: under some init
     processes for seconds) has ended, or every close would wait out its timeout."""
-    from surefoot.ssh import _running
+    from surefoot.hosts.ssh.connection import _running
 
     child = subprocess.Popen(["sleep", "0.05"])
     try:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from surefoot.errors import StateError
-from surefoot.lock import ProjectLock, current_holder
-from surefoot.state import SCHEMA_VERSION, StateStore
-from surefoot.status import collect_status
+from surefoot.base.errors import StateError
+from surefoot.cli.reports.status import collect_status
+from surefoot.store import StateStore
+from surefoot.store._schema import SCHEMA_VERSION
+from surefoot.store.lock import ProjectLock, current_holder
 
 
 def test_phase_runs_are_recorded_and_counted(tmp_path: Path) -> None:
@@ -75,8 +76,8 @@ def test_the_lock_names_its_holder_and_status_does_not_take_it(tmp_path: Path) -
         assert holder.pid is not None
         # A second process cannot take it, and learns who holds it.
         code = (
-            "import sys; from pathlib import Path; from surefoot.lock import ProjectLock\n"
-            "from surefoot.errors import LockHeld\n"
+            "import sys; from pathlib import Path; from surefoot.store.lock import ProjectLock\n"
+            "from surefoot.base.errors import LockHeld\n"
             f"try:\n    ProjectLock(Path({str(tmp_path)!r})).acquire()\n"
             "except LockHeld as e:\n    print(e.pid); sys.exit(3)\n"
         )

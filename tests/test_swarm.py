@@ -334,7 +334,7 @@ def test_a_rollout_killed_with_sigkill_resumes_and_completes(stack: SwarmProject
     time.sleep(1.0)  # the rolling update under way
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert stack.status()["state"] in ("interrupted", "running")
+    assert stack.status()["state"] == "interrupted"  # running, its holder gone
     again = stack.run("deploy", timeout=600)
     assert again.returncode == 0, _ok(again)
     assert "resum" in again.stdout

@@ -8,10 +8,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from surefoot.config import TargetSettings
-from surefoot.swarm import may_run
-from surefoot.swarmfile import SPEC_LABEL, escape, image_ref, migration_service, problems, render, spec_digest
-from surefoot.swarmstate import CRASH_LOOP, ServiceState, SwarmGate, service_states
+from surefoot.config.targets import TargetSettings
+from surefoot.engines.swarm.client import may_run
+from surefoot.engines.swarm.stackfile import (
+    SPEC_LABEL,
+    escape,
+    image_ref,
+    migration_service,
+    problems,
+    render,
+    spec_digest,
+)
+from surefoot.engines.swarm.state import CRASH_LOOP, ServiceState, SwarmGate, service_states
 
 # What `docker compose config --format json` prints for a small project (values interpolated,
 # `$` escaped as `$$`, ports in their long form, networks and volumes named by the project).

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Project, migrate_command
-from surefoot.state import Deployment, PhaseRun
-from surefoot.timeline import deployment_timeline, render_html, resume_point
+from surefoot.cli.reports.timeline import deployment_timeline, render_html, resume_point
+from surefoot.store import Deployment, PhaseRun
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

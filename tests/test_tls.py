@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from surefoot.config import ProbeSettings
-from surefoot.health import http_probe, tls_context
-from surefoot.phases.verify import certificate_expiry
+from surefoot.config.probes import ProbeSettings
+from surefoot.deploy.gates.probes import http_probe, tls_context
+from surefoot.deploy.phases.verify import certificate_expiry
 
 
 class Healthy(BaseHTTPRequestHandler):

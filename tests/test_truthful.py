@@ -113,7 +113,7 @@ Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup
 
 
 def test_the_pull_summary_counts_interrupted_pulls_as_failed() -> None:
-    from surefoot.phases.images import failed_pull
+    from surefoot.deploy.phases.images import failed_pull
 
     failed = {service for line in CAPTURED_PULL.splitlines() if (service := failed_pull(line))}
     assert failed == {f"s{i}" for i in range(1, 13)}
@@ -122,13 +122,12 @@ def test_the_pull_summary_counts_interrupted_pulls_as_failed() -> None:
 
 
 def test_the_pull_phase_names_all_twelve_failed_pulls(tmp_path: Path) -> None:
-    """The phase itself, on a FakeDocker answering with the captured output."""
-    from fakes import FakeDocker, Script, phase_context
-
-    from surefoot.phases.images import pull
+    """The phase itself, on a FakeEngine answering with the captured output."""
+    from fakes import FakeEngine, Script, phase_context
+    from surefoot.deploy.phases.images import pull
 
     services = {f"s{i}": {"image": f"registry.invalid/sft-nope/img{i}:1"} for i in range(1, 13)}
-    docker = FakeDocker(Script(services=services, lines={"pull": CAPTURED_PULL.splitlines()}, codes={"pull": 1}))
+    docker = FakeEngine(Script(services=services, lines={"pull": CAPTURED_PULL.splitlines()}, codes={"pull": 1}))
     ctx, seen = phase_context(tmp_path, docker)
     pull(ctx)
     assert len(seen.warnings) == 1
@@ -137,17 +136,15 @@ def test_the_pull_phase_names_all_twelve_failed_pulls(tmp_path: Path) -> None:
 
 # -- item 11: cleanup removes only the project's dangling images ---------------------------
 def test_cleanup_prunes_only_images_labelled_with_the_project(tmp_path: Path) -> None:
-    from fakes import FakeDocker, phase_context
+    from fakes import FakeEngine, phase_context
+    from surefoot.deploy.phases.cleanup import prune
+    from surefoot.engines.compose.argv import ComposeProject, prune_project_images_argv
 
-    from surefoot.compose import Target
-    from surefoot.dockerargs import prune_project_images_argv
-    from surefoot.phases.cleanup import prune
-
-    docker = FakeDocker(project_name="shop")
+    docker = FakeEngine(project_name="shop")
     ctx, _ = phase_context(tmp_path, docker)
     prune(ctx)
     assert docker.args("prune_project_images") == [{"project": "shop"}]
-    argv = prune_project_images_argv(Target("shop", tmp_path, ()))
+    argv = prune_project_images_argv(ComposeProject("shop", tmp_path, ()))
     assert argv[1:3] == ["image", "prune"]
     assert "label=com.docker.compose.project=shop" in argv, argv
 
@@ -296,7 +293,7 @@ def test_preflight_fails_on_what_a_build_would_fetch_from_an_unreachable_registr
 
 
 def test_dockerfile_needs_read_as_buildkit_reads_them() -> None:
-    from surefoot.dockerfile import needs, substitute
+    from surefoot.config.dockerfile import needs, substitute
 
     text = (
         "# syntax=docker/dockerfile:1.4\n"
@@ -334,18 +331,18 @@ def test_build_check_warns_when_the_registry_answers_and_fails_when_it_does_not(
 ) -> None:
     from types import SimpleNamespace
 
-    from surefoot import checks
-    from surefoot.checks import CheckResult
-    from surefoot.compose import ComposeModel
-    from surefoot.phases.build_checks import build_checks
+    from surefoot.deploy.phases.build_checks import build_checks
+    from surefoot.engines.compose.model import ComposeModel
+    from surefoot.hosts import checks
+    from surefoot.hosts.checks import CheckResult
 
     (tmp_path / "Dockerfile").write_text("FROM here:1 AS one\nFROM example.org/away:2\nCOPY --from=one / /\n")
     model = ComposeModel("p", {"app": {"build": {"context": str(tmp_path), "dockerfile": "Dockerfile"}}},
                          digest="")
     engine = SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
                                                        for i in images}, site="this machine")
-    engine.builder = lambda: engine
-    ctx = SimpleNamespace(facts=SimpleNamespace(build_services=lambda: ["app"]), docker=engine)
+    engine.build_engine = lambda: engine
+    ctx = SimpleNamespace(facts=SimpleNamespace(build_services=lambda: ["app"]), engine=engine)
     asked: list[str] = []
 
     def judged(answer: tuple[int | None, str | None]) -> CheckResult:

@@ -10,13 +10,22 @@ from typing import Any
 
 import pytest
 
-from surefoot.compose import ComposeModel, Target, compose_args, normalize_image, parse_ps
-from surefoot.health import GateResult, Probe, ProbeResult, Streak, WatchAlarm, json_field, run_gate
-from surefoot.releases import ReleaseKeeper, pin_tag, pins_yaml
-from surefoot.secrets import MASK, Redactor, parse_env_text
-from surefoot.state import Release
-from surefoot.units import format_duration, parse_duration
-from surefoot.watch import ContainerHealth, alarm_for, parse_inspect
+from surefoot.base.secrets import MASK, Redactor, parse_env_text
+from surefoot.base.units import format_duration, parse_duration
+from surefoot.deploy.gates.probes import (
+    GateResult,
+    Probe,
+    ProbeResult,
+    Streak,
+    WatchAlarm,
+    json_field,
+    run_gate,
+)
+from surefoot.deploy.gates.watch import ContainerHealth, alarm_for, parse_inspect
+from surefoot.deploy.releases import ReleaseKeeper, pin_tag, pins_yaml
+from surefoot.engines.compose.argv import ComposeProject, compose_args
+from surefoot.engines.compose.model import ComposeModel, normalize_image, parse_ps
+from surefoot.store import Release
 
 
 @pytest.mark.parametrize(
@@ -41,7 +50,7 @@ def test_format_duration() -> None:
 
 
 def test_compose_args_always_carry_project_files_and_env() -> None:
-    target = Target("shop", Path("/srv/shop"), (Path("/srv/shop/a.yaml"), Path("/srv/shop/b.yaml")),
+    target = ComposeProject("shop", Path("/srv/shop"), (Path("/srv/shop/a.yaml"), Path("/srv/shop/b.yaml")),
                     Path("/srv/shop/.env"))
     assert compose_args(target, "up", "--detach") == [
         "docker", "compose", "--ansi", "never", "--progress", "plain",

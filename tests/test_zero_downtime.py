@@ -11,10 +11,10 @@ import pytest
 from zdt_stack import ZDT_COMPOSE, ZDT_CONFIG, ZERO_DOWNTIME, Traffic, ensure_nginx_image, nginx_conf
 
 from conftest import Project, Projects, free_port, kill_and_wait
-from surefoot.compose import ComposeModel
-from surefoot.config import Settings, load_settings
-from surefoot.errors import ConfigError
-from surefoot.phases.rollout import check_zero_downtime
+from surefoot.base.errors import ConfigError
+from surefoot.config.settings import Settings, load_settings
+from surefoot.deploy.phases.rollout import check_zero_downtime
+from surefoot.engines.compose.model import ComposeModel
 
 
 @pytest.fixture(scope="session")

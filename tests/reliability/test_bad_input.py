@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import Project
-from surefoot.cli import parse_assignment
-from surefoot.config import load_settings
-from surefoot.configure import env_line
-from surefoot.errors import ConfigError
-from surefoot.secrets import parse_env_text
-from surefoot.units import parse_duration, parse_size
+from surefoot.base.errors import ConfigError
+from surefoot.base.secrets import parse_env_text
+from surefoot.base.units import parse_duration, parse_size
+from surefoot.cli.app import parse_assignment
+from surefoot.config.configure import env_line
+from surefoot.config.settings import load_settings
 
 pytestmark = pytest.mark.reliability
 EXAMPLES = 300
@@ -92,7 +92,7 @@ def test_env_lines_round_trip(value: str) -> None:
 def test_ports_in_probes(port: int) -> None:
     from pydantic import ValidationError
 
-    from surefoot.config import ProbeSettings
+    from surefoot.config.probes import ProbeSettings
 
     try:
         probe = ProbeSettings(port=port)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, migrate_command
+from conftest import Project, migrate_command, wait_gone
 
 pytestmark = [pytest.mark.docker, pytest.mark.reliability]
 
@@ -60,7 +60,9 @@ def test_the_daemon_stopped_in_the_middle_of_a_phase(stack: Project) -> None:
     deploy = stack.start("deploy")
     stack.wait_for_phase("database-migrate")
     deadline = time.monotonic() + 60
-    while not stack.containers("label=io.surefoot.oneoff", "status=running") and time.monotonic() < deadline:
+    while not stack.containers("label=io.surefoot.oneoff", "status=running"):
+        if time.monotonic() > deadline:
+            pytest.fail("the migration's one-off container never ran")
         time.sleep(0.2)
     pid = int(Path("/var/run/docker.pid").read_text())
     os.kill(pid, signal.SIGTERM)
@@ -73,8 +75,7 @@ def test_the_daemon_stopped_in_the_middle_of_a_phase(stack: Project) -> None:
         status = stack.status()
         assert status["state"] == "failed" and status["resume_at"] == "database-migrate"
     finally:
-        while Path(f"/proc/{pid}").exists():
-            time.sleep(0.2)
+        wait_gone(pid)
         # surefoot itself brings the daemon back.
         subprocess.run([sys.executable, "-m", "surefoot", "-C", str(stack.path), "prerequisites"],
                        capture_output=True, timeout=300)

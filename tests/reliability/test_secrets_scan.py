@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project, Projects
-from surefoot.secrets import parse_env_text
+from surefoot.base.secrets import parse_env_text
 
 pytestmark = [pytest.mark.docker, pytest.mark.reliability]
 RESULTS = Path(__file__).parent / "results"

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from surefoot.errors import CommandNotFound, CommandTimeout
+from surefoot.base.errors import CommandNotFound, CommandTimeout
 from surefoot.proc import trace
 
 

@@ -10,8 +10,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from surefoot.errors import CommandTimeout
-from surefoot.proc import _KILL_GRACE, ProcessRunner, terminate_group
+from surefoot.base.errors import CommandTimeout
+from surefoot.proc import KILL_GRACE, ProcessRunner, terminate_group
+from surefoot.proc.groups import deadline
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,6 @@ def pipe(
         producer.wait()
         raise
     children = (producer, consumer)
-    timed_out = threading.Event()
-
-    def expire() -> None:
-        timed_out.set()
-        for child in children:
-            terminate_group(child)
-
-    timer = threading.Timer(timeout, expire) if timeout is not None else None
     copied = [0]
     errors: deque[str] = deque(maxlen=20)
     output: deque[str] = deque(maxlen=20)
@@ -80,27 +73,23 @@ def pipe(
     for child in children:
         runner.cancel.register(child)
     try:
-        if timer:
-            timer.daemon = True
-            timer.start()
-        for thread in threads:
-            thread.start()
-        assert consumer.stdout is not None
-        for raw in consumer.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            output.append(line)
-            on_line(line)
-        consumer.wait()
-        producer.wait()
+        with deadline(children, timeout) as timed_out:
+            for thread in threads:
+                thread.start()
+            assert consumer.stdout is not None
+            for raw in consumer.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                output.append(line)
+                on_line(line)
+            consumer.wait()
+            producer.wait()
     finally:
-        if timer:
-            timer.cancel()
         for child in children:
             runner.cancel.unregister(child)
             if child.poll() is None:
                 terminate_group(child)
         for thread in threads:
-            thread.join(timeout=_KILL_GRACE)
+            thread.join(timeout=KILL_GRACE)
     runner.cancel.check()
     if timed_out.is_set():
         raise CommandTimeout(f"{first[0]} | {second[0]} ran past its timeout of {timeout:g}s and was stopped")

@@ -1,0 +1,198 @@
+"""A server reached over SSH, as a target: its commands, files, engine and lock.
+
+Compose runs on the server, in the project's folder there (``/var/lib/surefoot/PROJECT``),
+through one multiplexed SSH connection (:class:`~surefoot.hosts.ssh.connection.SshConnection`): a 20-service
+``up`` is one session, not one connection per container as with ``DOCKER_HOST=ssh://``. The
+project folder is mirrored there first (only changed files, :mod:`surefoot.hosts.ssh.mirror`), so
+relative paths resolve there as here. Compose files are read (``compose config``) on this
+machine, from the same files; everything that touches the engine runs on the server, and the
+engine's quick questions go over its API socket forwarded through the connection.
+
+Paths: the adapter, the releases and the phases keep speaking of this machine's paths; each
+command's words and working folder are translated at the wire (:class:`PathMap`), and the
+files surefoot wrote in its state folder (a release's model, its pins) are sent before the
+command that names them.
+
+A command on the server stops when its standard input closes (:data:`WATCHDOG`): Ctrl-C,
+``kill -9`` of surefoot and a dropped connection all close it, so no compose is left running
+there.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from surefoot.base.errors import CommandNotFound
+from surefoot.hosts.ssh.args import SshError, command_argv
+from surefoot.hosts.ssh.connection import SshConnection
+from surefoot.proc import CancelToken, Captured, ProcessRunner
+
+# Run "$@" in folder $1, in its own session; stop it (TERM, then KILL) when our standard
+# input closes. Standard input is saved on fd 3 first: POSIX sh gives a background job
+# /dev/null as its input.
+WATCHDOG = r"""exec 3<&0 0</dev/null
+cd "$1" 2>/dev/null || { echo "surefoot: $1: no such folder on the target" >&2; exit 125; }
+shift
+setsid "$@" 3<&- &
+c=$!
+setsid sh -c 'cat >/dev/null; kill -TERM "-$1" 2>/dev/null; sleep 5; kill -KILL "-$1" 2>/dev/null' \
+  watchdog "$c" <&3 >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait "$c"
+rc=$?
+kill -TERM "-$w" 2>/dev/null
+exit "$rc"
+"""
+TRANSLATED_SUFFIXES = (".json", ".yaml", ".yml")  # files of ours whose text names paths
+
+
+class PathMap:
+    """This machine's folders and where they are on the server (the longest prefix wins)."""
+
+    def __init__(self, pairs: Sequence[tuple[Path, str]]):
+        self.pairs = sorted(((str(local), remote) for local, remote in pairs), key=lambda p: -len(p[0]))
+
+    def word(self, text: str) -> str:
+        """A command word: a path under a mapped folder becomes the server's path."""
+        for local, remote in self.pairs:
+            if text == local:
+                return remote
+            if text.startswith(local + "/"):
+                return remote + text[len(local):]
+        return text
+
+    def text(self, text: str) -> str:
+        """A file's text with every mapped folder replaced (a release's model names paths)."""
+        for local, remote in self.pairs:
+            text = text.replace(local + "/", remote + "/").replace(f'"{local}"', f'"{remote}"')
+        return text
+
+
+class RemoteProcesses:
+    """The processes an engine and the host use on a server (:class:`~surefoot.proc.Processes`): each command
+    runs there, in the mapped folder, under :data:`WATCHDOG`."""
+
+    def __init__(self, conn: SshConnection, cancel: CancelToken, paths: PathMap, folder: str,
+                 before: Callable[[Sequence[str]], None] = lambda argv: None):
+        self.conn = conn
+        self.cancel = cancel
+        self.paths = paths
+        self.folder = folder
+        self.before = before  # sends the state files a command names
+        self.local = ProcessRunner(cancel, hold_stdin=True)
+
+    def wrap(self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> list[str]:
+        self.before(argv)
+        where = self.paths.word(str(cwd)) if cwd is not None else self.folder
+        words = [self.paths.word(word) for word in argv]
+        if env:
+            words = ["env", *(f"{key}={value}" for key, value in env.items()), *words]
+        return command_argv(self.conn.options(), self.conn.target, ["sh", "-c", WATCHDOG, "surefoot", where, *words])
+
+    def _checked(self, returncode: int, argv: Sequence[str]) -> int:
+        """ssh's own failure (255) while the shared connection is gone: the connection dropped."""
+        if returncode == 255 and not self.conn.alive():
+            raise SshError(f"{self.conn.target.label}: the SSH connection dropped during "
+                           f"`{shlex.join(list(argv)[:4])}`; run the command again to resume", "dropped")
+        return returncode
+
+    def stream(self, argv: Sequence[str], on_line: Callable[[str], None], *, cwd: Path | None = None,
+               timeout: float | None = None, cancellable: bool = True, env: dict[str, str] | None = None,
+               without: Collection[str] = ()) -> int:
+        code = self.local.stream(self.wrap(argv, cwd, env), on_line, timeout=timeout, cancellable=cancellable)
+        return self._checked(code, argv)
+
+    def capture(self, argv: Sequence[str], *, cwd: Path | None = None, timeout: float | None = 60.0,
+                cancellable: bool = True, without: Collection[str] = (),
+                env: dict[str, str] | None = None) -> Captured:
+        result = self.local.capture(self.wrap(argv, cwd, env), timeout=timeout, cancellable=cancellable)
+        self._checked(result.returncode, argv)
+        return result
+
+    def to_file(self, argv: Sequence[str], path: Path, *, cwd: Path | None = None, timeout: float | None = None,
+                without: Collection[str] = ()) -> Captured:
+        result = self.local.to_file(self.wrap(argv, cwd), path, timeout=timeout)
+        self._checked(result.returncode, argv)
+        return result
+
+    @contextmanager
+    def follow(self, argv: Sequence[str], on_line: Callable[[str], None],
+               on_end: Callable[[], None] = lambda: None) -> Iterator[None]:
+        with self.local.follow(self.wrap(argv), on_line, on_end=on_end):
+            yield
+
+    def start_detached(self, argv: Sequence[str], log_path: Path) -> int:
+        script = 'log=$1; shift; nohup setsid "$@" >>"$log" 2>&1 </dev/null & echo $!'
+        result = self.local.capture(command_argv(self.conn.options(), self.conn.target,
+                                                 ["sh", "-c", script, "surefoot", str(log_path), *argv]))
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise CommandNotFound(argv[0])
+        return int(result.stdout.strip())
+
+
+class SshHost:
+    """The server as a :class:`~surefoot.hosts.Host`: commands and files over the connection."""
+
+    def __init__(self, processes: RemoteProcesses):
+        self.processes = processes
+        self.conn = processes.conn
+        self._root: bool | None = None
+        self._forwards: dict[tuple[str, int], int] = {}
+
+    def run(self, argv: Sequence[str], *, cwd: Path | None = None, timeout: float | None = 60.0,
+            env: dict[str, str] | None = None) -> Captured:
+        result = self.processes.capture(argv, cwd=cwd, timeout=timeout, env=env)
+        if result.returncode == 127:
+            raise CommandNotFound(argv[0])
+        return result
+
+    def stream(self, argv: Sequence[str], on_line: Callable[[str], None], *, cwd: Path | None = None,
+               timeout: float | None = None, env: dict[str, str] | None = None) -> int:
+        code = self.processes.stream(argv, on_line, cwd=cwd, timeout=timeout, env=env)
+        if code == 127:
+            raise CommandNotFound(argv[0])
+        return code
+
+    def read_text(self, path: str) -> str:
+        result = self.conn.run(["cat", "--", path], timeout=60)
+        if result.returncode != 0:
+            raise OSError(f"{self.conn.target.label}: {path}: {result.stderr.strip() or 'cannot be read'}")
+        return result.stdout
+
+    def exists(self, path: str) -> bool:
+        return self.conn.run(["test", "-e", path], timeout=60).returncode == 0
+
+    def write_text(self, path: str, text: str) -> None:
+        folder = str(PurePosixPath(path).parent)
+        result = self.conn.run(["sh", "-c", 'mkdir -p "$1" && cat > "$2"', "surefoot", folder, path],
+                               input=text, timeout=60)
+        if result.returncode != 0:
+            raise OSError(f"{self.conn.target.label}: {path}: {result.stderr.strip() or 'cannot be written'}")
+
+    def remove(self, path: str) -> None:
+        self.conn.run(["rm", "-f", "--", path], timeout=60)
+
+    def which(self, name: str) -> bool:
+        return self.conn.run(["sh", "-c", 'command -v "$1" >/dev/null', "surefoot", name], timeout=60).returncode == 0
+
+    def is_root(self) -> bool:
+        if self._root is None:
+            self._root = self.conn.run(["id", "-u"], timeout=60).stdout.strip() == "0"
+        return self._root
+
+    def start_detached(self, argv: Sequence[str], log_path: str) -> int:
+        return self.processes.start_detached(argv, Path(log_path))
+
+    def reach(self, host: str, port: int) -> tuple[str, int]:
+        """Where this machine reaches ``host:port`` as the server sees it: the server's own
+        loopback goes through the connection (a forwarded local port); other hosts as they are."""
+        if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+            return host, port
+        key = ("127.0.0.1" if host != "::1" else "::1", port)
+        if key not in self._forwards:
+            self._forwards[key] = self.conn.forward_port(*key)
+        return "127.0.0.1", self._forwards[key]

@@ -1,0 +1,234 @@
+"""The target a run deploys to, with everything that reaches it: the engine, the host (the
+server), this machine (the control machine: hooks run here), the lock and the state folder.
+
+:func:`open_target` builds it from the choice the command line made (:mod:`surefoot.targets.choose`):
+this machine (:class:`LocalTarget`), or a server over SSH (:class:`ServerTarget`: its engine is the
+one ``[targets.NAME] engine`` names, from ``names.ENGINES``). The runner is handed it and does not
+care which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from surefoot.config.settings import Settings
+from surefoot.engines.api import DockerApi
+from surefoot.engines.base import Engine, ServerLink, engine_class
+from surefoot.engines.compose.adapter import Answers, ComposeEngine
+from surefoot.engines.compose.argv import ComposeProject
+from surefoot.hosts.base import Host
+from surefoot.hosts.local import LocalHost
+from surefoot.hosts.ssh.connection import SshConnection
+from surefoot.hosts.ssh.remote import TRANSLATED_SUFFIXES, PathMap, RemoteProcesses, SshHost
+from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.store.lock import ProjectLock
+from surefoot.targets.choose import RELEASE_RECORD, TargetChoice
+
+
+def compose_project(settings: Settings) -> ComposeProject:
+    """The project as compose is handed it: its name, folder, compose and env files."""
+    return ComposeProject(project_name=settings.project_name, project_dir=settings.project_dir,
+                          compose_files=settings.compose_files, env_file=settings.env_file,
+                          earlier_env_files=settings.earlier_env_files)
+
+
+class Target(Protocol):
+    """A target opened for a run."""
+
+    @property
+    def choice(self) -> TargetChoice: ...
+    @property
+    def state_dir(self) -> Path: ...
+    @property
+    def cancel(self) -> CancelToken: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def host(self) -> Host:
+        """The server (this machine, for the local target)."""
+        ...
+    @property
+    def control(self) -> Host:
+        """This machine: where hooks run."""
+        ...
+
+    def lock(self) -> AbstractContextManager[None]: ...
+
+    def hold_lock(self) -> None: ...
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        """Before any phase: what the server needs from this machine (the project's files)."""
+        ...
+
+    def record(self, release: dict[str, Any]) -> None:
+        """The release now running there, for the other control machines."""
+        ...
+
+    def running_release(self) -> dict[str, Any] | None:
+        """What the target's own record says runs there (None: no record; this machine's
+        store is the record)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalTarget:
+    """This machine: compose and the engine here, the state folder beside the project."""
+
+    def __init__(self, settings: Settings, state_dir: Path, cancel: CancelToken, *,
+                 ahead: Answers | None = None, engine: Engine | None = None, host: Host | None = None):
+        self.choice = TargetChoice("local", None, "")
+        self.state_dir = state_dir
+        self.cancel = cancel
+        processes = ProcessRunner(cancel)
+        self.engine = engine or ComposeEngine.here(compose_project(settings), processes, ahead=ahead)
+        self.host = host or LocalHost(processes)
+        self.control = self.host
+
+    def lock(self) -> AbstractContextManager[None]:
+        return _held(ProjectLock(self.state_dir))
+
+    def hold_lock(self) -> None:
+        raise NotImplementedError("several targets: each is a server")
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        pass
+
+    def record(self, release: dict[str, Any]) -> None:
+        pass  # the state store here is the record
+
+    def running_release(self) -> dict[str, Any] | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def _held(lock: ProjectLock) -> Iterator[None]:
+    with lock:
+        yield
+
+
+class ServerTarget:
+    """A server over SSH: the engine works in ``choice.folder`` there (see :mod:`surefoot.hosts.ssh.remote`)."""
+
+    def __init__(self, settings: Settings, choice: TargetChoice, state_dir: Path, cancel: CancelToken,
+                 conn: SshConnection | None = None):
+        from surefoot.hosts.ssh.mirror import Mirror
+
+        assert choice.ssh is not None
+        self.settings = settings
+        self.choice = choice
+        self.state_dir = state_dir
+        self.cancel = cancel
+        self.conn = conn or SshConnection(choice.ssh, cancel=cancel)
+        self.conn.open()  # raises SshError: one line naming the target
+        folder = choice.folder
+        self.paths = PathMap([(state_dir, f"{folder}/.surefoot"), (settings.project_dir, folder)])
+        excluded = [".git", ".surefoot"]
+        if state_dir.is_relative_to(settings.project_dir):
+            excluded.append(str(state_dir.relative_to(settings.project_dir)))
+        self.mirror = Mirror(self.conn, settings.project_dir, folder, exclude=excluded,
+                             private=settings.env_files)
+        self._sending = threading.Lock()
+        self._held: Any = None  # the locks, while hold_lock holds them
+        self.processes = RemoteProcesses(self.conn, cancel, self.paths, folder, before=self._send_named)
+        self.host: Host = SshHost(self.processes)
+        self.control: Host = LocalHost(ProcessRunner(cancel))
+        link = ServerLink(self.conn, self.processes, ProcessRunner(cancel),
+                          DockerApi(self.conn.forward_docker().removeprefix("unix://")), f"target {choice.name}",
+                          choice.build, choice.registry, choice.nodes)
+        self.engine = engine_class(choice.engine).on_server(compose_project(settings), link)
+
+    def lock(self) -> AbstractContextManager[None]:
+        """The lock here (the state folder) and on the server; nothing more when
+        :meth:`hold_lock` holds both already (a rollout takes every target's first)."""
+        from surefoot.hosts.ssh.lock import RemoteLock
+
+        @contextmanager
+        def both() -> Iterator[None]:
+            if self._held is not None:
+                yield
+                return
+            with ProjectLock(self.state_dir), RemoteLock(self.conn, self.choice.folder, label=self.choice.name,
+                                                         host=socket.gethostname(), pid=os.getpid()):
+                yield
+        return both()
+
+    def hold_lock(self) -> None:
+        """Take the locks now and keep them until :meth:`close` (raises LockHeld)."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(self.lock())
+        except BaseException:
+            stack.close()
+            raise
+        self._held = stack
+
+    def prepare(self, out: Callable[[str], None]) -> None:
+        for env_file in self.settings.env_files:  # another control machine configured it: use its values
+            if not env_file.exists():
+                found = self.mirror.fetch(self.paths.word(str(env_file)))
+                if found is not None:
+                    env_file.touch(mode=0o600)
+                    env_file.write_bytes(found)
+                    out(f"{env_file.name}: taken from {self.choice.name} (written there by another control machine)")
+        report = self.mirror.sync()
+        out(f"project files on {self.choice.name}: {report.sent} sent, {report.removed} removed, "
+            f"{report.files} in {self.choice.folder}")
+
+    def _send_named(self, argv: Sequence[str]) -> None:
+        """Before a command runs there: the env files (configuration may have just written
+        them) and the folders of the state files it names (a release's model and copies).
+        Phases run side by side: one sender at a time."""
+        with self._sending:
+            self._send_files(argv)
+
+    def _send_files(self, argv: Sequence[str]) -> None:
+        for word in argv:
+            path = Path(word)
+            if not path.is_absolute() or not path.is_file():
+                continue
+            if path in self.settings.env_files:
+                self.mirror.put(path, self.paths.word(word), mode=0o600)
+            elif path.is_relative_to(self.state_dir):
+                for file in sorted(p for p in path.parent.rglob("*") if p.is_file()):
+                    text_map = self.paths.text if file.suffix in TRANSLATED_SUFFIXES else None
+                    self.mirror.put(file, self.paths.word(str(file)), text_map=text_map,
+                                    mode=file.stat().st_mode & 0o777)
+
+    def record(self, release: dict[str, Any]) -> None:
+        self.host.write_text(f"{self.choice.folder}/{RELEASE_RECORD}", json.dumps(release, indent=2) + "\n")
+
+    def running_release(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.host.read_text(f"{self.choice.folder}/{RELEASE_RECORD}"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+        self.engine.close()
+        self.conn.close()
+
+
+def open_target(settings: Settings, choice: TargetChoice, state_base: Path, cancel: CancelToken, *,
+                ahead: Answers | None = None) -> Target:
+    """The target ``choice`` names, connected (a server: its connection open)."""
+    state_dir = choice.state_dir(state_base)
+    if choice.local:
+        return LocalTarget(settings, state_dir, cancel, ahead=ahead)
+    if ahead is not None:
+        ahead.drop()  # asked of this machine's engine: not the server's
+    return ServerTarget(settings, choice, state_dir, cancel)
