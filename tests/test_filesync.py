@@ -33,7 +33,9 @@ from surefoot.hosts.ssh.mirror import (
     diff,
     dump_manifest,
     excluded,
+    folders_of,
     load_manifest,
+    safe_path,
     scan,
 )
 
@@ -81,6 +83,17 @@ def test_manifest_round_trips_and_a_damaged_one_reads_as_empty() -> None:
     for damaged in (None, b"", b"{", b"[]", b'{"version": 2, "entries": {}, "scanned_ns": 1}',
                     b'{"version": 1, "entries": {"a": {"kind": "file", "colour": 1}}, "scanned_ns": 1}'):
         assert load_manifest(damaged) == Manifest({})
+
+
+def test_a_manifest_naming_a_path_outside_the_mirror_reads_as_damaged() -> None:
+    """The manifest lives on the server: one that names ``../victim`` (or an absolute path) would
+    have the next sync remove it there. It reads as empty: all is sent again, nothing removed."""
+    for path in ("../victim.txt", "a/../../victim", "/etc/passwd", "a//b", "./a", "", "a/."):
+        data = json.dumps({"version": 1, "scanned_ns": 1,
+                           "entries": {"fine": {"kind": "file"}, path: {"kind": "file"}}}).encode()
+        assert load_manifest(data) == Manifest({}), path
+    assert safe_path("app/static/a file.css") and safe_path("..hidden/x..y")
+    assert folders_of(["a/b/c", "a/d", "e"]) == ["a", "a/b"]
 
 
 def test_excluded_matches_names_and_relative_paths_not_prefixes() -> None:
@@ -264,6 +277,47 @@ def test_sync_sends_everything_once_then_only_what_changed(
             os.utime(path, ns=(time.time_ns() - HOUR_NS, path.stat().st_mtime_ns - HOUR_NS))
     assert again.sync().sent == 0
     assert {e.sha256 for e in again._manifest.entries.values() if e.kind == "file"} != {""}  # type: ignore[union-attr]
+
+
+@pytest.mark.docker
+def test_a_tampered_manifest_or_a_folder_replaced_by_a_symlink_never_reaches_outside_the_mirror(
+        conn: SshConnection, server: Server, remote_root: str, tmp_path: Path) -> None:
+    """Whoever can write the project folder on the server (a root container with ``.`` mounted)
+    cannot make the next sync remove or write outside it."""
+    root = tree(tmp_path / "project")
+    outside = f"/var/lib/surefoot/outside-{uuid.uuid4().hex[:8]}"
+    server.ssh("sh", "-c", 'mkdir -p "$1" && echo precious > "$1/victim.txt"', "sh", outside)
+    try:
+        Mirror(conn, root, remote_root, private=[Path(".env")]).sync()
+        # 1. the manifest there names a path outside the mirror
+        manifest = json.loads(cat(server, f"{remote_root}/{MANIFEST}"))
+        manifest["entries"][f"../{outside.rsplit('/', 1)[1]}/victim.txt"] = {"kind": "file", "mode": 420}
+        server.ssh("sh", "-c", 'printf %s "$2" > "$1"', "sh", f"{remote_root}/{MANIFEST}", json.dumps(manifest))
+        report = Mirror(conn, root, remote_root, private=[Path(".env")]).sync()
+        assert cat(server, f"{outside}/victim.txt") == "precious\n"
+        assert report.sent == report.files == 8  # damaged: everything sent again, nothing removed
+        # 2. a folder of the mirror replaced by a symlink to a folder outside it
+        server.ssh("sh", "-c", 'cp -a "$1/app/." "$2/" && rm -rf "$1/app" && ln -s "$2" "$1/app"', "sh",
+                   remote_root, outside)
+        (root / "app" / "main.py").write_text("print('changed')\n")
+        (root / "app" / "static" / "a file.css").unlink()
+        mirror = Mirror(conn, root, remote_root, private=[Path(".env")])
+        mirror.sync()
+        assert cat(server, f"{outside}/main.py") == "print('hi')\n"  # not written through the link
+        assert "static/a file.css" in remote_tree(server, outside)  # nor removed through it
+        listed = remote_tree(server, remote_root)
+        assert listed["app"] == "d 755 " and listed["app/main.py"] == "f 644 "  # a folder again, sent whole
+        assert cat(server, f"{remote_root}/app/main.py") == "print('changed')\n"
+        assert "app/static/a file.css" not in listed
+        # 3. a single file put under a folder that is a symlink: refused, nothing written
+        server.ssh("sh", "-c", 'rm -rf "$1/.surefoot/releases"; ln -s "$2" "$1/.surefoot/releases"', "sh",
+                   remote_root, outside)
+        (tmp_path / "model.json").write_text("{}")
+        with pytest.raises(SyncError, match="releases is a symlink: nothing is written through it"):
+            mirror.put(tmp_path / "model.json", ".surefoot/releases/3/model.json")
+        assert "3" not in remote_tree(server, outside)
+    finally:
+        server.ssh("rm", "-rf", "--", outside, check=False)
 
 
 @pytest.mark.docker

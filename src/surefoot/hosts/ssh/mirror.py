@@ -31,15 +31,25 @@ MANIFEST = ".surefoot/files.json"
 _RACY_NS = 2_000_000_000  # a file changed this close before the scan that hashed it is hashed again
 _MIN_RATE = 256 * 1024  # the slowest transfer allowed, in bytes per second (its timeout)
 _CHUNK = 256 * 1024
-_EXTRACT = ('set -e; umask 022; mkdir -p -m 0755 -- "$1"; cd -- "$1"; umask 077; '
+# Before anything is written or removed in the mirror: each folder named after the root ($1) that
+# is a symlink there (the mirror holds folders, not links to them: someone replaced one) is
+# unlinked, never followed, and named on stdout ("unlinked PATH"); the caller then sends every
+# file again, since nothing under it can be trusted.
+_FOLDERS_REAL = ('for d do if [ -L "$d" ]; then rm -f -- "$d" && echo "unlinked $d"; fi; done; ')
+_EXTRACT = ('set -e; umask 022; mkdir -p -m 0755 -- "$1"; cd -- "$1"; shift; ' + _FOLDERS_REAL + 'umask 077; '
             'tar -x -p --no-same-owner -f - || { s=$?; rm -f .surefoot/files.json.new; exit $s; }; '
             'mv -f -- .surefoot/files.json.new .surefoot/files.json')
-_REMOVE = ('cd -- "$1" || exit 0; xargs -0 -r sh -c \'for p do if [ -d "$p" ] && [ ! -L "$p" ]; '
+_REMOVE = ('cd -- "$1" || exit 0; shift; ' + _FOLDERS_REAL +
+           'xargs -0 -r sh -c \'for p do if [ -d "$p" ] && [ ! -L "$p" ]; '
            'then rmdir --ignore-fail-on-non-empty -- "$p"; else rm -f -- "$p"; fi; done\' sh')
 _FETCH = '[ -e "$1" ] || exit 44; exec cat -- "$1"'  # 44: absent
-_PUT = ('set -e; umask 022; mkdir -p -- "$(dirname -- "$1")"; umask 077; t="$1.surefoot-new"; cat > "$t"; '
-        'if cmp -s -- "$t" "$1" && [ "$(stat -c %a -- "$1")" = "$2" ]; then rm -f -- "$t"; echo same; '
-        'else chmod -- "$2" "$t"; mv -f -T -- "$t" "$1"; echo sent; fi')
+# $1 the root, $2 the file under it, $3 its mode: written atomically unless a folder on its way
+# is a symlink (exit 45: nothing written).
+_PUT = ('set -e; umask 022; mkdir -p -- "$1"; cd -- "$1"; d=$(dirname -- "$2"); p=$d; while [ "$p" != . ]; do '
+        '[ -L "$p" ] && { echo "$p is a symlink: nothing is written through it" >&2; exit 45; }; p=$(dirname -- "$p"); '
+        'done; mkdir -p -- "$d"; umask 077; t="$2.surefoot-new"; cat > "$t"; '
+        'if cmp -s -- "$t" "$2" && [ "$(stat -c %a -- "$2")" = "$3" ]; then rm -f -- "$t"; echo same; '
+        'else chmod -- "$3" "$t"; mv -f -T -- "$t" "$2"; echo sent; fi')
 
 
 class SyncError(SurefootError):
@@ -89,15 +99,31 @@ def dump_manifest(manifest: Manifest) -> bytes:
     return json.dumps({"version": 1, "scanned_ns": manifest.scanned_ns, "entries": entries}).encode()
 
 
+def safe_path(path: str) -> bool:
+    """Whether ``path`` (a manifest's entry) stays inside the mirror: relative, and no ``..``,
+    ``.`` or empty part (the manifest lives on the server: anyone who can write there could
+    name ``../victim`` for the next sync to remove)."""
+    return bool(path) and not path.startswith("/") and all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 def load_manifest(data: bytes | None) -> Manifest:
-    """An empty manifest when there is none or it cannot be read: all is sent, nothing removed."""
+    """An empty manifest when there is none, it cannot be read, or it names a path outside the
+    mirror (it is damaged then): all is sent, nothing removed."""
     try:
         raw: Any = json.loads(data or b"null")
         if raw.get("version") == 1:
-            return Manifest({str(k): Entry(**entry) for k, entry in raw["entries"].items()}, int(raw["scanned_ns"]))
+            entries = {str(k): Entry(**entry) for k, entry in raw["entries"].items()}
+            if all(safe_path(path) for path in entries):
+                return Manifest(entries, int(raw["scanned_ns"]))
     except (ValueError, TypeError, KeyError, AttributeError):
         pass
     return Manifest({})
+
+
+def folders_of(paths: Collection[str]) -> list[str]:
+    """The folders above ``paths``, parents first (each checked before a path below it is touched)."""
+    found = {"/".join(parts[:end]) for parts in (p.split("/") for p in paths) for end in range(1, len(parts))}
+    return sorted(found, key=lambda folder: (folder.count("/"), folder))
 
 
 def excluded(relative: str, exclude: Collection[str]) -> bool:
@@ -189,6 +215,13 @@ class Mirror:
         self._manifest: Manifest | None = None
         self._puts: dict[str, tuple[str, int]] = {}
 
+    def keep_private(self, paths: Collection[Path]) -> None:
+        """These files too are sent 0600 (they hold secrets); those outside the project are not sent."""
+        for path in paths:
+            full = Path(os.path.normpath(self.local_root / path))
+            if full.is_relative_to(self.local_root) and full != self.local_root:
+                self.private.add(full.relative_to(self.local_root).as_posix())
+
     def _relative(self, path: Path) -> str:
         full = Path(os.path.normpath(self.local_root / path))
         if not full.is_relative_to(self.local_root) or full == self.local_root:
@@ -204,25 +237,32 @@ class Mirror:
         except SyncError as exc:
             raise SyncError(f"{self.label}: {exc}") from None
         send, remove = diff(old.entries, entries)
-        if remove:
-            self._remove(remove)
+        unlinked = self._remove(remove) if remove else False
         new = Manifest(entries, started)
         if send or remove or entries != old.entries:
-            new = self._send(send, new)
+            new, sent_unlinked = self._send(send, new)
+            unlinked = unlinked or sent_unlinked
+        if unlinked:  # a folder there had been replaced by a symlink: what was under it is unknown
+            send = diff({}, entries)[0]
+            new, _ = self._send(send, Manifest(entries, started))
         self._manifest = new  # unchanged: the scan just checked the racy files, so its time stands
         sent = [new.entries[path] for path in send if new.entries[path].kind != "dir"]
         return SyncReport(sent=len(sent), removed=sum(1 for path in remove if old.entries[path].kind != "dir"),
                           bytes=sum(entry.size for entry in sent),
                           files=sum(1 for entry in new.entries.values() if entry.kind != "dir"))
 
-    def _remove(self, paths: Sequence[str]) -> None:
+    def _remove(self, paths: Sequence[str]) -> bool:
+        """Remove ``paths`` there; True when a folder on their way was a symlink (unlinked)."""
         listing = b"".join(os.fsencode("./" + path) + b"\0" for path in paths)
-        result = self.conn.run_bytes(["sh", "-c", _REMOVE, "sh", self.remote_root], feed=listing,
+        result = self.conn.run_bytes(["sh", "-c", _REMOVE, "sh", self.remote_root, *folders_of(paths)], feed=listing,
                                      timeout=60 + len(paths) / 500, what=f"removing files in {self.remote_root}")
         if result.returncode != 0:
             raise SyncError(f"{self.label}: removing files in {self.remote_root} failed: {_first(result.stderr)}")
+        return b"unlinked " in result.stdout
 
-    def _send(self, paths: Sequence[str], manifest: Manifest) -> Manifest:
+    def _send(self, paths: Sequence[str], manifest: Manifest) -> tuple[Manifest, bool]:
+        """Send ``paths`` there with the manifest; and whether a folder on their way was a
+        symlink (unlinked, the files under it to be sent again)."""
         entries = dict(manifest.entries)
 
         def feed(stdin: IO[bytes]) -> None:
@@ -233,12 +273,12 @@ class Mirror:
                 data = dump_manifest(Manifest(entries, manifest.scanned_ns))
                 tar.addfile(_member(MANIFEST + ".new", tarfile.REGTYPE, 0o600, len(data)), io.BytesIO(data))
 
-        result = self.conn.run_bytes(["sh", "-c", _EXTRACT, "sh", self.remote_root], feed=feed,
+        result = self.conn.run_bytes(["sh", "-c", _EXTRACT, "sh", self.remote_root, *folders_of(paths)], feed=feed,
                                      timeout=120 + sum(entries[path].size for path in paths) / _MIN_RATE,
                                      what=f"sending files to {self.remote_root}")
         if result.returncode != 0:
             raise SyncError(f"{self.label}: sending files to {self.remote_root} failed: {_first(result.stderr)}")
-        return Manifest(entries, manifest.scanned_ns)
+        return Manifest(entries, manifest.scanned_ns), b"unlinked " in result.stdout
 
     def _add(self, tar: tarfile.TarFile, path: str, entry: Entry) -> Entry:
         if entry.kind != "file":
@@ -268,7 +308,9 @@ class Mirror:
         path, key = self._remote(remote), (hashlib.sha256(data).hexdigest(), mode)
         if self._puts.get(path) == key:
             return False
-        result = self.conn.run_bytes(["sh", "-c", _PUT, "sh", path, format(mode, "o")], feed=data,
+        inside = path.startswith(self.remote_root + "/")
+        root, relative = (self.remote_root, path[len(self.remote_root) + 1:]) if inside else posixpath.split(path)
+        result = self.conn.run_bytes(["sh", "-c", _PUT, "sh", root, relative, format(mode, "o")], feed=data,
                                      timeout=60 + len(data) / _MIN_RATE, what=f"writing {path}")
         if result.returncode != 0:
             raise SyncError(f"{self.label}: writing {path} failed: {_first(result.stderr)}")
