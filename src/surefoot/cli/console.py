@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from surefoot.base import events
+from surefoot.base.text import printable
 from surefoot.base.units import format_duration
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class PlainRenderer:
     def _line(self, text: str) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
         with self._lock:
-            self.stream.write(f"{stamp} {text}\n")
+            self.stream.write(f"{stamp} {printable(text)}\n")
             self.stream.flush()
 
     def emit(self, event: events.Event) -> None:
@@ -101,8 +102,10 @@ class LiveRenderer:
 
     def emit(self, event: events.Event) -> None:
         if isinstance(event, events.PhaseWarning):
+            from rich.text import Text
+
             # Printed above the live table; outside our lock, since printing renders the table.
-            self.console.print(f"[yellow]warning:[/] {event.text}", markup=True, highlight=False)
+            self.console.print(Text.assemble(("warning:", "yellow"), " ", printable(event.text)), highlight=False)
             return
         with self._lock:
             match event:
@@ -112,19 +115,19 @@ class LiveRenderer:
                     self._status = dict.fromkeys(phases, "pending")
                 case events.PhaseSkipped(phase=phase, reason=reason, status=status):
                     self._status[phase] = status
-                    self._notes[phase] = reason
+                    self._notes[phase] = printable(reason)
                 case events.PhaseStarted(phase=phase, attempt=attempt, reason=reason):
                     self._status[phase] = "running"
-                    self._notes[phase] = f"attempt {attempt}: {reason}" if attempt > 1 else reason
+                    self._notes[phase] = printable(f"attempt {attempt}: {reason}" if attempt > 1 else reason)
                     self._started[phase] = time.monotonic()
                 case events.PhaseOutput(phase=phase, line=line):
-                    self._output.setdefault(phase, deque(maxlen=self.OUTPUT_LINES)).append(line)
+                    self._output.setdefault(phase, deque(maxlen=self.OUTPUT_LINES)).append(printable(line))
                 case events.PhaseProgress(phase=phase, text=text):
-                    self._progress[phase] = text
+                    self._progress[phase] = printable(text)
                 case events.PhaseFinished(phase=phase, status=status, elapsed=elapsed, note=note):
                     self._status[phase] = status
                     self._elapsed[phase] = elapsed
-                    self._notes[phase] = note or ""
+                    self._notes[phase] = printable(note or "")
                     self._progress.pop(phase, None)
                     self._output.pop(phase, None)
                 case events.DeploymentFinished():
@@ -140,11 +143,16 @@ class LiveRenderer:
                   "interrupted": "yellow", "skipped": "dim", "pending": "dim"}
         with self._lock:
             table = Table(title=self._title, title_justify="left", box=None, pad_edge=False)
-            table.add_column("", width=1)
-            table.add_column("phase")
-            table.add_column("state")
-            table.add_column("time", justify="right")
-            table.add_column("", overflow="ellipsis", no_wrap=True)
+            # The phases and their states whole on an 80-column terminal; the notes give way.
+            # A column's width counts its padding: one space each side, none at the table's edges.
+            widths = (2, max((len(p) for p in self._phases), default=5) + 2,
+                      max(len(s) for s in (*self._status.values(), "state")) + 2, 9)
+            table.add_column("", width=widths[0], no_wrap=True)
+            table.add_column("phase", no_wrap=True, width=widths[1])
+            table.add_column("state", no_wrap=True, width=widths[2])
+            table.add_column("time", justify="right", no_wrap=True, width=widths[3])
+            notes_width = max(self.console.width - sum(widths) - 1, 4)
+            table.add_column("", overflow="ellipsis", no_wrap=True, max_width=notes_width)
             running = []
             for phase in self._phases:
                 status = self._status.get(phase, "pending")

@@ -13,10 +13,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from surefoot.base.errors import LockHeld, StateError
-from surefoot.store import now_iso
+from surefoot.base.text import printable
+from surefoot.store import now_iso, private_folder
 
 LOCK_NAME = "deploy.lock"
 # A ``status`` probe holds a shared lock for microseconds; a deploy that meets one
@@ -38,11 +39,21 @@ class Holder(NamedTuple):
         return f"{who}{where}{when}"
 
 
+def holder_of(data: Any) -> Holder:
+    """The holder a lock's info file names; a field missing or of another type (or a file that
+    is not a JSON object) is unknown."""
+    if not isinstance(data, dict):
+        return Holder(None, None, None)
+    pid, host, since = data.get("pid"), data.get("host"), data.get("since")
+    return Holder(pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None,
+                  printable(host) if isinstance(host, str) and host else None,
+                  printable(since) if isinstance(since, str) and since else None)
+
+
 def _read_holder(path: Path) -> Holder:
     for _ in range(20):  # the new holder may not have written it yet
         try:
-            data = json.loads(path.read_text())
-            return Holder(data.get("pid"), data.get("host"), data.get("since"))
+            return holder_of(json.loads(path.read_text()))
         except (OSError, ValueError):
             time.sleep(0.05)
     return Holder(None, None, None)
@@ -56,7 +67,7 @@ class ProjectLock:
 
     def acquire(self) -> Holder:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StateError(f"{self.path}: cannot create the lock file: {exc.strerror}") from None

@@ -30,6 +30,7 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
     db = state_dir / "state.db"
     deployment = None
     current_release = None
+    rollbacks: list[Any] = []
     runs: dict[str, Any] = {}
     warnings: list[str] = []
     if db.exists():
@@ -37,6 +38,7 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
             with StateStore.open(db, create=False) as store:
                 deployment = store.latest_deployment(project)
                 current_release = store.current_release(project)
+                rollbacks = store.rollbacks(project)
                 if deployment is not None:
                     all_runs = store.phase_runs(deployment.id)
                     runs = {run.phase: run for run in all_runs}
@@ -53,9 +55,15 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
                        for name in PHASE_NAMES + tuple(n for n in OPTIONAL_PHASES if n in optional)],
             "lock": lock,
             "current_release": current_release,
+            "rollback": None,
             "warnings": [],
         }
     state = deployment.state
+    # A rollback by hand after the deployment ended: its release is no longer what runs.
+    manual = next((r for r in rollbacks if r.trigger == "manual" and r.outcome == "restored" and r.finished_at
+                   and deployment.finished_at and r.finished_at >= deployment.finished_at), None)
+    if manual is not None and state == "completed":
+        state = "rolled-back"
     holder_alive = holder is not None
     if state == "running" and not holder_alive:
         state = "interrupted"  # its holder died without a word (kill -9, power loss)
@@ -85,6 +93,9 @@ def collect_status(state_dir: Path, project: str, optional: tuple[str, ...] = ()
         "phases": phases,
         "lock": lock,
         "current_release": current_release,
+        "rollback": None if manual is None else {"release": manual.to_release, "from_release": manual.from_release,
+                                                 "trigger": manual.trigger, "at": manual.finished_at,
+                                                 "by": f"{manual.user}@{manual.host}"},
         "warnings": warnings,
     }
 
@@ -124,6 +135,11 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"target: {target['name']} ({target['host']})")
     if status.get("current_release"):
         lines.append(f"current release: {status['current_release']}")
+    rollback = status.get("rollback")
+    if rollback:
+        origin = f" from release {rollback['from_release']}" if rollback["from_release"] else ""
+        lines.append(f"rolled back by hand to release {rollback['release']}{origin} at {_clock(rollback['at'])} UTC "
+                     f"by {rollback['by']}")
     if status["lock"]:
         lock = status["lock"]
         lines.append(f"locked by pid {lock['pid']} on {lock['host']} since {_clock(lock['since'])} UTC")
