@@ -96,6 +96,9 @@ class FakeHost:
     def reach(self, host: str, port: int) -> tuple[str, int]:
         return host, port
 
+    def unreach(self) -> None:
+        pass
+
 
 class QuickCancel(CancelToken):
     """Sleeps count and call ``on_sleep``, and take no time."""

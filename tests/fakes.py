@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from surefoot.base.errors import NoRunningContainer
+from surefoot.base.errors import LockLost, NoRunningContainer
 from surefoot.base.names import OPTIONAL_PHASES, PHASE_NAMES
 from surefoot.config.settings import Settings, load_settings
 from surefoot.config.values import PhaseSettings
@@ -326,6 +326,7 @@ class FakeTarget:
         self.locked_by = locked_by
         self.records: list[dict[str, Any]] = []
         self.closed = False
+        self.lost: LockLost | None = None  # set: the lock on it was lost
         self._held: ExitStack | None = None
 
     def lock(self) -> AbstractContextManager[None]:
@@ -344,6 +345,10 @@ class FakeTarget:
         stack = ExitStack()
         stack.enter_context(self.lock())
         self._held = stack
+
+    def check_lock(self) -> None:
+        if self.lost is not None:
+            raise self.lost
 
     def prepare(self, out: Callable[[str], None]) -> None:
         out(f"project files on {self.choice.name}")

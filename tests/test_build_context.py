@@ -63,12 +63,13 @@ def files_in_image(app: Project) -> list[str]:
 def test_the_state_folder_never_enters_an_image(projects: Projects) -> None:
     app = root_context_app(projects, ["true"])
     first = app.run("deploy")
-    # Without a .dockerignore entry the build is refused, before anything is built.
-    assert first.returncode == 1, first.stdout + first.stderr
-    assert "phase build failed: the state folder" in first.stderr
+    # Without a .dockerignore entry preflight refuses it (exit 2), before anything is built or pulled.
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert "surefoot: the state folder" in first.stderr
     assert f"add the line `/.surefoot` to {app.path / '.dockerignore'}" in first.stderr
     assert subprocess.run(["docker", "image", "inspect", f"{app.name}-web"],
                           capture_output=True).returncode != 0
+    assert [p["name"] for p in app.status()["phases"] if p["status"] != "pending"] == ["preflight"]
 
     app.write(".dockerignore", "# the deployment tool's state\n/.surefoot\n")
     resumed = app.run("deploy")

@@ -70,11 +70,12 @@ def test_health_probe_from_a_published_http_port_or_a_healthcheck() -> None:
     proposal = scaffold.propose_health(services, {"PORT": "8123"}, ["db"])
     assert proposal is not None and proposal.url == "http://127.0.0.1:8123/healthz"
     assert proposal.with_path("ready").url == "http://127.0.0.1:8123/ready"
-    # No healthcheck path: /health, to be confirmed.
+    # No healthcheck path: /, a guess (any answer below 400), to be confirmed.
     bare = scaffold.propose_health({"proxy": {"image": "nginx", "ports": ["80:80"]}}, {})
-    assert bare is not None and bare.url == "http://127.0.0.1:80/health"
+    assert bare is not None and bare.url == "http://127.0.0.1:80/" and bare.guessed
     tls = scaffold.propose_health({"proxy": {"image": "caddy", "ports": ["8443:443"]}}, {})
-    assert tls is not None and tls.url == "https://127.0.0.1:8443/health" and tls.insecure
+    assert tls is not None and tls.url == "https://127.0.0.1:8443/" and tls.insecure and tls.guessed
+    assert proposal.guessed is False
     # No published HTTP port: the state of a service with a healthcheck.
     state = scaffold.propose_health({"worker": {"image": "w", "healthcheck": {"test": ["CMD", "true"]}}}, {})
     assert state is not None and state.url is None and state.service == "worker"
@@ -103,7 +104,9 @@ def test_every_rendered_file_is_valid_configuration(tmp_path: Path) -> None:
     assert parsed["project"] == {"name": "shop", "compose_files": ["compose.yaml", "compose.prod.yaml"],
                                  "env_file": ".env.prod"}
     assert parsed["phases"]["database-start"]["services"] == ["db", "cache"]
-    assert parsed["phases"]["health-wait"]["url"] == "http://127.0.0.1:8111/health"
+    assert parsed["phases"]["health-wait"]["url"] == "http://127.0.0.1:8111/"
+    assert parsed["phases"]["health-wait"]["expect_status"] == "200-399"
+    assert "# the path is a guess" in text
     assert "database-migrate" not in parsed["phases"]  # left commented, with examples
     assert '# command = ["alembic", "upgrade", "head"]' in text
     (tmp_path / ".env.prod").write_text("API_PORT=8111\n")
@@ -174,7 +177,7 @@ services:
   web:
     image: {image}
     stop_signal: SIGKILL
-    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/health && exec httpd -f -p 8000 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/health && echo home > /www/index.html && exec httpd -f -p 8000 -h /www"]
 """
 APP_PRODUCTION = """
 services:
@@ -195,7 +198,8 @@ def test_init_writes_a_file_with_which_deploy_passes_its_health_gate(projects: P
     assert config["project"]["compose_files"] == ["compose.yaml", "compose.production.yaml"]
     assert config["project"]["env_file"] == ".env.production"
     assert config["phases"]["database-start"]["services"] == ["cache"]
-    assert config["phases"]["health-wait"]["url"] == f"http://127.0.0.1:{project.port}/health"
+    assert config["phases"]["health-wait"]["url"] == f"http://127.0.0.1:{project.port}/"  # a guess: /
+    assert config["phases"]["health-wait"]["expect_status"] == "200-399"
     assert (project.path / ".gitignore").read_text().splitlines()[-1] == ".surefoot/"
     deploy = project.run("deploy")
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
@@ -243,7 +247,7 @@ def test_init_on_the_example_passes_the_health_gate_without_edits(docker: None, 
         assert result.returncode == 0, result.stderr
         config = tomllib.loads((project.path / "surefoot.toml").read_text())
         assert config["phases"]["database-start"]["services"] == ["cache", "db"]
-        assert config["phases"]["health-wait"]["url"] == f"http://127.0.0.1:{project.port}/health"
+        assert config["phases"]["health-wait"]["url"] == f"http://127.0.0.1:{project.port}/"
         deploy = project.run("deploy", timeout=900)
         assert deploy.returncode == 0, deploy.stdout[-4000:] + deploy.stderr
         phases = {p["name"]: p["status"] for p in project.status()["phases"]}
@@ -282,7 +286,10 @@ def test_init_on_the_example_infers_its_hand_written_configuration(docker: None,
     assert sorted(phases["database-start"]["services"]) == sorted(expected["database-start"]["services"])
     for key in ("service", "command"):
         assert phases["database-migrate"][key] == expected["database-migrate"][key]
-    assert phases["health-wait"]["url"] == expected["health-wait"]["url"]
+    # The example's nginx has no healthcheck to name a path: init probes / (a guess, any answer
+    # below 400), where the hand-written file knows the API's /health.
+    assert phases["health-wait"]["url"] == expected["health-wait"]["url"].removesuffix("health")
+    assert phases["health-wait"]["expect_status"] == "200-399"
     load_settings(folder)
 
 
@@ -312,7 +319,7 @@ def test_init_on_a_terminal_asks_for_the_health_path(projects: Projects) -> None
             if not chunk:
                 break
             seen += chunk
-        if not answered and b"healthy [/health]:" in seen:
+        if not answered and b"healthy [/]:" in seen:
             os.write(main, b"/ready\r")
             answered = True
         if process.poll() is not None and not ready:

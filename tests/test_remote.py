@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,6 +266,58 @@ def test_two_control_machines_one_server_exactly_one_deploys(server: Server, tmp
         project.remote_teardown()
 
 
+def second_control_machine(project: RemoteProject, tmp_path: Path) -> RemoteProject:
+    """Another control machine: its own copy of the project and its own state."""
+    other = RemoteProject(tmp_path / "laptop2" / project.name, project.name, project.port, dict(project.env))
+    other.server = project.server
+    other.path.mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(project.path) + "/.", str(other.path)], check=True)
+    shutil.rmtree(other.path / ".surefoot", ignore_errors=True)
+    return other
+
+
+def test_a_deployment_frozen_past_its_lock_changes_nothing_more_and_says_so(server: Server, tmp_path: Path) -> None:
+    """A laptop that sleeps mid-deploy (here: SIGSTOP) past the lock's grace: the holder on the
+    server lets go, the command it had running there is stopped, another control machine deploys;
+    woken, the first changes nothing, exits 3 saying why, and resumes later."""
+    project = make_project(server, tmp_path, build_seconds=40)
+    project.env["SUREFOOT_LOCK_GRACE"] = "6"  # the holder gives up after 6 s without a heartbeat
+    other = second_control_machine(project, tmp_path)
+    other.write(".env", "GREETING=second\n")
+    for service in ("db", "web"):  # its build is quick
+        other.write(f"{service}/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {project.name} > /built\n")
+    try:
+        first = project.start("deploy", "--progress", "plain")
+        wait_for(lambda: build_running_on_server(project), what="the first deployment's build")
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: other.status()["lock"] is None, timeout=30, what="the frozen deployment's lock to go")
+            wait_for(lambda: not build_running_on_server(project), timeout=20,
+                     what="the frozen deployment's build on the server to be stopped")
+            second = other.run("deploy", timeout=600)
+            assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+            web = project.on_server("docker", "ps", "-q", "--filter", f"name={project.name}-web").stdout.strip()
+            assert web and json.loads(project.fetch("/health"))["greeting"] == "second"
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        out, _ = first.communicate(timeout=120)
+        assert first.returncode == 3, out[-3000:]
+        assert "lost the deployment lock on web1 after" in out and "`surefoot status`" in out, out[-2000:]
+        assert "Traceback" not in out
+        # it changed nothing there: the second's container still serves, untouched
+        assert project.on_server("docker", "ps", "-q", "--filter", f"name={project.name}-web").stdout.strip() == web
+        assert json.loads(project.fetch("/health"))["greeting"] == "second"
+        status = project.status()
+        assert status["state"] == "interrupted" and status["resume_at"] == "build", status
+        for service in ("db", "web"):  # its checkpoints let a later deploy resume (quickly, now)
+            project.write(f"{service}/Dockerfile", f"FROM surefoot-test/busybox:1\nRUN echo {project.name} > /built\n")
+        resumed = project.run("deploy", timeout=600)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+        assert json.loads(project.fetch("/health"))["greeting"] == "hello"
+    finally:
+        project.remote_teardown()
+
+
 def test_a_dropped_connection_fails_clearly_and_deploy_resumes(server: Server, tmp_path: Path) -> None:
     project = make_project(server, tmp_path, build_seconds=40)
     try:
@@ -296,6 +349,54 @@ def test_ctrl_c_stops_the_work_on_the_server(server: Server, tmp_path: Path) -> 
         wait_for(lambda: not build_running_on_server(project), timeout=15, what="the build to stop")
         left = project.on_server("sh", "-c", "ps -eo args | grep -c '[d]ocker compose' || true", check=False)
         assert left.stdout.strip() == "0"
+    finally:
+        project.remote_teardown()
+
+
+def test_secrets_from_the_server_s_env_file_are_masked_and_every_secret_file_there_is_private(
+        server: Server, tmp_path: Path) -> None:
+    """A second control machine takes the env file from the server (another one configured it): a
+    migration that prints the password shows it masked, in the output, the store and the logs. On
+    the server, every file that holds secrets is 0600, even in a folder made 0755 before."""
+    project = make_project(server, tmp_path)
+    password = "pw_" + uuid.uuid4().hex
+    compose = (project.path / "compose.yaml").read_text().replace(
+        "      GREETING: ${GREETING:?set GREETING}\n",
+        "      GREETING: ${GREETING:?set GREETING}\n      DB_PASSWORD: ${DB_PASSWORD}\n"
+        "    env_file: [web.env]\n    secrets: [s]\n") + "secrets:\n  s:\n    file: ./secret.txt\n"
+    project.write("compose.yaml", compose)
+    project.write(".env", f"GREETING=hello\nDB_PASSWORD={password}\n")
+    project.write("web.env", "WEB_TOKEN=wt_" + uuid.uuid4().hex + "\n")
+    project.write("secret.txt", "s3cret_" + uuid.uuid4().hex + "\n")
+    for name in (".env", "web.env", "secret.txt"):
+        (project.path / name).chmod(0o644)
+    folder = f"/var/lib/surefoot/{project.name}"
+    project.on_server("mkdir", "-m", "0755", "-p", folder)
+    try:
+        first = project.run("deploy", timeout=600)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+        modes = project.on_server("stat", "-c", "%n %a", f"{folder}/.env", f"{folder}/web.env", f"{folder}/secret.txt")
+        assert [line.split()[1] for line in modes.stdout.splitlines()] == ["600", "600", "600"], modes.stdout
+        # what the server says is shown without its escape sequences
+        record = json.loads(project.on_server("cat", f"{folder}/.surefoot/release.json").stdout)
+        record["by"] = "eve\x1b]0;pwned\x07\x1b[2J"
+        project.on_server("sh", "-c", 'printf %s "$2" > "$1"', "sh", f"{folder}/.surefoot/release.json",
+                          json.dumps(record))
+        shown = project.run("status", "--json")
+        assert shown.returncode == 0 and json.loads(shown.stdout)["target"]["release"]["by"] == "eve"
+        other = second_control_machine(project, tmp_path)
+        (other.path / ".env").unlink()  # its operator never had it: the server's is used
+        other.write("surefoot.toml", (other.path / "surefoot.toml").read_text()
+                    + '\n[phases.database-migrate]\nservice = "web"\n'
+                    + 'command = ["sh", "-c", "echo connecting with $DB_PASSWORD; exit 3"]\n')
+        failed = other.run("deploy", timeout=600)
+        assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr
+        assert "connecting with ********" in failed.stdout + failed.stderr
+        assert password not in failed.stdout + failed.stderr
+        state = other.path / ".surefoot"
+        leaked = [path for path in state.rglob("*") if path.is_file() and password.encode() in path.read_bytes()
+                  and "releases" not in path.parts]
+        assert leaked == [] and (state / "targets" / "web1" / "state.db").is_file()
     finally:
         project.remote_teardown()
 

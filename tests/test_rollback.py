@@ -119,6 +119,14 @@ def test_without_a_previous_release_a_failure_stays_resumable(app: Releases) -> 
     result = deploy(app, expect=1)
     assert "resume with:" in result.stderr
     assert app.status()["resume_at"] == "health-wait"
+    # The stack taken down by hand meanwhile, the cause fixed: the resume finds services-start's
+    # containers gone and starts them again, rather than gating nothing.
+    app.run("compose", "down")
+    fixed = CONFIG.format(name=app.name, port=app.port, timeout="30s").replace('status = "healthy"', 'status = "degraded"')
+    app.write("surefoot.toml", fixed)  # only health-wait's own settings change: services-start's inputs do not
+    resumed = deploy(app)
+    assert "services-start: started (attempt 2; its containers are gone or stopped (web))" in resumed.stdout
+    assert app.answer()["release"] == 1
 
 
 def test_automatic_rollback_can_be_switched_off(app: Releases) -> None:
@@ -158,9 +166,16 @@ def test_manual_rollback_to_the_previous_and_to_a_named_release(app: Releases) -
 
     previous = app.run("rollback", "--yes")
     assert previous.returncode == 0, previous.stdout + previous.stderr
-    assert "release 2 restored and healthy" in previous.stdout
+    assert "release 2 restored and healthy (rolled back from release 3)" in previous.stdout
+    assert "deployment #3" not in previous.stdout + previous.stderr  # no deployment was restored
     assert app.answer()["release"] == 2
-    assert app.status()["current_release"] == 2
+    status = app.status()
+    assert status["current_release"] == 2 and status["state"] == "rolled-back"
+    assert status["rollback"]["release"] == 2 and status["rollback"]["from_release"] == 3
+    assert status["rollback"]["trigger"] == "manual" and status["resume_at"] is None
+    text = app.run("status").stdout
+    assert text.startswith(f"{app.name}: rolled-back (deployment #3") and "rolled back by hand to release 2 " \
+        "from release 3 at " in text
 
     named = app.run("rollback", "1", "--yes")
     assert named.returncode == 0, named.stdout + named.stderr

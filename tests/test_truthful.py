@@ -326,37 +326,43 @@ def test_dockerfile_needs_read_as_buildkit_reads_them() -> None:
     assert substitute("a:${MISSING}", {}) is None
 
 
-def test_build_check_warns_when_the_registry_answers_and_fails_when_it_does_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_build_check_asks_the_registry_from_where_the_build_runs(tmp_path: Path) -> None:
+    """A base image the builder lacks: its registry asked from the machine that builds (this one,
+    or the server): a warning when it answers, a failure when it does not, naming the fix."""
     from types import SimpleNamespace
 
+    from fake_host import FakeHost
     from surefoot.deploy.phases.build_checks import build_checks
     from surefoot.engines.compose.model import ComposeModel
-    from surefoot.hosts import checks
-    from surefoot.hosts.checks import CheckResult
+    from surefoot.hosts.checks import CheckResult, http_get_argv
 
     (tmp_path / "Dockerfile").write_text("FROM here:1 AS one\nFROM example.org/away:2\nCOPY --from=one / /\n")
     model = ComposeModel("p", {"app": {"build": {"context": str(tmp_path), "dockerfile": "Dockerfile"}}},
                          digest="")
-    engine = SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
-                                                       for i in images}, site="this machine")
-    engine.build_engine = lambda: engine
-    ctx = SimpleNamespace(facts=SimpleNamespace(build_services=lambda: ["app"]), engine=engine)
-    asked: list[str] = []
 
-    def judged(answer: tuple[int | None, str | None]) -> CheckResult:
-        monkeypatch.setattr(checks, "registry_status", lambda host: (asked.append(host), answer)[1])
+    def judged(site: str, answer: str) -> tuple[CheckResult, FakeHost, FakeHost]:
+        engine = SimpleNamespace(image_ids=lambda images: {i: ("sha256:1" if i == "here:1" else None)
+                                                           for i in images}, site=site)
+        engine.build_engine = lambda: engine
+        control, server = FakeHost(), FakeHost()
+        for host in (control, server):
+            host.answer(http_get_argv("https://example.org/v2/"), answer)
+        ctx = SimpleNamespace(facts=SimpleNamespace(build_services=lambda: ["app"]), engine=engine,
+                              control=control, host=server, state_dir=Path("/nonexistent/state"), prompter=None)
         results: list[CheckResult] = []
         build_checks(ctx, results.append, model)  # type: ignore[arg-type]
         assert len(results) == 1
-        return results[0]
+        return results[0], control, server
 
-    answered = judged((401, None))
+    answered, control, server = judged("this machine", "401\n")
     assert answered.result == "warn"
     assert f"example.org/away:2 (needed by {tmp_path / 'Dockerfile'}) is not on this machine" in answered.measured
-    assert asked == ["example.org"]
-    silent = judged((None, "no such host"))
+    assert control.ran and not server.ran  # asked from here: this machine builds
+    silent, _, _ = judged("this machine", "error\nno such host\n")
     assert silent.result == "fail"
-    assert "example.org does not answer (no such host)" in silent.measured
+    assert "example.org does not answer it (no such host)" in silent.measured
     assert "here:1" not in silent.measured
+    remote, control, server = judged("target web1", "error\nconnection timed out\n")
+    assert remote.result == "fail" and server.ran and not control.ran  # asked from the server that builds
+    assert "is not on target web1 and example.org does not answer there (connection timed out)" in remote.measured
+    assert 'build = "control"' in remote.advice

@@ -4,6 +4,7 @@
     ├── ConfigError               exit 2  surefoot.toml or an argument is wrong
     ├── StateError                exit 2  the state store cannot be opened or written
     ├── LockHeld                  exit 3  another deployment of this project runs
+    ├── LockLost                  exit 3  the lock on a server was lost mid-deployment
     ├── NoRelease                 exit 2  there is no release to roll back to
     ├── PhaseFailed               exit 1  a phase failed; the deployment can be resumed
     │   ├── CommandTimeout        exit 1  a command ran past its timeout
@@ -51,6 +52,14 @@ class LockHeld(SurefootError):
         self.pid = pid
         self.host = host
         self.since = since
+
+
+class LockLost(SurefootError):
+    """The deployment lock on a server was lost (no contact with its holder for longer than
+    the holder waits): another deployment may have run since, so this one changes nothing more
+    there (exit 3); its checkpoints let a later ``deploy`` resume."""
+
+    exit_code = ExitCode.LOCKED
 
 
 class NoRelease(SurefootError):

@@ -14,26 +14,29 @@ PHASES: tuple[dict[str, Any], ...] = (
     # When the configuration phase writes the env file (it declares prompts, secrets or
     # derived values), the phases up to the one that ``writes_env`` cannot depend on "env" or
     # "compose": the registry drops those inputs there.
-    {"name": "preflight", "run": "preflight:preflight", "inputs": ("compose", "env")},
+    {"name": "preflight", "run": "preflight:preflight", "inputs": ("compose", "env", "target")},
     {"name": "prerequisites", "run": "prerequisites:prerequisites"},
     {"name": "configuration", "run": "configuration:configuration", "inputs": ("env", "values"),
      "fingerprint_after": True, "writes_env": True},
     # Pulls and builds touch different images (pull --ignore-buildable): side by side.
     {"name": "pull-images", "run": "images:pull", "inputs": ("compose",), "after": ("configuration",),
      "announces": ("database-images",)},
-    {"name": "build", "run": "images:build", "inputs": ("compose", "env", "build-context"),
-     "after": ("configuration",), "announces": ("database-images",)},
+    {"name": "build", "run": "images:build", "inputs": ("compose", "env", "build-context", "target"),
+     "after": ("configuration",), "announces": ("database-images",), "stands": "images:built_stand"},
     # The databases start as soon as their own images are there, while the rest are still
     # pulled or built.
+    # ``stands``: on resume, whether what the phase made is still there (it runs again if not).
+    # ``stands``: on resume, whether what the phase made is still there (it runs again if not).
     # ``engine``: the function on a target of another engine (``[targets.X] engine``), by name in
     # that engine's package: ``{"swarm": "services_start"}`` is surefoot.engines.swarm.phases.services_start.
     {"name": "database-start", "run": "database:start", "inputs": ("compose", "env", "images:database"),
      "after": ("pull-images:database-images", "build:database-images"),
-     "engine": {"swarm": "database_start"}},
+     "engine": {"swarm": "database_start"}, "stands": "database:databases_stand"},
     {"name": "database-migrate", "run": "database:migrate", "inputs": ("compose", "env", "images:migrate"),
      "after": ("database-start", "pull-images", "build"), "engine": {"swarm": "migrate"}},
     {"name": "services-start", "run": "services:start", "inputs": ("compose", "env", "images:all"),
-     "release_point": True, "rollback_on_failure": True, "engine": {"swarm": "services_start"}},
+     "release_point": True, "rollback_on_failure": True, "engine": {"swarm": "services_start"},
+     "stands": "services:services_stand"},
     {"name": "health-wait", "run": "health:wait", "inputs": ("compose",), "rollback_on_failure": True,
      "engine": {"swarm": "health_wait"}},
     {"name": "cleanup", "run": "cleanup:prune", "prunes_releases": True, "engine": {"swarm": "cleanup"}},

@@ -1,9 +1,12 @@
 """Keeping secrets out of logs, output and the state store.
 
-Values of env-file keys that name a secret (PASSWORD, SECRET, TOKEN, KEY, ...)
-are replaced by ``********`` in every line surefoot writes or prints, in every form
-a secret takes in output: raw, quoted as in the env file, shell-escaped, JSON-escaped
-and URL-encoded.
+Values of env-file keys that name a secret (PASSWORD, SECRET, TOKEN, KEY, ...), in every file
+compose reads values from (the configured env files or compose's own ``.env``, one fetched from
+a server, the services' ``env_file:`` files), the content of ``secrets:`` files, and the secrets
+the configuration phase asks for or generates, are replaced by ``********`` in every line
+surefoot writes or prints, in every form a secret takes in output: raw, quoted as in the env
+file, shell-escaped, JSON-escaped and URL-encoded. A value that contains one (a database URL)
+is shown with that part masked.
 """
 
 from __future__ import annotations
@@ -66,14 +69,31 @@ class Redactor:
     @classmethod
     def from_env_file(cls, paths: Path | Sequence[Path] | None) -> Redactor:
         """The secrets of an env file (or of several)."""
-        found: set[str] = set()
+        redactor = cls(set())
+        redactor.add_env_files(paths)
+        return redactor
+
+    def add_env_files(self, paths: Path | Sequence[Path] | None) -> None:
+        """Mask the secrets of these env files too (read now: one may have arrived since)."""
         for path in [paths] if isinstance(paths, Path) else paths or []:
             try:
                 values = parse_env_text(path.read_text(errors="replace"))
             except OSError:
                 continue
-            found |= {value for key, value in values.items() if SECRET_KEY.search(key)}
-        return cls(found)
+            for key, value in values.items():
+                if SECRET_KEY.search(key):
+                    self.add(value)
+
+    def add_file(self, path: Path) -> None:
+        """Mask the content of a secret's file (compose's ``secrets: NAME: file:``)."""
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return
+        # Whole, and line by line (a key file is printed a line at a time); short lines, which
+        # could be any word, only as part of the whole.
+        for secret in {text, text.strip()} | {line.strip() for line in text.splitlines() if len(line.strip()) >= 8}:
+            self.add(secret)
 
     def add(self, secret: str) -> None:
         if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._raw:
@@ -85,4 +105,21 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        if self._secrets and ("…" in text or "..." in text):
+            text = self._cut_ends(text)
+        return text
+
+    def _cut_ends(self, text: str) -> str:
+        """A secret cut short where a text was shortened ("abc…"): its start, masked too."""
+        longest = len(self._secrets[0])
+        for mark in ("…", "..."):
+            start = 0
+            while (at := text.find(mark, start)) >= 0:
+                before = text[max(0, at - longest):at]
+                size = next((k for k in range(len(before), _MIN_SECRET_LENGTH - 1, -1)
+                             if any(secret.startswith(before[-k:]) for secret in self._secrets)), 0)
+                if size:
+                    text = text[:at - size] + MASK + text[at:]
+                    at += len(MASK) - size
+                start = at + len(mark)
         return text

@@ -80,3 +80,8 @@ def format_size(size: float) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     raise AssertionError
+
+
+def short_commit(commit: str) -> str:
+    """A git commit as people read it: 10 characters, and ``-dirty`` when the work tree had changes."""
+    return commit[:10] + ("-dirty" if commit.endswith("-dirty") else "")

@@ -148,7 +148,8 @@ def report_outcome(outcome: DeployOutcome, opts: GlobalOptions, quiet_stdout: bo
         click.echo(outcome.notes[0] if outcome.notes else "done.", err=quiet_stdout)
         return ExitCode.OK
     if outcome.state == "restored":
-        click.echo(f"release {outcome.restored_release} restored and healthy.", err=quiet_stdout)
+        origin = f" (rolled back from release {outcome.from_release})" if outcome.from_release is not None else ""
+        click.echo(f"release {outcome.restored_release} restored and healthy{origin}.", err=quiet_stdout)
         for note in outcome.notes:
             click.echo(f"note: {note}", err=quiet_stdout)
         return ExitCode.OK

@@ -286,7 +286,9 @@ class Plan:
     def updates(self) -> dict[str, str]:
         return {**self.asked, **self.generated, **self.derived}
 
-    def review(self) -> list[str]:
+    def review(self, redact: Callable[[str], str] = lambda text: text) -> list[str]:
+        """The review screen's lines: a secret's value hidden, any other masked where it holds
+        a secret (``redact``: a derived URL with a password in it), then cut to fit."""
         width = max((len(k) for k in {**self.kept, **self.updates}), default=3)
         lines = []
         for key, value in {**self.kept, **self.updates}.items():
@@ -295,7 +297,8 @@ class Plan:
             elif key in self.secret_keys:
                 shown = f"[hidden, {len(value)} characters]"
             else:
-                shown = value if len(value) <= 60 else value[:57] + "..."
+                shown = redact(value)  # before cutting: a cut secret is no longer recognised
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
             origin = ("kept" if key in self.kept else "derived" if key in self.derived
                       else self.sources.get(key, "new"))
             lines.append(f"  {key:<{width}}  {shown}  ({origin})")

@@ -26,11 +26,28 @@ from surefoot.config.values import (
 class HttpExpectations(Strict):
     """What an HTTP(S) probe expects, and how it trusts TLS."""
 
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    # One status (200), or a range written "200-399" (any answer in it passes).
+    expect_status: Annotated[int, Field(ge=100, le=599)] | Annotated[str, Field(pattern=r"^[1-5]\d\d-[1-5]\d\d$")] \
+        = 200
     expect_body: str | None = None
     expect_json: dict[str, JsonValue] | None = None  # {"status" = "healthy", "db.ok" = true}
     insecure: bool = False  # accept a self-signed or otherwise untrusted certificate
     ca_file: str | None = None  # trust this CA too
+
+    @property
+    def statuses(self) -> tuple[int, int]:
+        """The lowest and highest status that pass."""
+        if isinstance(self.expect_status, int):
+            return self.expect_status, self.expect_status
+        low, high = (int(part) for part in self.expect_status.split("-"))
+        return low, high
+
+    @model_validator(mode="after")
+    def _check_range(self) -> HttpExpectations:
+        low, high = self.statuses
+        if low > high:
+            raise ValueError(f"expect_status: {self.expect_status!r} runs backwards (write LOW-HIGH)")
+        return self
 
 
 class ProbeTiming(Strict):

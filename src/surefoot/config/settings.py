@@ -260,6 +260,12 @@ class Settings:
     rollout: RolloutSection = field(default_factory=RolloutSection)  # several targets
 
     @property
+    def compose_env_files(self) -> tuple[Path, ...]:
+        """The env files compose reads the project's values from: the configured ones, else its
+        own ``.env`` in the project folder."""
+        return self.env_files or (self.project_dir / ".env",)
+
+    @property
     def earlier_env_files(self) -> tuple[Path, ...]:
         """The env files before ``env_file`` (compose reads them first; ``env_file`` wins)."""
         return self.env_files[:-1]

@@ -39,6 +39,7 @@ InputName = Literal[
     "images:migrate",  # image id of the migration service
     "images:all",  # image ids of every service
     "values",  # the --set values the env file does not hold yet
+    "target",  # the target's own settings ([targets.NAME]: where images build, the engine, ...)
 ]
 
 
@@ -74,9 +75,12 @@ class Facts:
     """
 
     def __init__(self, settings: Settings, engine: Engine, state_dir: Path | None = None,
-                 placement: Placement | None = None):
+                 placement: Placement | None = None, on_model: Callable[[ComposeModel], None] = lambda model: None,
+                 target: str = "local"):
         self.settings = settings
+        self.target = target  # the target's settings, as one text (its fingerprint)
         self.engine = engine
+        self.on_model = on_model  # told each model read (the runner masks the secrets of the files it names)
         self.placement = placement or Placement()  # which services run on this target, and whether it migrates
         self.state_dir = state_dir  # never part of a build context's fingerprint
         self._model: ComposeModel | None = None
@@ -90,6 +94,7 @@ class Facts:
         with self._lock:
             if self._model is None:
                 self._model = self.engine.model()
+                self.on_model(self._model)
             return self._model
 
     def env_changed(self) -> None:
@@ -174,6 +179,8 @@ class Facts:
             return _digest_mapping(self.image_ids([service] if service else []))
         if name == "images:all":
             return _digest_mapping(self.image_ids(self.model().services))
+        if name == "target":
+            return hashlib.sha256(self.target.encode()).hexdigest()
         if name == "values":
             current = env_values(self.settings.env_files)
             pending: dict[str, str | None] = {
@@ -235,6 +242,7 @@ class PhaseContext:
     values: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
     assume_yes: bool = False
     add_secret: Callable[[str], None] = lambda value: None  # mask this value from now on
+    redact: Callable[[str], str] = lambda text: text  # a text with every secret known so far masked
     skip_checks: tuple[str, ...] = ()  # --skip-check NAME
     dry_run: bool = False  # prerequisites: list what would change, change nothing
     expired_tags: list[str] = field(default_factory=list)  # for cleanup: release tags past keeping

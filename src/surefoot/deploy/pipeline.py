@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from surefoot.base.names import PHASES
 from surefoot.config.settings import Settings
-from surefoot.deploy.api import InputName, PhaseContext, PhaseResult
+from surefoot.deploy.api import Facts, InputName, PhaseContext, PhaseResult
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class PhaseSpec:
     fingerprint_after: bool = False
     # Its input includes the release tags past keeping (``ctx.expired_tags``); their files go.
     prunes_releases: bool = False
+    # What it made still stands (asked on resume before it is skipped): None, or why not
+    # ("its containers are gone"): it runs again then.
+    stands: Callable[[Facts], str | None] | None = None
 
 
 def ordered(pipeline: list[PhaseSpec]) -> dict[str, tuple[str, ...]]:
@@ -97,9 +100,13 @@ def build_pipeline(settings: Settings | None = None, engine: str = "compose") ->
         after = row.get("after")
         if after is not None:  # an optional phase waits only for those that run
             after = tuple(entry for entry in after if entry.partition(":")[0] in present)
+        # What the phase made is checked only where its own function made it (not an engine's).
+        stands = row.get("stands") if engine not in row.get("engine", {}) else None
         pipeline.append(PhaseSpec(
             row["name"], function_for(row, engine), inputs, after=after,
-            announces=tuple(row.get("announces", ())), **{flag: bool(row.get(flag)) for flag in _FLAGS},
+            announces=tuple(row.get("announces", ())),
+            stands=cast(Callable[[Facts], "str | None"], phase_function(stands)) if stands else None,
+            **{flag: bool(row.get(flag)) for flag in _FLAGS},
         ))
     return pipeline
 

@@ -83,7 +83,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def keep_files(folder: Path, model: dict[str, Any], raw: dict[str, Any], project_dir: Path,
-               state_dir: Path) -> KeptFiles:
+               state_dir: Path, *, on_server: bool = False) -> KeptFiles:
     """Copy into ``folder/files`` what compose hands to the containers. ``model``: the
     interpolated model (its paths are the real ones); ``raw``: the same, uninterpolated."""
     project = project_dir.resolve()
@@ -97,6 +97,9 @@ def keep_files(folder: Path, model: dict[str, Any], raw: dict[str, Any], project
             relative = "files/project-folder"
         elif within(real, project):
             relative = f"files/project/{real.relative_to(project)}"
+        elif on_server:  # compose reads it on the server: the file there is not ours to keep
+            kept.not_kept.append(f"{kind} of {owner}: {source} is outside the project folder (the server's own)")
+            return
         else:
             relative = f"files/outside/{len(kept.files)}-{real.name}"
         if relative not in taken:
@@ -144,7 +147,7 @@ def keep_files(folder: Path, model: dict[str, Any], raw: dict[str, Any], project
                 continue
             source = Path(str(spec["file"]))
             if source.is_file() or source.is_dir():
-                copy(source, kind, name, 0)
+                copy(source, kind, name, 0, private=kind == "secrets")
             else:
                 kept.not_kept.append(f"{kind[:-1]} {name}: its file {source} is missing")
     return kept

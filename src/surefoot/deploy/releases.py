@@ -107,6 +107,7 @@ class ReleaseKeeper:
     settings: Settings
     state_dir: Path
     engine: Engine
+    on_server: bool = False  # the target is a server: files outside the project are its own
 
     def folder(self, release_id: int) -> Path:
         return self.state_dir / "releases" / str(release_id)
@@ -147,7 +148,7 @@ class ReleaseKeeper:
                 write_private(folder / f"env-{index}", earlier.read_bytes())
         write_private(folder / "pins.yaml", pins_yaml(tags).encode())
         write_private(folder / MODEL_FILE, json.dumps(raw, indent=1).encode())
-        kept = keep_files(folder, model.data, raw, self.settings.project_dir, self.state_dir)
+        kept = keep_files(folder, model.data, raw, self.settings.project_dir, self.state_dir, on_server=self.on_server)
         kept.images = {service: model.image_name(service) for service in model.services}
         write_private(folder / FILES_MANIFEST, json.dumps(
             {"files": kept.files, "not_kept": kept.not_kept, "images": kept.images}, indent=1).encode())

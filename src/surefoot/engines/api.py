@@ -21,7 +21,7 @@ import http.client
 import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -74,9 +74,10 @@ class DockerApi:
     """A client of the engine's API for the few calls surefoot makes often. Thread-safe:
     every request opens its own connection (a unix socket connects in microseconds)."""
 
-    def __init__(self, socket_path: str, timeout: float = 30.0):
+    def __init__(self, socket_path: str, timeout: float = 30.0, guard: Callable[[], None] = lambda: None):
         self.socket_path = socket_path
         self.timeout = timeout
+        self.guard = guard  # asked before every request (a server's: its deployment lock still ours)
 
     @classmethod
     def local(cls, docker: Sequence[str]) -> DockerApi | None:
@@ -90,6 +91,7 @@ class DockerApi:
         """The JSON the engine answers (None for an empty body, or for a 404 when 404 is
         expected); :class:`ApiUnavailable` for anything else, or past ``timeout``
         (by default the client's)."""
+        self.guard()
         url = path + ("?" + urlencode(query) if query else "")
         trace(f"engine {method} {url}")
         connection = _UnixConnection(self.socket_path, timeout or self.timeout)

@@ -58,5 +58,9 @@ class Host(Protocol):
 
     def reach(self, host: str, port: int) -> tuple[str, int]:
         """Where this machine reaches ``host:port`` as the server names it (a server's own
-        loopback: through the connection)."""
+        loopback: through the connection, a local port forwarded until :meth:`unreach`)."""
+        ...
+
+    def unreach(self) -> None:
+        """Close what :meth:`reach` opened (a forwarded port is open to this machine's users)."""
         ...

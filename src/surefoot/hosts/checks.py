@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from surefoot.base.errors import CommandNotFound
+from surefoot.base.errors import CommandNotFound, CommandTimeout
 from surefoot.base.units import format_size
 from surefoot.hosts.base import Host
 
@@ -254,37 +251,72 @@ def busy_ports(host: Host, wanted: Iterable[tuple[str, int]], clock: Callable[[]
     return found
 
 
-def resolve(domain: str) -> list[str] | None:
+# Asked on the host (the server, for a remote target: its DNS, its route out, its addresses),
+# with what every Debian and Ubuntu server has: getent, python3, hostname.
+_HTTP_GET = """import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as answer:
+        print(answer.status)
+        sys.stdout.write(answer.read(200).decode("utf-8", "replace"))
+except urllib.error.HTTPError as error:
+    print(error.code)
+except Exception as error:
+    print("error")
+    print(getattr(error, "reason", error))
+"""
+
+
+def http_get_argv(url: str, timeout: float = 5.0) -> list[str]:
+    return ["python3", "-c", _HTTP_GET, url, str(timeout)]
+
+
+def http_get(host: Host, url: str, timeout: float = 5.0) -> tuple[int | None, str]:
+    """``url`` asked from the host: its HTTP status and the start of its body, or (None, why)."""
     try:
-        infos = socket.getaddrinfo(domain, None, socket.AF_INET)
-    except OSError:
+        result = host.run(http_get_argv(url, timeout), timeout=timeout + 10)
+    except (CommandNotFound, CommandTimeout):
+        return None, "no answer (python3 is needed there to ask)"
+    first, _, rest = result.stdout.partition("\n")
+    if first.strip().isdigit():
+        return int(first.strip()), rest
+    return None, rest.strip() or result.stderr.strip() or "no answer"
+
+
+def resolve(host: Host, domain: str) -> list[str] | None:
+    """The domain's IPv4 addresses as the host resolves them; None when it has none."""
+    try:
+        result = host.run(["getent", "ahostsv4", domain], timeout=15)
+    except (CommandNotFound, CommandTimeout):
         return None
-    return sorted({str(info[4][0]) for info in infos})
+    found = sorted({line.split()[0] for line in result.stdout.splitlines() if line.split()})
+    return found if result.returncode == 0 and found else None
 
 
-def public_address(url: str, timeout: float = 5.0) -> str | None:
+def public_address(host: Host, url: str, timeout: float = 5.0) -> str | None:
+    """The host's public address, as a service (``url``) that echoes it says."""
+    status, body = http_get(host, url, timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            text = response.read(100).decode().strip()
-        return str(ipaddress.ip_address(text))
-    except (OSError, ValueError, urllib.error.URLError):
+        return str(ipaddress.ip_address(body.strip())) if status == 200 else None
+    except ValueError:
         return None
 
 
-def registry_status(host: str, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    try:
-        with urllib.request.urlopen(f"https://{host}/v2/", timeout=timeout) as response:
-            return response.status, None
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except (urllib.error.URLError, OSError) as exc:
-        return None, str(getattr(exc, "reason", exc))
+def registry_status(host: Host, registry: str, timeout: float = 5.0) -> tuple[int | None, str | None]:
+    """How ``registry`` answers the host (its /v2/ endpoint): a status, or why there is none."""
+    status, body = http_get(host, f"https://{registry}/v2/", timeout)
+    return (status, None) if status is not None else (None, body)
 
 
-def behind_nat() -> bool:
-    """True when none of this machine's own IPv4 addresses is a public one."""
+def behind_nat(host: Host) -> bool:
+    """True when none of the host's own IPv4 addresses is a public one."""
     try:
-        addresses = socket.gethostbyname_ex(socket.gethostname())[2]
-    except OSError:
+        result = host.run(["hostname", "-I"], timeout=15)
+    except (CommandNotFound, CommandTimeout):
         return True
-    return not any(ipaddress.ip_address(a).is_global for a in addresses)
+    addresses = []
+    for word in result.stdout.split():
+        try:
+            addresses.append(ipaddress.ip_address(word))
+        except ValueError:
+            continue
+    return not any(address.version == 4 and address.is_global for address in addresses)

@@ -57,3 +57,6 @@ class LocalHost:
 
     def reach(self, host: str, port: int) -> tuple[str, int]:
         return host, port
+
+    def unreach(self) -> None:
+        pass

@@ -9,7 +9,9 @@ guessed at. The rows it hands out are in ``_rows.py`` (both re-exported here).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,6 +34,27 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def private_folder(path: Path) -> Path:
+    """``path`` made (with its missing parents) and kept for this user alone (0700): the state
+    folder holds the env file's release copies, the logs and the backups."""
+    missing = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o700, exist_ok=True)
+    _owner_only(path, 0o700)
+    return path
+
+
+def _owner_only(path: Path, mode: int = 0o600) -> None:
+    """Tighten ``path`` to ``mode`` where it is ours (a folder shared on purpose is left alone)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_uid == os.getuid():
+            os.chmod(path, mode)
+
+
 class StateStore:
     """A handle on ``state.db``. Open with :meth:`open`; use as a context manager."""
 
@@ -47,13 +70,18 @@ class StateStore:
         if not create and not path.exists():
             raise FileNotFoundError(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                private_folder(path.parent)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+                _owner_only(path)
             conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"{path}: cannot open the state store: {_reason(exc)}") from None
         store = cls(path, conn)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
+            for companion in ("-wal", "-shm"):
+                _owner_only(path.with_name(path.name + companion))
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             store._migrate()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from surefoot.base.errors import ConfigError, PhaseFailed
+from surefoot.base.text import printable_data
 from surefoot.config.address import SshAddress, parse_target
 
 LOCAL = "local"
@@ -170,13 +171,13 @@ def server_view(choice: TargetChoice, project: str) -> dict[str, Any]:
             if choice.engine == "swarm":
                 from surefoot.engines.swarm.state import stack_view
 
-                services = stack_view(conn, project)
+                services = printable_data(stack_view(conn, project))
     except (SshError, PhaseFailed) as exc:
         return {"error": str(exc)}
     release = None
     if found.returncode == 0:
         with contextlib.suppress(ValueError):
-            release = json.loads(found.stdout)
+            release = printable_data(json.loads(found.stdout))  # the server's text: no escape sequences
     lock = None if holder is None else {"pid": holder.pid, "host": holder.host, "since": holder.since}
     view: dict[str, Any] = {"lock": lock, "release": release if isinstance(release, dict) else None}
     if services is not None:

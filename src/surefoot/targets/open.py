@@ -18,16 +18,20 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from surefoot.base.errors import StateError, SurefootError
+from surefoot.base.text import printable_data
 from surefoot.config.settings import Settings
 from surefoot.engines.api import DockerApi
 from surefoot.engines.base import Engine, ServerLink, engine_class
 from surefoot.engines.compose.adapter import Answers, ComposeEngine
 from surefoot.engines.compose.argv import ComposeProject
+from surefoot.engines.compose.model import ComposeModel
 from surefoot.hosts.base import Host
 from surefoot.hosts.local import LocalHost
 from surefoot.hosts.ssh.connection import SshConnection
 from surefoot.hosts.ssh.remote import TRANSLATED_SUFFIXES, PathMap, RemoteProcesses, SshHost
 from surefoot.proc import CancelToken, ProcessRunner
+from surefoot.store import private_folder
 from surefoot.store.lock import ProjectLock
 from surefoot.targets.choose import RELEASE_RECORD, TargetChoice
 
@@ -63,6 +67,10 @@ class Target(Protocol):
 
     def hold_lock(self) -> None: ...
 
+    def check_lock(self) -> None:
+        """Raises LockLost when the lock this run holds on the target was lost (a server's)."""
+        ...
+
     def prepare(self, out: Callable[[str], None]) -> None:
         """Before any phase: what the server needs from this machine (the project's files)."""
         ...
@@ -97,6 +105,9 @@ class LocalTarget:
 
     def hold_lock(self) -> None:
         raise NotImplementedError("several targets: each is a server")
+
+    def check_lock(self) -> None:
+        pass  # the kernel holds this machine's lock for as long as we live
 
     def prepare(self, out: Callable[[str], None]) -> None:
         pass
@@ -137,20 +148,22 @@ class ServerTarget:
         if state_dir.is_relative_to(settings.project_dir):
             excluded.append(str(state_dir.relative_to(settings.project_dir)))
         self.mirror = Mirror(self.conn, settings.project_dir, folder, exclude=excluded,
-                             private=settings.env_files)
+                             private=[p for p in settings.compose_env_files if p.is_relative_to(settings.project_dir)])
         self._sending = threading.Lock()
         self._held: Any = None  # the locks, while hold_lock holds them
         self.processes = RemoteProcesses(self.conn, cancel, self.paths, folder, before=self._send_named)
         self.host: Host = SshHost(self.processes)
         self.control: Host = LocalHost(ProcessRunner(cancel))
         link = ServerLink(self.conn, self.processes, ProcessRunner(cancel),
-                          DockerApi(self.conn.forward_docker().removeprefix("unix://")), f"target {choice.name}",
+                          DockerApi(self.conn.forward_docker().removeprefix("unix://"), guard=self._guard),
+                          f"target {choice.name}",
                           choice.build, choice.registry, choice.nodes)
         self.engine = engine_class(choice.engine).on_server(compose_project(settings), link)
 
     def lock(self) -> AbstractContextManager[None]:
         """The lock here (the state folder) and on the server; nothing more when
-        :meth:`hold_lock` holds both already (a rollout takes every target's first)."""
+        :meth:`hold_lock` holds both already (a rollout takes every target's first). While it is
+        held, every command to the server first asks whether it still is (hosts/ssh/lock.py)."""
         from surefoot.hosts.ssh.lock import RemoteLock
 
         @contextmanager
@@ -158,10 +171,21 @@ class ServerTarget:
             if self._held is not None:
                 yield
                 return
-            with ProjectLock(self.state_dir), RemoteLock(self.conn, self.choice.folder, label=self.choice.name,
-                                                         host=socket.gethostname(), pid=os.getpid()):
-                yield
+            remote = RemoteLock(self.conn, self.choice.folder, label=self.choice.name, host=socket.gethostname(),
+                                pid=os.getpid())
+            with ProjectLock(self.state_dir), remote:
+                self.conn.guard, self.processes.fence = remote.check, remote
+                try:
+                    yield
+                finally:
+                    self.conn.guard, self.processes.fence = _nothing, None
         return both()
+
+    def _guard(self) -> None:
+        self.conn.guard()
+
+    def check_lock(self) -> None:
+        self.conn.guard()
 
     def hold_lock(self) -> None:
         """Take the locks now and keep them until :meth:`close` (raises LockHeld)."""
@@ -181,9 +205,20 @@ class ServerTarget:
                     env_file.touch(mode=0o600)
                     env_file.write_bytes(found)
                     out(f"{env_file.name}: taken from {self.choice.name} (written there by another control machine)")
+        self.mirror.keep_private(self._secret_files())
         report = self.mirror.sync()
         out(f"project files on {self.choice.name}: {report.sent} sent, {report.removed} removed, "
             f"{report.files} in {self.choice.folder}")
+
+    def _secret_files(self) -> list[Path]:
+        """The services' ``env_file:`` and ``secrets:`` files (read from the compose files as
+        written: none when they cannot be read yet, which preflight reports)."""
+        try:
+            raw = self.engine.raw_model()
+        except SurefootError:
+            return []
+        model = ComposeModel(self.settings.project_name, dict(raw.get("services") or {}), "", raw)
+        return [path for path in [*model.env_files(), *model.secret_files()] if "$" not in str(path)]
 
     def _send_named(self, argv: Sequence[str]) -> None:
         """Before a command runs there: the env files (configuration may have just written
@@ -200,7 +235,7 @@ class ServerTarget:
             if path in self.settings.env_files:
                 self.mirror.put(path, self.paths.word(word), mode=0o600)
             elif path.is_relative_to(self.state_dir):
-                for file in sorted(p for p in path.parent.rglob("*") if p.is_file()):
+                for file in state_files_to_send(path):
                     text_map = self.paths.text if file.suffix in TRANSLATED_SUFFIXES else None
                     self.mirror.put(file, self.paths.word(str(file)), text_map=text_map,
                                     mode=file.stat().st_mode & 0o777)
@@ -210,7 +245,7 @@ class ServerTarget:
 
     def running_release(self) -> dict[str, Any] | None:
         try:
-            data = json.loads(self.host.read_text(f"{self.choice.folder}/{RELEASE_RECORD}"))
+            data = printable_data(json.loads(self.host.read_text(f"{self.choice.folder}/{RELEASE_RECORD}")))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -223,10 +258,25 @@ class ServerTarget:
         self.conn.close()
 
 
+def state_files_to_send(named: Path) -> list[Path]:
+    """The state files a command names and those beside them (a release's model, pins and copies):
+    never a release's copies of files outside the project, which on a server are its own."""
+    return sorted(path for path in named.parent.rglob("*") if path.is_file()
+                  and path.relative_to(named.parent).parts[:2] != ("files", "outside"))
+
+
+def _nothing() -> None:
+    pass
+
+
 def open_target(settings: Settings, choice: TargetChoice, state_base: Path, cancel: CancelToken, *,
                 ahead: Answers | None = None) -> Target:
     """The target ``choice`` names, connected (a server: its connection open)."""
     state_dir = choice.state_dir(state_base)
+    try:
+        private_folder(state_base)  # 0700, even when an older surefoot made it open to all
+    except OSError as exc:
+        raise StateError(f"{state_base}: cannot create the state folder: {exc.strerror}") from None
     if choice.local:
         return LocalTarget(settings, state_dir, cancel, ahead=ahead)
     if ahead is not None:

@@ -1,4 +1,4 @@
-"""The shop's API: /health, /api/items and /api/info, on port 8000."""
+"""The shop's API: / (what it serves), /health, /api/items and /api/info, on port 8000."""
 
 import json
 import os
@@ -44,6 +44,7 @@ def items() -> tuple[int, dict]:
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         routes = {
+            "/": lambda: (200, {"service": "shop", "paths": ["/health", "/api/items", "/api/info"]}),
             "/health": health,
             "/api/items": items,
             "/api/info": lambda: (200, {"release": os.environ.get("APP_RELEASE", "dev")}),

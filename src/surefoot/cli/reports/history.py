@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from surefoot.base.units import format_duration
+from surefoot.base.units import format_duration, short_commit
 from surefoot.store import StateStore
 
 
@@ -80,7 +80,7 @@ def render_history(data: dict[str, Any]) -> str:
         mark = "*" if rel["id"] == data["current_release"] else " "
         took = format_duration(rel["duration"]) if rel["duration"] is not None else ""
         by = f"{rel['user']}@{rel['host']}" if rel["user"] else ""
-        commit = f"  git {rel['git_commit'][:10]}" if rel["git_commit"] else ""
+        commit = f"  git {short_commit(rel['git_commit'])}" if rel["git_commit"] else ""
         lines.append(f"{mark} r{rel['id']:<7} {rel['created_at'].replace('T', ' ')[:19]}  "
                      f"{rel['outcome']:<12} {took:>7}  {by}{commit}")
         if rel["phases"]:

@@ -40,7 +40,7 @@ DATABASE_WORDS: tuple[tuple[str, str], ...] = (
 # Container ports that usually speak HTTP (443 and 8443: HTTPS).
 HTTP_PORTS = (80, 8080, 8000, 3000, 5000, 8081, 8888, 4000, 9000, 1337, 5173, 4200, 8001, 8082)
 HTTPS_PORTS = (443, 8443)
-DEFAULT_HEALTH_PATH = "/health"
+DEFAULT_HEALTH_PATH = "/"  # a guess, without a healthcheck to tell: any answer below 400 passes
 
 _VARIABLE = re.compile(
     r"\$(?:(?P<escaped>\$)|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
@@ -158,6 +158,7 @@ class HealthProposal:
     why: str
     url: str | None = None  # an HTTP probe; None: the service's container state
     insecure: bool = False
+    guessed: bool = False  # no healthcheck named the path: / is probed, any answer below 400 passes
 
     def with_path(self, path: str) -> HealthProposal:
         if self.url is None:
@@ -166,7 +167,7 @@ class HealthProposal:
         assert base is not None
         path = path.strip() or "/"
         return HealthProposal(self.service, self.why, base.group(0) + ("" if path.startswith("/") else "/") + path,
-                              self.insecure)
+                              self.insecure, guessed=False)  # the operator said so
 
     @property
     def path(self) -> str | None:
@@ -200,10 +201,10 @@ def propose_health(services: Mapping[str, Mapping[str, Any]], env: Mapping[str, 
                 scheme = "https" if secure else "http"
                 why = (f"{name} publishes its port {published.target} on {_host(published.host_ip)}:"
                        f"{published.port}")
-                if checked and path == checked[1]:
-                    why += f"; its healthcheck asks {path}"
+                guessed = not (checked and path == checked[1])
+                why += "; no healthcheck names a path: / is a guess" if guessed else f"; its healthcheck asks {path}"
                 return HealthProposal(name, why, f"{scheme}://{_host(published.host_ip)}:{published.port}{path}",
-                                      insecure=secure)
+                                      insecure=secure, guessed=guessed)
     for name, service in apps:
         if _healthcheck_text(service):
             return HealthProposal(name, f"{name} has a healthcheck (no published HTTP port found)")

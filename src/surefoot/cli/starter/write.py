@@ -86,11 +86,16 @@ def render(inference: Inference) -> str:
         lines.append(f"# proposed: {health.why}")
         if inference.resolved_from:
             lines.append(f"# (the port read from {inference.env_file}: {', '.join(inference.resolved_from)})")
-        lines += [
-            f"url = {_toml(health.url)}",
-            "expect_status = 200",
-            "# expect_body = '\"status\":\"ok\"'      # a substring the body must contain",
-        ]
+        if health.guessed:
+            lines += [
+                "# the path is a guess (no healthcheck names one): check that the application answers it,",
+                "# and prefer a path that answers 200 only when it is healthy",
+                f"url = {_toml(health.url)}",
+                'expect_status = "200-399"       # any answer below 400: the application runs and answers',
+            ]
+        else:
+            lines += [f"url = {_toml(health.url)}", "expect_status = 200"]
+        lines += ["# expect_body = '\"status\":\"ok\"'      # a substring the body must contain"]
         if health.insecure:
             lines.append("insecure = true                 # accept a self-signed certificate on this port")
         lines += [

@@ -94,7 +94,7 @@ def _check_http(settings: ProbeSettings, ctx: GateSite, watch: ContainerWatch,
     if url.startswith("https://"):
         ca_file = str(ctx.project_dir / settings.ca_file) if settings.ca_file else None
         context = tls_context(settings.insecure, ca_file)
-    return lambda: http_probe(url, settings.expect_status, settings.expect_body, settings.request_timeout,
+    return lambda: http_probe(url, settings.statuses, settings.expect_body, settings.request_timeout,
                               expect_json=settings.expect_json, context=context)
 
 
@@ -207,8 +207,11 @@ def run_probes(
 
     sleep = events.sleeper(ctx.cancel) if events is not None else ctx.cancel.sleep
     # Woken by the engine's events, the watch's own poll is only a safety net.
-    result = run_gate(probes, clock=ctx.clock, sleep=sleep, report=report, watch=watch,
-                      watch_interval=WATCH_FALLBACK if events is not None else WATCH_POLL)
+    try:
+        result = run_gate(probes, clock=ctx.clock, sleep=sleep, report=report, watch=watch,
+                          watch_interval=WATCH_FALLBACK if events is not None else WATCH_POLL)
+    finally:
+        ctx.host.unreach()  # the ports forwarded to a server's loopback for the probes
     if result.passed:
         return result
     if result.service:

@@ -223,7 +223,7 @@ def json_field(document: Any, path: str) -> Any:
 
 def http_probe(
     url: str,
-    expect_status: int = 200,
+    expect_status: int | tuple[int, int] = 200,
     expect_body: str | None = None,
     timeout: float = 5.0,
     *,
@@ -252,8 +252,10 @@ def http_probe(
     # A gateway's 502/504 or a 503 means "not ready yet" (a proxy whose upstream still starts);
     # any other wrong answer comes from a service that runs and answers wrongly.
     answered = status not in STARTING_STATUSES
-    if status != expect_status:
-        return ProbeResult(False, f"HTTP {status}, expected {expect_status}: {_snippet(text)}", answered)
+    low, high = expect_status if isinstance(expect_status, tuple) else (expect_status, expect_status)
+    if not low <= status <= high:
+        expected = str(low) if low == high else f"{low}-{high}"
+        return ProbeResult(False, f"HTTP {status}, expected {expected}: {_snippet(text)}", answered)
     if expect_body is not None and expect_body not in text:
         return ProbeResult(False, f"HTTP {status}, body lacks {expect_body!r}: {_snippet(text)}", answered)
     if expect_json:

@@ -3,8 +3,12 @@ images), at hand on this machine or reachable."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
+from surefoot.base.errors import ConfigError
+from surefoot.config import dockerignore
 from surefoot.deploy.api import PhaseContext
 from surefoot.engines.base import HERE
 from surefoot.engines.compose.model import ComposeModel
@@ -44,6 +48,51 @@ def _local_image_present(ctx: PhaseContext, images: list[str]) -> dict[str, bool
     return found
 
 
+def exposed_contexts(model: ComposeModel, services: list[str], state_dir: Path) -> dict[Path, tuple[Path, str]]:
+    """The build contexts that would send the state folder (the state database, logs, the
+    release copies of the env file, the backups) to the builder, where ``COPY . .`` would put it
+    into an image layer: each with its ignore file and the line that leaves the folder out."""
+    exposed: dict[Path, tuple[Path, str]] = {}
+    for service in services:
+        context = model.build_context(service) if service in model.services else None
+        if context is None or context in exposed:
+            continue
+        matcher, ignore = dockerignore.load(context, model.dockerfile(service))
+        if dockerignore.state_exposed(context, matcher, state_dir):
+            entry = Path(os.path.realpath(state_dir)).relative_to(os.path.realpath(context)).as_posix()
+            exposed[context] = (ignore or context / dockerignore.IGNORE_FILE, f"/{entry}")
+    return exposed
+
+
+def exposure_message(state_dir: Path, exposed: dict[Path, tuple[Path, str]]) -> str:
+    lines = [f"add the line `{line}` to {ignore}" for ignore, line in exposed.values()]
+    return (f"the state folder {state_dir} is inside the build context {', '.join(str(c) for c in exposed)} "
+            "and would be sent to the builder (an image could keep the env file copies and backups): "
+            + "; ".join(lines) + ", or keep the state elsewhere with --state-dir or SUREFOOT_STATE_DIR")
+
+
+def state_check(ctx: PhaseContext, record: Callable[[CheckResult], None], services: list[str],
+                model: ComposeModel) -> None:
+    """No build context may send the state folder: before anything changes (exit 2). On a
+    terminal, the operator is offered the line that leaves it out, added to the ignore file."""
+    exposed = exposed_contexts(model, services, ctx.state_dir)
+    if not exposed:
+        return
+    if ctx.prompter is not None and all(line != "/." for _, line in exposed.values()):
+        with ctx.prompter.session():
+            ctx.prompter.show(exposure_message(ctx.state_dir, exposed))
+            add = ctx.prompter.confirm("Add these lines now?")
+        if add:
+            for ignore, line in exposed.values():
+                text = ignore.read_text() if ignore.exists() else ""
+                ignore.write_text(text + ("" if not text or text.endswith("\n") else "\n")
+                                  + f"# the state folder of surefoot (never in an image)\n{line}\n")
+                ctx.out(f"{ignore}: added {line}")
+            record(CheckResult("build", "pass", "the state folder is left out of every build context (lines added)"))
+            return
+    raise ConfigError(exposure_message(ctx.state_dir, exposed))
+
+
 def build_checks(ctx: PhaseContext, record: Callable[[CheckResult], None], model: ComposeModel) -> None:
     """What the builds fetch: each Dockerfile's ``# syntax=`` frontend and the images its
     built stages start from. One not on this machine needs its registry: fail when that
@@ -53,6 +102,7 @@ def build_checks(ctx: PhaseContext, record: Callable[[CheckResult], None], model
     wanted: dict[str, list[str]] = {}  # image -> what needs it
     problems: list[str] = []
     services = [s for s in ctx.facts.build_services() if s in model.services and model.services[s].get("build")]
+    state_check(ctx, record, services, model)
     for service in services:
         build = model.services[service]["build"]
         spec = build if isinstance(build, dict) else {}
@@ -79,25 +129,26 @@ def build_checks(ctx: PhaseContext, record: Callable[[CheckResult], None], model
     registries: dict[str, tuple[int | None, str | None]] = {}
     warned: list[str] = []
     site = ctx.engine.build_engine().site
+    here = site == HERE
+    # The registry is asked from where the build runs: this machine, or the server that builds.
+    builder = (ctx.control or ctx.host) if here else ctx.host
     for image in missing:
         host = registry_host(image)
-        if site != HERE:  # the server pulls it: whether the registry answers there is not seen from here
-            warned.append(f"{image} (needed by {', '.join(wanted[image])}) is not on {site}: its build pulls "
-                          f"it from {host}")
-            continue
         if host not in registries:
-            registries[host] = checks.registry_status(host)
+            registries[host] = checks.registry_status(builder, host)
         status, error = registries[host]
         needed_by = ", ".join(wanted[image])
         if status is None:
-            problems.append(f"{image} (needed by {needed_by}) is not on this machine and {host} "
-                            f"does not answer ({error})")
+            problems.append(f"{image} (needed by {needed_by}) is not on {site} and {host} "
+                            f"does not answer {'it' if here else 'there'} ({error})")
         else:
-            warned.append(f"{image} (needed by {needed_by}) is not on this machine: the build pulls it "
+            warned.append(f"{image} (needed by {needed_by}) is not on {site}: the build pulls it "
                           f"from {host} (HTTP {status})")
     if problems:
-        record(CheckResult("build", "fail", "; ".join(problems + warned), "what the builds need, at hand",
-                           "load the images (docker load), make the registry reachable, or fix the Dockerfile"))
+        fix = ("load the images (docker load), make the registry reachable, or fix the Dockerfile" if here else
+               'build on this machine instead (build = "control" in the target\'s table), use a registry the '
+               "server reaches, or load the images there (docker load)")
+        record(CheckResult("build", "fail", "; ".join(problems + warned), "what the builds need, at hand", fix))
     elif warned:
         record(CheckResult("build", "warn", "; ".join(warned)))
     else:

@@ -115,7 +115,7 @@ def configuration(ctx: PhaseContext) -> PhaseResult:
         _deferred_checks(ctx, wrote=False)
         _warn_shadowed(ctx)
         return done(f"{env_path.name}: every value present, nothing to write")
-    review = [f"values for {env_path}:", *plan.review()]
+    review = [f"values for {env_path}:", *plan.review(ctx.redact)]
     if prompter is not None:
         with prompter.session():  # one pause of the live view for the review and the question
             prompter.show("\n".join(review))

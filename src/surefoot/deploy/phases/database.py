@@ -7,7 +7,7 @@ import os
 from surefoot.base.errors import PhaseFailed
 from surefoot.base.units import format_duration
 from surefoot.config.settings import BackupSettings
-from surefoot.deploy.api import PhaseContext, PhaseResult, done, skipped
+from surefoot.deploy.api import Facts, PhaseContext, PhaseResult, done, skipped
 from surefoot.deploy.gates import run_probes
 from surefoot.deploy.gates.probes import Probe
 from surefoot.deploy.gates.watch import ContainerWatch, DockerEvents
@@ -109,3 +109,11 @@ def migrate(ctx: PhaseContext) -> PhaseResult:
     if code != 0:
         raise PhaseFailed(f"migration command exited with code {code}", exit_code=code)
     return done()
+
+
+def databases_stand(facts: Facts) -> str | None:
+    """On resume: the database containers it started still run."""
+    services = [service for service in facts.database_services() if facts.runs(service)]
+    running = {c.service for c in facts.engine.ps(services) if c.state == "running"}
+    gone = [service for service in services if service not in running]
+    return f"its containers are gone or stopped ({', '.join(gone)})" if gone else None

@@ -8,16 +8,17 @@ or built.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from surefoot.base.errors import PhaseFailed
-from surefoot.config import dockerignore
-from surefoot.deploy.api import PhaseContext, PhaseResult, done, skipped
+from surefoot.deploy.api import Facts, PhaseContext, PhaseResult, done, skipped
+from surefoot.deploy.phases.build_checks import exposed_contexts, exposure_message
 
+# compose's words when it would build with Bake and buildx is not installed (then it builds
+# without): printed by every build command, a group's included.
+BAKE_WARNING = "configured to build using Bake, but buildx isn't installed"
 # Announced by pull-images and by build once the database services' images are there.
 DATABASE_IMAGES = "database-images"
 
@@ -105,33 +106,11 @@ def pull(ctx: PhaseContext) -> PhaseResult:
 
 
 def _guard_state(ctx: PhaseContext, services: list[str]) -> None:
-    """Refuse to build when a build context would send the state folder (the state
-    database, logs, the release copies of the env file, the backups) to the builder:
-    ``COPY . .`` would put them into an image layer. surefoot never edits the project's
-    ``.dockerignore``; it says which line to add."""
-    model = ctx.facts.model()
-    exposed: dict[Path, Path | None] = {}
-    for service in services:
-        context = model.build_context(service) if service in model.services else None
-        if context is None or context in exposed:
-            continue
-        dockerfile = model.dockerfile(service)
-        matcher, ignore = dockerignore.load(context, dockerfile)
-        if dockerignore.state_exposed(context, matcher, ctx.state_dir):
-            exposed[context] = ignore or context / dockerignore.IGNORE_FILE
-    if not exposed:
-        return
-    state = os.path.realpath(ctx.state_dir)
-    lines = []
-    for context, ignore in exposed.items():
-        entry = Path(state).relative_to(os.path.realpath(context)).as_posix()
-        lines.append(f"add the line `/{entry}` to {ignore}")
-    raise PhaseFailed(
-        f"the state folder {ctx.state_dir} is inside the build context "
-        f"{', '.join(str(c) for c in exposed)} and would be sent to the builder (an image could "
-        "keep the env file copies and backups): " + "; ".join(lines)
-        + ", or keep the state elsewhere with --state-dir or SUREFOOT_STATE_DIR"
-    )
+    """Refuse to build when a build context would send the state folder to the builder
+    (preflight checked it; the files may have changed since)."""
+    exposed = exposed_contexts(ctx.facts.model(), services, ctx.state_dir)
+    if exposed:
+        raise PhaseFailed(exposure_message(ctx.state_dir, exposed))
 
 
 def build(ctx: PhaseContext) -> PhaseResult:
@@ -140,9 +119,18 @@ def build(ctx: PhaseContext) -> PhaseResult:
     services = _here(ctx, every)
     _guard_state(ctx, services)
     codes: list[int] = []
+    said: set[str] = set()
+
+    def out(line: str) -> None:
+        # compose warns at every build command that Bake needs buildx: said once a phase.
+        if BAKE_WARNING in line:
+            if BAKE_WARNING in said:
+                return
+            said.add(BAKE_WARNING)
+        ctx.out(line)
 
     def build_group(group: list[str]) -> bool:
-        codes.append(code := ctx.engine.build(group, on_line=ctx.out))
+        codes.append(code := ctx.engine.build(group, on_line=out))
         return code == 0
 
     _in_two_groups(ctx, services, build_group)
@@ -155,3 +143,12 @@ def build(ctx: PhaseContext) -> PhaseResult:
     if code != 0:
         raise PhaseFailed(f"docker compose build failed (exit {code})", exit_code=code)
     return done(", ".join(services))
+
+
+def built_stand(facts: Facts) -> str | None:
+    """On resume: the images the build made are still there (a prune may have taken them)."""
+    services = facts.build_services()
+    here = facts.here(services)
+    ids = facts.image_ids(services if here is None else here)
+    gone = sorted(service for service, image in ids.items() if image is None)
+    return f"its images are gone ({', '.join(gone)})" if gone else None

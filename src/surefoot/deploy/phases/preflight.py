@@ -161,8 +161,9 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
     if settings.domain_key:
         domain = env_values(ctx.settings.env_files).get(settings.domain_key) or domain
     if domain:
-        record(checks.judge_dns(domain, checks.resolve(domain), checks.public_address(settings.public_ip_url),
-                                checks.behind_nat()))
+        # Judged from the server: its resolver, its public address, its own addresses.
+        record(checks.judge_dns(domain, checks.resolve(ctx.host, domain),
+                                checks.public_address(ctx.host, settings.public_ip_url), checks.behind_nat(ctx.host)))
     warned = judge_results(ctx, results)
     return done(f"{len(results)} checks, {warned} warning(s)" + (" (compose config deferred)" if deferred else ""))
 
@@ -260,7 +261,7 @@ def project_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) -> 
     missing = [image for image, found in ctx.engine.image_ids(model.pulled_images()).items() if not found]
     if missing:
         host = registry_host(missing[0])
-        status, error = checks.registry_status(host)
+        status, error = checks.registry_status(ctx.host, host)  # the server pulls: asked from there
         record(checks.judge_registry(host, status, error))
     _secret_file_checks(record, model)
     if phases.build.enabled:

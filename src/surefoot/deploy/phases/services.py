@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from surefoot.base.errors import CommandTimeout, PhaseFailed
 from surefoot.base.units import format_duration
-from surefoot.deploy.api import PhaseContext, PhaseResult, done, up_here
+from surefoot.deploy.api import Facts, PhaseContext, PhaseResult, done, up_here
 from surefoot.deploy.phases.rollout import roll_out
-from surefoot.engines.compose.model import compose_reason
+from surefoot.deploy.phases.verify import one_shot_services
+from surefoot.engines.compose.model import compose_reason, replicas
 
 
 def start(ctx: PhaseContext) -> PhaseResult:
@@ -30,3 +31,16 @@ def start(ctx: PhaseContext) -> PhaseResult:
         raise PhaseFailed(f"docker compose up failed (exit {code})" + (f": {reason}" if reason else ""),
                           exit_code=code)
     return done()
+
+
+def services_stand(facts: Facts) -> str | None:
+    """On resume: every service it started has its containers, running (or, a one-shot job,
+    exited 0), as after ``compose up``; a stack taken down since must be started again."""
+    model = facts.model()
+    wanted = [name for name, spec in model.services.items() if replicas(spec) > 0 and facts.runs(name)]
+    once = one_shot_services(model)
+    containers = facts.engine.ps(wanted)
+    gone = [name for name in wanted
+            if not any(c.service == name and (c.state == "running" or (name in once and c.state == "exited"
+                                                                     and c.exit_code == 0)) for c in containers)]
+    return f"its containers are gone or stopped ({', '.join(gone)})" if gone else None

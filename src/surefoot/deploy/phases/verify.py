@@ -204,7 +204,10 @@ def verify(ctx: PhaseContext, running: RunningChecks | None = None) -> PhaseResu
     """Every check against the running stack; ``running`` judges what runs (default: the
     containers of every service)."""
     began = ctx.clock()
-    checks = run_checks(ctx, running)
+    try:
+        checks = run_checks(ctx, running)
+    finally:
+        ctx.host.unreach()
     for line in summary_lines(checks):
         ctx.out(line)
     for check in checks:

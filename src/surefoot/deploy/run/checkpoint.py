@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from surefoot.base import events
-from surefoot.base.errors import ConfigError, Interrupted, PhaseFailed, StackUntouched, StateError
+from surefoot.base.errors import ConfigError, Interrupted, LockLost, PhaseFailed, StackUntouched, StateError
 from surefoot.base.secrets import Redactor
 from surefoot.config.configure import Prompter
 from surefoot.config.settings import Settings
@@ -29,7 +29,7 @@ from surefoot.deploy.pipeline import PhaseSpec
 from surefoot.engines.base import Engine
 from surefoot.hosts.base import Host
 from surefoot.proc import CancelToken
-from surefoot.store import PhaseRun, StateStore, now_iso
+from surefoot.store import PhaseRun, StateStore, now_iso, private_folder
 
 TAIL_LINES = 20
 
@@ -59,6 +59,7 @@ class DeployOutcome:
     tail: tuple[str, ...] = ()
     signum: int | None = None
     restored_release: int | None = None
+    from_release: int | None = None  # a rollback by hand: the release it replaced
     notes: tuple[str, ...] = ()
     usage_error: bool = False  # a configuration problem found while running (exit 2)
     untouched: bool = False  # the failed phase left the running stack as it was: no rollback
@@ -79,8 +80,9 @@ class PhaseLog:
         self._redact = redact
         self.error: OSError | None = None  # the first write that failed (a full disk, say)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            private_folder(path.parent)
+            self._file: IO[str] = open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),  # noqa: SIM115
+                                       "a", encoding="utf-8")
             os.chmod(path, 0o600)
         except OSError as exc:
             raise StateError(f"{path}: cannot write the phase log: {exc.strerror}") from None
@@ -153,11 +155,23 @@ class Checkpoints:
         except PhaseFailed as exc:
             return f"its inputs could not be read ({exc.summary})"
         if current == last.fingerprint:
+            gone = self._gone(spec, facts) if last.status == "completed" else None
+            if gone is not None:  # what it made was undone since (the stack taken down, images pruned)
+                return gone
             self.reporter.emit(events.PhaseSkipped(spec.name, "done before, inputs unchanged", last.status))
             return None
         before = last.fingerprint or {}
         changed = sorted(k for k in current if current.get(k) != before.get(k))
         return "inputs changed since it completed: " + ", ".join(changed or ["all"])
+
+    @staticmethod
+    def _gone(spec: PhaseSpec, facts: Facts) -> str | None:
+        if spec.stands is None:
+            return None
+        try:
+            return spec.stands(facts)
+        except PhaseFailed as exc:
+            return f"what it made cannot be checked ({exc.summary})"
 
     def fingerprint(self, spec: PhaseSpec, facts: Facts) -> dict[str, str]:
         values = {"settings": settings_digest(self.settings.phases.for_phase(spec.name))}
@@ -209,6 +223,7 @@ class Checkpoints:
             values=dict(options.values),
             assume_yes=options.assume_yes,
             add_secret=self.redact.add,
+            redact=self.redact,
             skip_checks=options.skip_checks,
             dry_run=options.dry_run,
             host=self.host,
@@ -231,6 +246,10 @@ class Checkpoints:
         except Interrupted as exc:
             log.write(f"interrupted by signal {exc.signum}")
             finish("interrupted", None, f"interrupted by signal {exc.signum}")
+            raise
+        except LockLost as exc:  # nothing more may change on the target: no rollback either
+            log.write(f"STOPPED: {exc}")
+            finish("interrupted", None, str(exc))
             raise
         except PhaseFailed as exc:
             summary = self.redact(exc.summary)

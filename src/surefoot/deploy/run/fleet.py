@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -35,7 +36,7 @@ from surefoot.deploy.pipeline import PhaseSpec
 from surefoot.deploy.run.checkpoint import DeployOptions, DeployOutcome
 from surefoot.deploy.run.runner import STATE_DB, Runner
 from surefoot.proc import CancelToken
-from surefoot.store import StateStore, now_iso
+from surefoot.store import StateStore, now_iso, private_folder
 from surefoot.targets.choose import TargetChoice
 from surefoot.targets.open import Target, open_target
 from surefoot.targets.placement import Member as PlacedMember
@@ -177,9 +178,10 @@ class Fleet:
 
     def _save(self, record: dict[str, Any]) -> None:
         path = self.state_base / RECORD
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(json.dumps(record, indent=2) + "\n")
         temporary.replace(path)
 
     def _finish(self, record: dict[str, Any], state: str, members: list[Member]) -> None:

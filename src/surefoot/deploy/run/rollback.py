@@ -12,6 +12,7 @@ from typing import Any
 from surefoot.base import events
 from surefoot.base.errors import Interrupted, NoRelease
 from surefoot.base.names import RESTORE
+from surefoot.base.units import short_commit
 from surefoot.config.settings import Settings
 from surefoot.deploy.api import Facts
 from surefoot.deploy.pipeline import PhaseSpec, function_for
@@ -62,8 +63,7 @@ def choose_release(store: StateStore, project: str, release_id: int | None, keep
 def describe_release(release: Release) -> str:
     """``release 6 (2026-05-01 10:00 UTC, git abc1234def)`` for the rollback question."""
     when = release.created_at.replace("T", " ")[:16] + " UTC"
-    commit = f", git {release.git_commit[:10]}{'-dirty' if release.git_commit.endswith('-dirty') else ''}" \
-        if release.git_commit else ""
+    commit = f", git {short_commit(release.git_commit)}" if release.git_commit else ""
     return f"release {release.id} ({when}{commit})"
 
 
@@ -137,24 +137,24 @@ class Rollbacks:
         target = choose_release(store, project, release_id, self.settings.rollback.keep_releases)
         dep = latest.id if latest else 0
         started = self.clock()
-        self.reporter.emit(events.DeploymentStarted(dep, project, f"rollback to release {target.id}",
+        origin = f" from release {current}" if current is not None else ""
+        self.reporter.emit(events.DeploymentStarted(0, project, f"rollback to release {target.id}{origin}",
                                                     ("rollback",)))
         by = f"{who()}@{socket.gethostname()}"
-        origin = f" from release {current}" if current is not None else ""
         extra: dict[str, object] = {"release": target.id, "from_release": current, "trigger": "manual"}
         try:
             notes = self.restore_release(store, target, "manual", current, dep)
         except UnitFailed as failed:
-            self.reporter.emit(events.DeploymentFinished(dep, "failed", self.clock() - started))
+            self.reporter.emit(events.DeploymentFinished(0, "failed", self.clock() - started))
             self.notifier.send("failed", dep, f"{failed.outcome.error} ({by})", "rollback",
                                words=f"could not be rolled back to release {target.id}", extra=extra)
             return failed.outcome
         except Interrupted as exc:
             return DeployOutcome("interrupted", dep, signum=exc.signum)
-        self.reporter.emit(events.DeploymentFinished(dep, "restored", self.clock() - started))
+        self.reporter.emit(events.DeploymentFinished(0, "restored", self.clock() - started))
         self.notifier.send("rolled-back", dep, f"manual rollback{origin} by {by}", "rollback",
                            words=f"rolled back by hand to release {target.id}", extra=extra)
-        return DeployOutcome("restored", dep, restored_release=target.id, notes=notes)
+        return DeployOutcome("restored", dep, restored_release=target.id, notes=notes, from_release=current)
 
     def restore_release(
         self, store: StateStore, release: Release, trigger: str, from_release: int | None, deployment_id: int
@@ -165,6 +165,7 @@ class Rollbacks:
         rollback_id = store.start_rollback(project, trigger, from_release, release.id, who(),
                                            socket.gethostname(), str(log_path))
         engine = self.engine.with_files(self.keeper.project(release))
+        self.checkpoints.redact.add_env_files(engine.project.env_files)  # the release's own values
         facts = Facts(self.settings, engine, self.state_dir, self.placement)
         restore = function_for(RESTORE, engine.kind)
         notes = data_notes(store, project, release) + tuple(

@@ -11,6 +11,7 @@ call (``deploy(options)``), never kept on the runner.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from surefoot.base import events
-from surefoot.base.errors import ConfigError, Interrupted, NoRelease, StateError
+from surefoot.base.errors import ConfigError, Interrupted, LockLost, NoRelease, StateError
 from surefoot.base.names import PHASES
 from surefoot.base.secrets import Redactor
 from surefoot.config.configure import Prompter
@@ -47,6 +48,7 @@ from surefoot.deploy.run.rollback import (
     runs_elsewhere,
 )
 from surefoot.deploy.run.scheduler import run_side_by_side
+from surefoot.engines.compose.model import ComposeModel
 from surefoot.store import PhaseRun, StateStore, now_iso
 from surefoot.targets.open import Target
 from surefoot.targets.placement import Placement
@@ -79,13 +81,14 @@ class Runner:
     def __post_init__(self) -> None:
         self.state_dir = self.target.state_dir
         self.cancel = self.target.cancel
-        self.redact = Redactor.from_env_file(self.settings.env_files)
+        self.redact = Redactor.from_env_file(self.settings.compose_env_files)
         self.engine = self.target.engine
         self.host = self.target.host
         choice = self.target.choice
         self.placement = self.placement or Placement(choice.services, choice.claimed)
-        self.facts = Facts(self.settings, self.engine, self.state_dir, self.placement)
-        self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.engine)
+        self.facts = Facts(self.settings, self.engine, self.state_dir, self.placement, on_model=self._mask_files_of,
+                           target=json.dumps(choice._asdict(), default=str, sort_keys=True))
+        self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.engine, not choice.local)
         self.checkpoints = Checkpoints(self.settings, self.state_dir, self.reporter, self.redact, self.clock,
                                        self.cancel, self.host, self.target.control)
         self.notifier = Notifier(
@@ -105,6 +108,12 @@ class Runner:
                 self.store.mark_abandoned(latest)
             yield self.store
 
+    def _mask_files_of(self, model: ComposeModel) -> None:
+        """The files the model hands the containers hold secrets too: mask them."""
+        self.redact.add_env_files(model.env_files())
+        for path in model.secret_files():
+            self.redact.add_file(path)
+
     def _say(self, text: str) -> None:
         self.reporter.emit(events.PhaseWarning(None, text))
 
@@ -122,6 +131,7 @@ class Runner:
         project = self.settings.project_name
         with self._locked_store() as store:
             self.target.prepare(lambda text: store.add_event(None, "target", text))
+            self.redact.add_env_files(self.settings.compose_env_files)  # one fetched from the server
             latest = store.latest_deployment(project)
             unfinished = latest if latest and latest.state in ("failed", "interrupted") else None
             previous: dict[str, PhaseRun] = {}
@@ -160,6 +170,11 @@ class Runner:
                 store.set_deployment_state(deployment_id, "interrupted", str(exc))
                 store.add_event(deployment_id, "interrupted", str(exc))
                 outcome = DeployOutcome("interrupted", deployment_id, signum=exc.signum)
+            except LockLost as exc:  # resumable; nothing more is done on the target
+                store.set_deployment_state(deployment_id, "interrupted", str(exc))
+                store.add_event(deployment_id, "interrupted", str(exc))
+                self.reporter.emit(events.DeploymentFinished(deployment_id, "interrupted", self.clock() - started))
+                raise
             except UnitFailed as failed:
                 outcome = self.rollbacks.after_failure(store, deployment_id, failed.outcome, pipeline)
             except StateError:
@@ -228,6 +243,7 @@ class Runner:
             if spec.prunes_releases:  # the release tags past keeping are its input
                 ctx.expired_tags = self._expired_tags(store, deployment_id)
             result = spec.run(ctx)
+            self.target.check_lock()  # what the phase saw may be another deployment's since
             if spec.fingerprint_after:
                 fingerprint.update(self.checkpoints.fingerprint(spec, self.facts))
             if hooks:

@@ -112,6 +112,21 @@ class ComposeModel:
         """The top-level ``secrets:``."""
         return dict(self.data.get("secrets") or {})
 
+    def env_files(self) -> list[Path]:
+        """The services' ``env_file:`` files (values the containers get)."""
+        found: list[Path] = []
+        for spec in self.services.values():
+            for item in spec.get("env_file") or []:
+                path = item.get("path") if isinstance(item, dict) else item
+                if path and Path(str(path)) not in found:
+                    found.append(Path(str(path)))
+        return found
+
+    def secret_files(self) -> list[Path]:
+        """The files the ``secrets:`` are made from."""
+        return [Path(str(spec["file"])) for spec in self.secrets.values()
+                if isinstance(spec, dict) and spec.get("file")]
+
     def build_services(self) -> list[str]:
         return [name for name, spec in self.services.items() if spec.get("build")]
 

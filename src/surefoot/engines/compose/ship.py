@@ -130,6 +130,7 @@ def ship_images(
     save = save_argv(send)
     if source is not None:
         save = command_argv(source.options(), source.target, save)
+    conn.guard()  # the load goes through the connection, not through conn.run
     piped = pipe(runner, save, load, on_line=on_line, timeout=timeout)
     what = f"shipping {', '.join(send)} to {where}"
     if piped.first != 0:

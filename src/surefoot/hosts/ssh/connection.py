@@ -35,7 +35,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from surefoot.base.errors import CommandNotFound, CommandTimeout
@@ -80,6 +80,9 @@ class SshConnection:
         # Every ssh process goes through here: a cancel stops the commands of the run (never the
         # master's own control commands, which close the connection).
         self.processes = ProcessRunner(cancel or CancelToken())
+        # Asked before every command run here: a deployment holding the lock on the target
+        # raises LockLost once the lock can no longer be believed held (hosts/ssh/lock.py).
+        self.guard: Callable[[], None] = lambda: None
         self.connect_timeout = connect_timeout
         self.alive_interval = alive_interval
         self.alive_count = alive_count
@@ -182,6 +185,7 @@ class SshConnection:
         """Runs ``command`` (an argument list) on the target through the master connection.
         Transport failures raise SshError; the remote command's own exit code is returned
         (or raised as SshError with ``check``)."""
+        self.guard()
         argv = command_argv(self.options(), self.target, command)
         try:
             result = self.processes.capture(argv, input=input, timeout=timeout)
@@ -200,6 +204,7 @@ class SshConnection:
         (the remote command sees a cut stream, never a clean end) and is raised as it is.
         ``what`` names the call in errors (else the command itself)."""
         what = what or f"`{shlex.join(command)}`"
+        self.guard()
         try:
             result = self.processes.exchange(command_argv(self.options(), self.target, command), feed,
                                              timeout=timeout)
@@ -259,6 +264,12 @@ class SshConnection:
                 return int(local)
         raise classify(self.target, result.stderr) or SshError(
             f"{self.target.label}: could not forward port {port}: {last_line(result.stderr)}", "failed")
+
+    def cancel_forward(self, local: int, host: str, port: int) -> None:
+        """Close a port :meth:`forward_port` opened (quietly: the connection may be gone)."""
+        remote = f"[{host}]" if ":" in host else host
+        with contextlib.suppress(CommandTimeout, OSError):
+            self._control("cancel", "-L", f"127.0.0.1:{local}:{remote}:{port}")
 
     def docker_env(self, base: Mapping[str, str] | None = None,
                    remote_socket: str = DEFAULT_DOCKER_SOCKET) -> dict[str, str]:

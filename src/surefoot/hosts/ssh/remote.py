@@ -24,29 +24,63 @@ import shlex
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
-from surefoot.base.errors import CommandNotFound
+from surefoot.base.errors import CommandNotFound, LockLost
 from surefoot.hosts.ssh.args import SshError, command_argv
 from surefoot.hosts.ssh.connection import SshConnection
+from surefoot.hosts.ssh.lock import token_mark
 from surefoot.proc import CancelToken, Captured, ProcessRunner
 
 # Run "$@" in folder $1, in its own session; stop it (TERM, then KILL) when our standard
 # input closes. Standard input is saved on fd 3 first: POSIX sh gives a background job
-# /dev/null as its input.
+# /dev/null as its input. With a lock ($2, the holder's info file, and $3, our token as the file
+# writes it): nothing runs unless the file still carries our token, a fence stops the command as
+# soon as it no longer does (the lock expired: another deployment may take it), and either ends
+# with exit 75 and a line saying so.
 WATCHDOG = r"""exec 3<&0 0</dev/null
 cd "$1" 2>/dev/null || { echo "surefoot: $1: no such folder on the target" >&2; exit 125; }
-shift
+lock=$2 mark=$3
+shift 3
+ours() { [ -z "$lock" ] || grep -qF -- "$mark" "$lock" 2>/dev/null; }
+ours || { echo "surefoot: the deployment lock is no longer ours: nothing was run" >&2; exit 75; }
 setsid "$@" 3<&- &
 c=$!
 setsid sh -c 'cat >/dev/null; kill -TERM "-$1" 2>/dev/null; sleep 5; kill -KILL "-$1" 2>/dev/null' \
   watchdog "$c" <&3 >/dev/null 2>&1 &
 w=$!
 exec 3<&-
+f=
+if [ -n "$lock" ]; then
+  setsid sh -c 'while sleep 1; do grep -qF -- "$3" "$2" 2>/dev/null && continue
+    kill -TERM "-$1" 2>/dev/null; sleep 5; kill -KILL "-$1" 2>/dev/null; exit; done' \
+    fence "$c" "$lock" "$mark" </dev/null >/dev/null 2>&1 &
+  f=$!
+fi
 wait "$c"
 rc=$?
 kill -TERM "-$w" 2>/dev/null
+[ -z "$f" ] || kill -TERM "-$f" 2>/dev/null
+ours || { echo "surefoot: the deployment lock is no longer ours: the command was stopped" >&2; exit 75; }
 exit "$rc"
 """
+LOST = 75  # the watchdog's exit when the lock is no longer ours
+
+
+class Fence(Protocol):
+    """The lock a deployment holds on the server, as the commands there are checked against it
+    (:class:`surefoot.hosts.ssh.lock.RemoteLock`)."""
+
+    token: str  # "" while not held
+    path: str  # the lock file (its holder's info: path + ".json")
+
+    def check(self) -> None:
+        """Raises LockLost unless the lock is still ours."""
+        ...
+
+    def lost(self) -> LockLost: ...
+
+
 TRANSLATED_SUFFIXES = (".json", ".yaml", ".yml")  # files of ours whose text names paths
 
 
@@ -84,17 +118,29 @@ class RemoteProcesses:
         self.folder = folder
         self.before = before  # sends the state files a command names
         self.local = ProcessRunner(cancel, hold_stdin=True)
+        self.fence: Fence | None = None  # while a deployment holds the lock there
 
     def wrap(self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> list[str]:
+        fence = self.fence
+        if fence is not None:
+            fence.check()
         self.before(argv)
         where = self.paths.word(str(cwd)) if cwd is not None else self.folder
         words = [self.paths.word(word) for word in argv]
         if env:
             words = ["env", *(f"{key}={value}" for key, value in env.items()), *words]
-        return command_argv(self.conn.options(), self.conn.target, ["sh", "-c", WATCHDOG, "surefoot", where, *words])
+        lock = (fence.path + ".json", token_mark(fence.token)) if fence is not None and fence.token else ("", "")
+        return command_argv(self.conn.options(), self.conn.target,
+                            ["sh", "-c", WATCHDOG, "surefoot", where, *lock, *words])
 
     def _checked(self, returncode: int, argv: Sequence[str]) -> int:
-        """ssh's own failure (255) while the shared connection is gone: the connection dropped."""
+        """ssh's own failure (255) while the shared connection is gone: the connection dropped;
+        the watchdog's 75 while the lock file no longer carries our token: the lock was lost."""
+        fence = self.fence
+        if returncode == LOST and fence is not None and fence.token:
+            ours = self.conn.run(["grep", "-qF", "--", token_mark(fence.token), fence.path + ".json"], timeout=30)
+            if ours.returncode != 0:
+                raise fence.lost()
         if returncode == 255 and not self.conn.alive():
             raise SshError(f"{self.conn.target.label}: the SSH connection dropped during "
                            f"`{shlex.join(list(argv)[:4])}`; run the command again to resume", "dropped")
@@ -126,6 +172,8 @@ class RemoteProcesses:
             yield
 
     def start_detached(self, argv: Sequence[str], log_path: Path) -> int:
+        if self.fence is not None:
+            self.fence.check()
         script = 'log=$1; shift; nohup setsid "$@" >>"$log" 2>&1 </dev/null & echo $!'
         result = self.local.capture(command_argv(self.conn.options(), self.conn.target,
                                                  ["sh", "-c", script, "surefoot", str(log_path), *argv]))
@@ -196,3 +244,8 @@ class SshHost:
         if key not in self._forwards:
             self._forwards[key] = self.conn.forward_port(*key)
         return "127.0.0.1", self._forwards[key]
+
+    def unreach(self) -> None:
+        forwards, self._forwards = self._forwards, {}
+        for (host, port), local in forwards.items():
+            self.conn.cancel_forward(local, host, port)
