@@ -176,9 +176,12 @@ def test_every_source_is_masked_in_every_output(projects: Projects, webhook: tup
     # what holds secrets is private: the env file, the release copies of the others, the state
     assert (project.path / ".env.production").stat().st_mode & 0o777 == 0o600
     release = next((project.path / ".surefoot" / "releases").iterdir())
+    assert (project.path / ".surefoot").stat().st_mode & 0o777 == 0o700
     for copy in (release / "files").rglob("*"):
-        if copy.is_file() and copy.name in ("web.env", "secret.txt"):
+        if copy.is_file() and copy.name == "web.env":
             assert copy.stat().st_mode & 0o777 == 0o600, copy
+        if copy.is_file() and copy.name == "secret.txt":  # its own mode: a container's user reads it
+            assert copy.stat().st_mode == (project.path / "secret.txt").stat().st_mode, copy
 
 
 def test_compose_s_own_env_file_is_masked_too(projects: Projects, webhook: tuple[str, list[bytes]]) -> None:

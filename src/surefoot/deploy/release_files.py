@@ -147,7 +147,9 @@ def keep_files(folder: Path, model: dict[str, Any], raw: dict[str, Any], project
                 continue
             source = Path(str(spec["file"]))
             if source.is_file() or source.is_dir():
-                copy(source, kind, name, 0, private=kind == "secrets")
+                # a secret keeps its mode: a container's non-root user may read it through the
+                # bind mount; the state folder (0700) keeps the copy from this machine's users
+                copy(source, kind, name, 0)
             else:
                 kept.not_kept.append(f"{kind[:-1]} {name}: its file {source} is missing")
     return kept
