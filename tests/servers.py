@@ -67,6 +67,42 @@ setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
 exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ssh_host_ed25519_key
 """
 
+# A bare server, what a new VPS is: sshd (on 2222: the port in use is the connection's, not 22
+# by assumption), python3 without venv, sudo, no Docker. Users: root; deploy, with passwordless
+# sudo; asker, whose sudo asks for a password. apt keeps what it downloads (the archive is a
+# volume the bare servers of a session share). The proxy CA of these machines is added for pip
+# (PyPI goes through it here): that is these machines' setup, never shipped.
+BARE_DOCKERFILE = """\
+FROM debian:bookworm-slim
+RUN apt-get update -q \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
+      openssh-server sudo python3 ca-certificates \\
+ && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*_key* /etc/apt/apt.conf.d/docker-clean \\
+ && mkdir -p /run/sshd \\
+ && useradd -m -s /bin/bash deploy && useradd -m -s /bin/bash asker && echo 'asker:not-a-real-password' | chpasswd \\
+ && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy && echo 'asker ALL=(ALL) ALL' > /etc/sudoers.d/asker
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null && printf '[global]\\ncert = /etc/ssl/certs/ca-certificates.crt\\n' > /etc/pip.conf
+COPY entrypoint.sh /entrypoint.sh
+ENTRYPOINT ["/bin/sh", "/entrypoint.sh"]
+"""
+BARE_ENTRYPOINT = """\
+set -e
+mount -o remount,rw /sys 2>/dev/null || mount -o remount,bind,rw /sys || true
+mount -o remount,bind,rw /sys/fs/cgroup 2>/dev/null || true
+for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts); do
+    mount -o remount,bind,rw "$m" 2>/dev/null || true
+done
+for home in /root /home/deploy /home/asker; do
+    mkdir -p "$home/.ssh" && printf '%s\\n' "$AUTHORIZED_KEY" > "$home/.ssh/authorized_keys"
+    chown -R "$(stat -c %u:%g "$home")" "$home/.ssh" && chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"
+done
+ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+exec /usr/sbin/sshd -D -e -p 2222 -o HostKey=/etc/ssh/ssh_host_ed25519_key
+"""
+BARE_SSH_PORT = 2222
+CA_FOLDER = Path("/usr/local/share/ca-certificates")
+
 RUN_FLAGS = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -114,6 +150,28 @@ def ensure_image(workdir: Path) -> tuple[str, float | None]:
         _run(build, timeout=900)
     shutil.rmtree(context, ignore_errors=True)
     return tag, time.monotonic() - started
+
+
+def bare_image_tag() -> str:
+    certificates = b"".join(path.read_bytes() for path in sorted(CA_FOLDER.glob("*.crt")))
+    digest = hashlib.sha256((BARE_DOCKERFILE + "\0" + BARE_ENTRYPOINT).encode() + certificates).hexdigest()[:12]
+    return f"{SERVER_REPOSITORY}:bare-{digest}"
+
+
+def ensure_bare_image(workdir: Path) -> str:
+    """The bare server's image, built when missing."""
+    tag = bare_image_tag()
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag
+    context = workdir / "bare-image"
+    (context / "ca").mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(BARE_DOCKERFILE)
+    (context / "entrypoint.sh").write_text(BARE_ENTRYPOINT)
+    for certificate in CA_FOLDER.glob("*.crt"):
+        shutil.copy(certificate, context / "ca" / certificate.name)
+    _run(["docker", "build", "-q", "-t", tag, "--label", f"{LABEL}.image=1", str(context)], timeout=900)
+    shutil.rmtree(context, ignore_errors=True)
+    return tag
 
 
 @dataclass
@@ -177,6 +235,8 @@ class ServerPool:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "surefoot-test", "-f", str(self.key)])
         self.known_hosts.write_text("")
         self.servers: dict[int, Server] = {}
+        self.bare_servers: dict[int, Server] = {}
+        self.volumes: list[str] = []  # shared by the bare servers
         self.image: str | None = None
         self.build_seconds: float | None = None
         self.start_seconds: dict[int, float] = {}
@@ -193,6 +253,7 @@ class ServerPool:
             self.image, self.build_seconds = ensure_image(self.folder)
         missing = [i for i in range(count) if i not in self.servers]
         if missing:
+            _remove(self.bare_servers)  # never more than three at once
             started = time.monotonic()
             launched = [self._launch(i) for i in missing]
             self._write_config()
@@ -202,24 +263,52 @@ class ServerPool:
                 self.start_seconds[i] = time.monotonic() - started
         return [self.servers[i] for i in range(count)]
 
-    def _launch(self, index: int) -> Server:
-        assert self.image is not None
-        name = f"sft-server-{self.session}-{index}"
+    def bare(self, index: int, *, fresh: bool = False) -> Server:
+        """Bare server ``index`` (0-2; see BARE_DOCKERFILE), started on first use (``fresh``:
+        started anew, whatever an earlier test did to it). The servers with Docker are stopped
+        first: never more than three at once."""
+        if not 0 <= index < MAX_SERVERS:
+            raise ValueError(f"at most {MAX_SERVERS} test servers")
+        if fresh and index in self.bare_servers:
+            _remove({index: self.bare_servers.pop(index)})
+        if index not in self.bare_servers:
+            self.teardown()
+            image = ensure_bare_image(self.folder)
+            archive = f"sft-bare-{self.session}-apt"
+            if archive not in self.volumes:
+                _run(["docker", "volume", "create", "--label", f"{LABEL}={self.session}", archive])
+                self.volumes.append(archive)
+            server = self._launch(index, image=image, alias=f"bare-{index}", port=BARE_SSH_PORT,
+                                  mounts=["-v", f"{archive}:/var/cache/apt/archives"], into=self.bare_servers)
+            self._write_config()
+            deadline = time.monotonic() + 60
+            while server.ssh("true", check=False, timeout=30).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise ServerError(f"{server.alias}: no SSH in 60 s: {self._logs(server)}")
+                time.sleep(0.2)
+        return self.bare_servers[index]
+
+    def _launch(self, index: int, *, image: str | None = None, alias: str | None = None, port: int = 22,
+                mounts: Sequence[str] = (), into: dict[int, Server] | None = None) -> Server:
+        image = image or self.image
+        assert image is not None
+        alias = alias or f"server-{index}"
+        name = f"sft-{alias}-{self.session}"
         volume = f"{name}-docker"
         labels = ["--label", f"{LABEL}={self.session}"]
         _run(["docker", "volume", "create", *labels, volume])
         public_key = (self.key.parent / (self.key.name + ".pub")).read_text().strip()
         try:
-            _run(["docker", "run", "-d", "--name", name, "--hostname", f"server-{index}", *labels, *RUN_FLAGS,
-                  "-v", f"{volume}:/var/lib/docker", "-p", "127.0.0.1::22",
-                  "-e", f"AUTHORIZED_KEY={public_key}", self.image])
-            port = int(_run(["docker", "port", name, "22/tcp"]).stdout.split()[0].rsplit(":", 1)[1])
+            _run(["docker", "run", "-d", "--name", name, "--hostname", alias, *labels, *RUN_FLAGS,
+                  "-v", f"{volume}:/var/lib/docker", *mounts, "-p", f"127.0.0.1::{port}",
+                  "-e", f"AUTHORIZED_KEY={public_key}", image])
+            port = int(_run(["docker", "port", name, f"{port}/tcp"]).stdout.split()[0].rsplit(":", 1)[1])
         except Exception:
             _run(["docker", "rm", "-f", "-v", name], check=False)
             _run(["docker", "volume", "rm", "-f", volume], check=False)
             raise
-        server = Server(f"server-{index}", name, volume, port, self.ssh_config)
-        self.servers[index] = server
+        server = Server(alias, name, volume, port, self.ssh_config)
+        (into if into is not None else self.servers)[index] = server
         host_key = self._host_key(server)
         with self.known_hosts.open("a") as known:
             known.write(f"[127.0.0.1]:{port} {host_key}\n")
@@ -255,7 +344,7 @@ class ServerPool:
 
     def _write_config(self) -> None:
         lines = []
-        for server in self.servers.values():
+        for server in [*self.servers.values(), *self.bare_servers.values()]:
             lines += [f"Host {server.alias}", "    HostName 127.0.0.1", f"    Port {server.port}", ""]
         lines += [
             "Host *",
@@ -272,12 +361,22 @@ class ServerPool:
         ]
         self.ssh_config.write_text("\n".join(lines))
 
-    def teardown(self) -> None:
-        """Removes the containers and volumes this pool made, and nothing else."""
-        for server in self.servers.values():
-            _run(["docker", "rm", "-f", "-v", server.container], check=False, timeout=120)
-            _run(["docker", "volume", "rm", "-f", server.volume], check=False, timeout=120)
-        self.servers.clear()
+    def teardown(self, *, bare: bool = False) -> None:
+        """Removes the servers with Docker this pool made (and with ``bare`` the bare ones and
+        the volumes they share), and nothing else."""
+        _remove(self.servers)
+        if bare:
+            _remove(self.bare_servers)
+            for volume in self.volumes:
+                _run(["docker", "volume", "rm", "-f", volume], check=False, timeout=120)
+            self.volumes.clear()
+
+
+def _remove(servers: dict[int, Server]) -> None:
+    for server in servers.values():
+        _run(["docker", "rm", "-f", "-v", server.container], check=False, timeout=120)
+        _run(["docker", "volume", "rm", "-f", server.volume], check=False, timeout=120)
+    servers.clear()
 
 
 def make_swarm(servers: Sequence[Server]) -> None:

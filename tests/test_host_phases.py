@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from surefoot.deploy.phases.configuration import configuration
 from surefoot.deploy.phases.preflight import preflight
 from surefoot.deploy.phases.prerequisites import DPKG_LOCK, prerequisites
 from surefoot.hosts import checks, prereqs
+from surefoot.hosts.access import Access
 from surefoot.hosts.local import LocalHost
 from surefoot.proc import CancelToken, ProcessRunner
 
@@ -99,8 +101,8 @@ def test_preflight_measures_through_the_host_and_passes(tmp_path: Path) -> None:
     host = healthy_host()
     ctx, seen = make_context(tmp_path, host=host)
     result = preflight(ctx)
-    assert result.status == "completed" and result.note == "10 checks, 0 warning(s)", result.note
-    for line in ("memory: pass (4.0 GiB available", "disk: pass (50.0 GiB free on /", "cpus: pass (4 CPUs",
+    assert result.status == "completed" and result.note == "11 checks, 0 warning(s)", result.note
+    for line in ("access: pass (root)", "memory: pass (4.0 GiB available", "disk: pass (50.0 GiB free on /", "cpus: pass (4 CPUs",
                  "os: pass (debian 12", "docker: pass (engine 20.10.24", "compose: pass (compose 2.40.0",
                  "ports: pass (free or held by this project: 127.0.0.1:8080)"):
         assert line in seen.text, seen.text
@@ -123,12 +125,14 @@ def test_preflight_warns_and_fails_by_the_host_measurements(tmp_path: Path) -> N
     assert summary.startswith("4 check(s) failed: memory: 1.0 MiB available; disk: /: No such file or directory; "
                               "os: alpine 3.19; ports: in use by another process: 127.0.0.1:8080")
     skipped, _ = make_context(tmp_path, host=host, skip_checks=("memory", "disk", "os", "ports"))
-    assert preflight(skipped).note == "6 checks, 1 warning(s)"
+    assert preflight(skipped).note == "7 checks, 1 warning(s)"
 
 
 def test_preflight_says_docker_is_fixable_only_when_root_may_install(tmp_path: Path) -> None:
-    for root, expected in ((True, "warn"), (False, "fail")):
-        host = healthy_host(root=root)
+    alice = Access(user="alice", groups=("alice", "docker"), sudo="password", sudo_said="sudo: a password is required")
+    for who, expected in ((None, "warn"), (replace(alice, sudo="yes"), "warn"), (alice, "fail")):
+        host = healthy_host(root=who is None)
+        host.who = who
         engine = FakeEngine(Script(server=None))
         ctx, seen = make_context(tmp_path, host=host, engine=engine)
         if expected == "fail":
@@ -158,17 +162,18 @@ def bare_context(tmp_path: Path, host: FakeHost, toml: str = BARE_TOML, **option
 
 
 def test_prerequisites_dry_run_lists_every_command_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setenv("SUDO_USER", "alice")
     host = bare_host()
     ctx, seen, _ = bare_context(tmp_path, host, dry_run=True)
     assert prerequisites(ctx).note == "dry run: 5 step(s) would change this machine"
     would = [line for line in seen.lines if line.startswith("would run")]
-    assert would[:3] == ["would run (docker-engine): apt-get update",
-                         "would run (docker-engine): apt-get install -y --no-install-recommends docker.io",
-                         "would run (compose-v2): " + would[2].split(": ", 1)[1]]
-    assert "would run (docker-daemon): systemctl enable --now docker" in would
-    assert "would run (docker-group): usermod -aG docker alice" in would
-    assert "would run (firewall): ufw --force enable" in would
+    assert would[:3] == ["would run on this machine (docker-engine): apt-get update",
+                         "would run on this machine (docker-engine): apt-get install -y --no-install-recommends "
+                         "docker.io",
+                         "would run on this machine (compose-v2): python3 -m venv /opt/surefoot/compose-v2"]
+    assert "would run on this machine (docker-daemon): systemctl enable --now docker" in would
+    assert "would run on this machine (docker-group): usermod -aG docker alice" in would
+    assert "would run on this machine (firewall): ufw --force enable" in would
     assert host.streamed == [] and host.started == []
 
 
@@ -178,17 +183,19 @@ def test_prerequisites_not_root_names_the_exact_commands(tmp_path: Path, monkeyp
     with pytest.raises(PhaseFailed) as failed:
         prerequisites(ctx)
     summary = failed.value.summary
-    assert summary.startswith("installing docker-engine, compose-v2, docker-daemon, docker-group needs root: run "
-                              "sudo apt-get update; sudo apt-get install -y --no-install-recommends docker.io; ")
-    assert summary.endswith("sudo systemctl enable --now docker; sudo usermod -aG docker alice "
-                            "(or run surefoot with sudo)")
+    assert summary.startswith("installing docker-engine, compose-v2, docker-daemon, docker-group needs root: "
+                              "this machine: alice is not root and sudo is not installed; ")
+    assert "NOPASSWD" in summary and "connect as root" in summary
+    assert ("or run there: sudo -n apt-get update; sudo -n apt-get install -y --no-install-recommends docker.io; "
+            in summary)
+    assert summary.endswith("sudo -n systemctl enable --now docker; sudo -n usermod -aG docker alice")
     off, _, _ = bare_context(tmp_path, bare_host(), toml="[phases.prerequisites]\ninstall = false\n")
     with pytest.raises(PhaseFailed, match=r"phases.prerequisites.install is false\); as root: apt-get update"):
         prerequisites(off)
 
 
 def test_prerequisites_as_root_runs_the_plan_through_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setenv("SUDO_USER", "alice")
     host = bare_host()
     ctx, seen, engine = bare_context(tmp_path, host, toml="[phases.prerequisites]\nfail2ban = true\n")
 
@@ -198,7 +205,7 @@ def test_prerequisites_as_root_runs_the_plan_through_the_host(tmp_path: Path, mo
 
     host.on_stream = installed
     note = prerequisites(ctx).note
-    assert note == "5 step(s) applied; docker 24.0.5, compose 2.40.0"
+    assert note == "5 step(s) applied on this machine; docker 24.0.5, compose 2.40.0"
     assert host.streamed[:2] == [("apt-get", "update"), ("apt-get", "install", "-y", "--no-install-recommends",
                                                           "docker.io")]
     assert ("systemctl", "enable", "--now", "docker") in host.streamed
@@ -207,7 +214,7 @@ def test_prerequisites_as_root_runs_the_plan_through_the_host(tmp_path: Path, mo
     assert "port = 22" in host.files[str(prereqs.JAIL_LOCAL)]
     assert host.envs[0] == {"DEBIAN_FRONTEND": "noninteractive"}
     assert ("stat", "-L", "-c", "%i", DPKG_LOCK) in host.ran
-    assert "alice must log in again for the group to apply" in seen.warnings
+    assert "alice is in the docker group from the next login" in seen.warnings
 
 
 def test_prerequisites_without_systemd_start_dockerd_detached_and_wait_for_the_dpkg_lock(

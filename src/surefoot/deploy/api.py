@@ -250,6 +250,7 @@ class PhaseContext:
     # "<phase>:<milestone>" may start before this phase ends.
     reached: Callable[[str], None] = lambda milestone: None
     control: Host | None = None  # this machine, the control machine (hooks run here); None: host
+    where: str = "this machine"  # the host, as messages name it (a server: its target's name)
 
     @property
     def project_dir(self) -> Path:

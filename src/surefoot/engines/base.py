@@ -155,7 +155,7 @@ class ServerLink:
     conn: SshConnection
     processes: Processes  # run on the server
     local: ProcessRunner  # run on this machine
-    api: DockerApi  # the server's daemon, its socket forwarded here
+    api: DockerApi | None  # the server's daemon, its socket forwarded here (None: the CLI only, through sudo)
     site: str  # "target web1", for messages
     build: str = "target"  # where images are built: "target", "control" (shipped), "registry"
     registry: str | None = None  # build = "registry": through which registry

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from surefoot.hosts.access import Access
 from surefoot.proc import Captured
 
 
@@ -51,6 +52,25 @@ class Host(Protocol):
         ...
 
     def is_root(self) -> bool: ...
+
+    def access(self) -> Access:
+        """Who commands run as there, and whether sudo gives root (asked once)."""
+        ...
+
+    def as_root(self) -> Host | None:
+        """The same host with every command and file operation run as root: itself for root,
+        through ``sudo -n`` where sudo needs no password; None when root cannot be had."""
+        ...
+
+    def send_file(self, local: Path, path: str, mode: int = 0o755) -> None:
+        """Copy a file of this machine (the control machine) to ``path`` there, atomically.
+        Raises OSError."""
+        ...
+
+    def login_works(self) -> str | None:
+        """None when a new login to the host still works (a server: a new SSH connection, not
+        the shared one); else what failed. Asked after a firewall change."""
+        ...
 
     def start_detached(self, argv: Sequence[str], log_path: str) -> int:
         """Start a daemon that outlives surefoot, its output appended to ``log_path``; its pid."""

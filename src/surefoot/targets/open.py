@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from surefoot.base.errors import StateError, SurefootError
+from surefoot.base.errors import ConfigError, StateError, SurefootError
 from surefoot.base.text import printable_data
 from surefoot.config.settings import Settings
 from surefoot.engines.api import DockerApi
@@ -154,8 +154,12 @@ class ServerTarget:
         self.processes = RemoteProcesses(self.conn, cancel, self.paths, folder, before=self._send_named)
         self.host: Host = SshHost(self.processes)
         self.control: Host = LocalHost(ProcessRunner(cancel))
-        link = ServerLink(self.conn, self.processes, ProcessRunner(cancel),
-                          DockerApi(self.conn.forward_docker().removeprefix("unix://"), guard=self._guard),
+        # A user outside the docker group reaches the daemon through sudo: the engine's commands
+        # run as root, and its socket (root's and the group's) is not forwarded.
+        docker_prefix = self.conn.access().docker_prefix
+        api = None if docker_prefix else DockerApi(self.conn.forward_docker().removeprefix("unix://"),
+                                                   guard=self._guard)
+        link = ServerLink(self.conn, self.processes.elevated(docker_prefix), ProcessRunner(cancel), api,
                           f"target {choice.name}",
                           choice.build, choice.registry, choice.nodes)
         self.engine = engine_class(choice.engine).on_server(compose_project(settings), link)
@@ -173,13 +177,33 @@ class ServerTarget:
                 return
             remote = RemoteLock(self.conn, self.choice.folder, label=self.choice.name, host=socket.gethostname(),
                                 pid=os.getpid())
-            with ProjectLock(self.state_dir), remote:
-                self.conn.guard, self.processes.fence = remote.check, remote
-                try:
-                    yield
-                finally:
-                    self.conn.guard, self.processes.fence = _nothing, None
+            with ProjectLock(self.state_dir):
+                self._make_folder()
+                with remote:
+                    self.conn.guard, self.processes.fence = remote.check, remote
+                    try:
+                        yield
+                    finally:
+                        self.conn.guard, self.processes.fence = _nothing, None
         return both()
+
+    def _make_folder(self) -> None:
+        """The project's folder there, owned by the user surefoot logs in as (made through sudo
+        when its parent is root's, as /var/lib is). Raises ConfigError (exit 2, nothing changed)
+        when it cannot be made: a user without root, saying the two fixes."""
+        folder = self.choice.folder
+        if self.conn.run(["sh", "-c", 'mkdir -p -- "$1" 2>/dev/null && [ -w "$1" ]', "sh", folder],
+                         timeout=30).returncode == 0:
+            return
+        found = self.conn.access()
+        if found.elevate is None:
+            raise ConfigError(f"{found.why_not_root(f'target {self.choice.name}')}; it is needed to create "
+                              f"{folder}, or create it owned by {found.user} beforehand")
+        made = self.conn.run([*found.elevate, "sh", "-c", MAKE_FOLDER, "sh", folder, found.user, found.group],
+                             timeout=30)
+        if made.returncode != 0:
+            raise ConfigError(f"target {self.choice.name}: cannot create {folder}: "
+                              f"{made.stderr.strip() or 'exit ' + str(made.returncode)}")
 
     def _guard(self) -> None:
         self.conn.guard()
@@ -211,14 +235,16 @@ class ServerTarget:
             f"{report.files} in {self.choice.folder}")
 
     def _secret_files(self) -> list[Path]:
-        """The services' ``env_file:`` and ``secrets:`` files (read from the compose files as
-        written: none when they cannot be read yet, which preflight reports)."""
+        """The services' ``env_file:`` files (read from the compose files as written: none when
+        they cannot be read yet, which preflight reports): compose reads them, so 0600 there.
+        A ``secrets:`` file keeps its own mode: it is bind-mounted, and the container's user
+        (often not root: postgres reads its _FILE as postgres) must read it as it does here."""
         try:
             raw = self.engine.raw_model()
         except SurefootError:
             return []
         model = ComposeModel(self.settings.project_name, dict(raw.get("services") or {}), "", raw)
-        return [path for path in [*model.env_files(), *model.secret_files()] if "$" not in str(path)]
+        return [path for path in model.env_files() if "$" not in str(path)]
 
     def _send_named(self, argv: Sequence[str]) -> None:
         """Before a command runs there: the env files (configuration may have just written
@@ -263,6 +289,12 @@ def state_files_to_send(named: Path) -> list[Path]:
     never a release's copies of files outside the project, which on a server are its own."""
     return sorted(path for path in named.parent.rglob("*") if path.is_file()
                   and path.relative_to(named.parent).parts[:2] != ("files", "outside"))
+
+
+# $1 the folder, $2 $3 its owner and group: its missing parents made as root (0755), then the
+# folder itself handed to the user. One that exists is never taken over: someone else's.
+MAKE_FOLDER = ('[ ! -e "$1" ] || { echo "$1 exists, and $2 may not write in it: give it to $2 (chown)" >&2; exit 3; }; '
+               'mkdir -p -m 0755 -- "$1" && chown -- "$2:$3" "$1"')
 
 
 def _nothing() -> None:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from surefoot.base.errors import CommandNotFound, PhaseFailed
+from surefoot.base.errors import CommandNotFound, ConfigError, PhaseFailed
 from surefoot.deploy.api import DockerReport, PhaseContext, PhaseResult, done
 from surefoot.deploy.phases.build_checks import build_checks
 from surefoot.deploy.phases.rollout import check_zero_downtime
@@ -63,7 +63,7 @@ def _inspect_docker(ctx: PhaseContext) -> DockerReport:
     else:
         text = result.stderr.lower()
         if "permission denied" in text:
-            user = os.environ.get("USER") or "$USER"
+            user = ctx.host.access().user or "$USER"
             problems.append(
                 "this user may not use the Docker daemon (permission denied on its socket): "
                 f"run `sudo usermod -aG docker {user}` and log in again"
@@ -130,9 +130,10 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
         engine_clock = pool.submit(_quietly, _engine_clock, ctx)
         measured = pool.submit(_measure_host, ctx, settings.disk_path)
         docker = inspect_docker(ctx)
-        memory, disk, cpus, (os_id, os_version), root = measured.result()
+        memory, disk, cpus, (os_id, os_version) = measured.result()
     prerequisites = ctx.settings.phases.prerequisites
-    fixable = prerequisites.enabled and prerequisites.install and root
+    record(access_check(ctx))
+    fixable = prerequisites.enabled and prerequisites.install and ctx.host.access().elevate is not None
     for problem in docker.problems:
         record(CheckResult("compose" if "compose" in problem else "docker", "warn" if fixable else "fail", problem,
                            advice="the prerequisites phase installs or starts it" if fixable else ""))
@@ -168,15 +169,30 @@ def preflight(ctx: PhaseContext) -> PhaseResult:
     return done(f"{len(results)} checks, {warned} warning(s)" + (" (compose config deferred)" if deferred else ""))
 
 
-def _measure_host(ctx: PhaseContext, disk_path: str) -> tuple[int | None, int | OSError, int, tuple[str, str], bool]:
-    """The host's memory, free disk (or why not), CPUs, OS release and whether surefoot is root."""
+def access_check(ctx: PhaseContext) -> CheckResult:
+    """Who surefoot is on the host and whether it can become root there. A user who is neither
+    root, nor in the docker group, nor allowed sudo without a password can change nothing:
+    exit 2 now, with the two fixes, rather than a password prompt nobody answers."""
+    found = ctx.host.access()
+    if found.root:
+        return CheckResult("access", "pass", "root")
+    if found.elevate is not None:
+        group = ", in the docker group" if found.docker_direct else ", docker through sudo"
+        return CheckResult("access", "pass", f"{found.user}, sudo without a password{group}")
+    if found.docker_direct:
+        return CheckResult("access", "pass", f"{found.user}, in the docker group; without sudo (what needs root "
+                                             "cannot be installed)")
+    raise ConfigError(found.why_not_root(ctx.where) + "; it is needed to use Docker there")
+
+
+def _measure_host(ctx: PhaseContext, disk_path: str) -> tuple[int | None, int | OSError, int, tuple[str, str]]:
+    """The host's memory, free disk (or why not), CPUs and OS release."""
     host = ctx.host
     try:
         disk: int | OSError = checks.free_disk(host, disk_path)
     except OSError as exc:
         disk = exc
-    return (checks.available_memory(host), disk, checks.cpu_count(host), checks.os_release(host),
-            host.is_root())
+    return checks.available_memory(host), disk, checks.cpu_count(host), checks.os_release(host)
 
 
 def recorder(ctx: PhaseContext) -> tuple[list[CheckResult], Callable[[CheckResult], None]]:

@@ -132,6 +132,7 @@ class Checkpoints:
     cancel: CancelToken
     host: Host  # the server: host probes and host commands run there
     control: Host | None = None  # this machine (where hooks run by default); None: the same as host
+    where: str = "this machine"  # the host as messages name it (a server: its target's name)
 
     def why_run(
         self, store: StateStore, deployment_id: int, spec: PhaseSpec, last: PhaseRun | None,
@@ -228,6 +229,7 @@ class Checkpoints:
             dry_run=options.dry_run,
             host=self.host,
             control=self.control or self.host,
+            where=self.where,
         )
         if reached is not None:
             ctx.reached = reached

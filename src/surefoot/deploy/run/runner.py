@@ -90,7 +90,8 @@ class Runner:
                            target=json.dumps(choice._asdict(), default=str, sort_keys=True))
         self.keeper = ReleaseKeeper(self.settings, self.state_dir, self.engine, not choice.local)
         self.checkpoints = Checkpoints(self.settings, self.state_dir, self.reporter, self.redact, self.clock,
-                                       self.cancel, self.host, self.target.control)
+                                       self.cancel, self.host, self.target.control,
+                                       "this machine" if choice.local else choice.name)
         self.notifier = Notifier(
             self.settings.notifications, self.settings.project_name,
             lambda text: self.reporter.emit(events.PhaseWarning(None, text)),

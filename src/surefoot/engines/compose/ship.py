@@ -84,7 +84,7 @@ def remote_image_ids(conn: SshConnection, images: Sequence[str], *, timeout: flo
     names = _unique(images)
     if not names:
         return {}
-    result = conn.run(image_ids_argv(names), timeout=timeout)
+    result = conn.run([*conn.access().docker_prefix, *image_ids_argv(names)], timeout=timeout)
     if result.returncode != 0:
         raise ShipError(f"{conn.target.label}: cannot inspect {', '.join(names)} on its engine: "
                         f"{_last(result.stderr + result.stdout)}")
@@ -126,10 +126,10 @@ def ship_images(
     if not send:
         return ShipReport((), present, 0, time.monotonic() - started)
     on_line(f"shipping {', '.join(send)} to {where}")
-    load = command_argv(conn.options(), conn.target, load_argv())
+    load = command_argv(conn.options(), conn.target, [*conn.access().docker_prefix, *load_argv()])
     save = save_argv(send)
     if source is not None:
-        save = command_argv(source.options(), source.target, save)
+        save = command_argv(source.options(), source.target, [*source.access().docker_prefix, *save])
     conn.guard()  # the load goes through the connection, not through conn.run
     piped = pipe(runner, save, load, on_line=on_line, timeout=timeout)
     what = f"shipping {', '.join(send)} to {where}"

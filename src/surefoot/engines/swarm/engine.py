@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from surefoot.base.errors import ConfigError
 from surefoot.engines.compose.adapter import ComposeEngine, images_from_here
 from surefoot.engines.compose.argv import ComposeProject
 from surefoot.engines.compose.model import ComposeModel
@@ -46,6 +47,10 @@ class SwarmEngine(ComposeEngine):
     @classmethod
     def on_server(cls, project: ComposeProject, link: ServerLink) -> SwarmEngine:
         """The swarm whose manager ``link`` reaches (its nodes beside it, to ship images to)."""
+        if link.api is None:
+            raise ConfigError(f"{link.site}: the swarm engine reads the manager through its Docker socket, which "
+                              f"{link.conn.access().user} may not use: connect as root, or as a user in the "
+                              "docker group")
         swarm = Swarm(project.project_name, link.api, link.processes, link.local, link.conn, link.nodes, link.site,
                       registry=link.registry if link.build == "registry" else None)
         return cls(project, link.processes, api=link.api, reader=link.local, site=link.site, swarm=swarm,

@@ -40,6 +40,9 @@ from pathlib import Path
 
 from surefoot.base.errors import CommandNotFound, CommandTimeout
 from surefoot.config.address import SshAddress
+from surefoot.hosts.access import SCRIPT as ACCESS_SCRIPT
+from surefoot.hosts.access import Access
+from surefoot.hosts.access import parse as parse_access
 from surefoot.hosts.ssh.args import (
     SshError,
     base_options,
@@ -92,6 +95,7 @@ class SshConnection:
         self.master_pid: int | None = None
         self.docker_socket: Path | None = None
         self._forwarded_remote: str | None = None
+        self._access: Access | None = None
 
     @property
     def control_path(self) -> Path:
@@ -174,6 +178,28 @@ class SshConnection:
 
     def alive(self) -> bool:
         return self.folder is not None and self._check() is not None
+
+    def access(self) -> Access:
+        """Who we are there and how we get root (:mod:`surefoot.hosts.access`); asked once per
+        connection (a group added meanwhile applies to the next one)."""
+        if self._access is None:
+            self._access = parse_access(self.run(["sh", "-c", ACCESS_SCRIPT], timeout=30, check=True).stdout)
+        return self._access
+
+    def login_works(self) -> str | None:
+        """None when a new connection, not through the master, logs in and runs a command;
+        else ssh's reason. (The master's own connection outlives a firewall change.)"""
+        options = base_options(self.target, "none", connect_timeout=self.connect_timeout,
+                               alive_interval=self.alive_interval, alive_count=self.alive_count)
+        try:
+            result = self.processes.capture(command_argv(options, self.target, ["true"]),
+                                            timeout=2 * self.connect_timeout + 10, cancellable=False)
+        except CommandTimeout:
+            return f"no answer within {2 * self.connect_timeout + 10} s"
+        if result.returncode == 0:
+            return None
+        error = classify(self.target, result.stderr)
+        return str(error) if error is not None else last_line(result.stderr)
 
     def _control(self, operation: str, *extra: str) -> Captured:
         """``ssh -O operation`` to the master; never cancelled (a cancel closes the connection)."""

@@ -139,12 +139,14 @@ class RemoteLock:
             self._contact, self._gone = self.clock(), False
             threading.Thread(target=self._beat, args=(held, self._stop), daemon=True, name=f"lock-{self.label}").start()
             return
-        held.close()
+        code = held.close()
         if answer == "busy":
             holder = parse_holder(info or "")
             raise LockHeld(f"target {self.label} is locked by another deployment: {holder.describe()}",
                            holder.pid, holder.host, holder.since)
-        raise classify(self.conn.target, held.stderr) or SshError(
+        # ssh's own failure is exit 255; anything else is the script's (a "Permission denied" from
+        # mkdir is not a refused key).
+        raise (classify(self.conn.target, held.stderr) if code == 255 else None) or SshError(
             f"target {self.label}: cannot take the deployment lock {self.path}: "
             f"{answer or (held.stderr.strip().splitlines() or ['no message'])[-1]}", "command")
 
@@ -163,9 +165,11 @@ class RemoteLock:
             self._contact = self.clock()
 
     def _lost_for(self) -> float | None:
-        """Seconds without contact, when the lock can no longer be believed held; else None."""
+        """Seconds without contact, when the lock can no longer be believed held; else None.
+        The holder's ssh client ended (killed, or its connection dropped) loses it at once."""
         silent = self.clock() - self._contact
-        if self._gone or silent > self.grace - self.heartbeat:
+        ended = self._held is not None and not self._held.running()
+        if self._gone or ended or silent > self.grace - self.heartbeat:
             return max(silent, 0.0)
         return None
 

@@ -21,25 +21,29 @@ there.
 from __future__ import annotations
 
 import shlex
+import shutil
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
-from typing import Protocol
+from pathlib import Path
+from typing import IO, Protocol
 
 from surefoot.base.errors import CommandNotFound, LockLost
+from surefoot.hosts.access import Access
+from surefoot.hosts.local import WRITE
 from surefoot.hosts.ssh.args import SshError, command_argv
 from surefoot.hosts.ssh.connection import SshConnection
 from surefoot.hosts.ssh.lock import token_mark
-from surefoot.proc import CancelToken, Captured, ProcessRunner
+from surefoot.proc import CancelToken, Captured, Feed, ProcessRunner
 
-# Run "$@" in folder $1, in its own session; stop it (TERM, then KILL) when our standard
-# input closes. Standard input is saved on fd 3 first: POSIX sh gives a background job
-# /dev/null as its input. With a lock ($2, the holder's info file, and $3, our token as the file
-# writes it): nothing runs unless the file still carries our token, a fence stops the command as
-# soon as it no longer does (the lock expired: another deployment may take it), and either ends
-# with exit 75 and a line saying so.
+# Run "$@" in folder $1 (in / while it does not exist yet: a new server's first commands come
+# before the project's folder is made; compose's are given absolute paths), in its own session;
+# stop it (TERM, then KILL) when our standard input closes. Standard input is saved on fd 3
+# first: POSIX sh gives a background job /dev/null as its input. With a lock ($2, the holder's
+# info file, and $3, our token as the file writes it): nothing runs unless the file still
+# carries our token, a fence stops the command as soon as it no longer does (the lock expired:
+# another deployment may take it), and either ends with exit 75 and a line saying so.
 WATCHDOG = r"""exec 3<&0 0</dev/null
-cd "$1" 2>/dev/null || { echo "surefoot: $1: no such folder on the target" >&2; exit 125; }
+cd "$1" 2>/dev/null || cd /
 lock=$2 mark=$3
 shift 3
 ours() { [ -z "$lock" ] || grep -qF -- "$mark" "$lock" 2>/dev/null; }
@@ -111,14 +115,33 @@ class RemoteProcesses:
     runs there, in the mapped folder, under :data:`WATCHDOG`."""
 
     def __init__(self, conn: SshConnection, cancel: CancelToken, paths: PathMap, folder: str,
-                 before: Callable[[Sequence[str]], None] = lambda argv: None):
+                 before: Callable[[Sequence[str]], None] = lambda argv: None, *, elevate: tuple[str, ...] = (),
+                 fencing: list[Fence | None] | None = None):
         self.conn = conn
         self.cancel = cancel
         self.paths = paths
         self.folder = folder
         self.before = before  # sends the state files a command names
+        self.elevate = elevate  # "sudo -n": the watchdog and its command run as root
         self.local = ProcessRunner(cancel, hold_stdin=True)
-        self.fence: Fence | None = None  # while a deployment holds the lock there
+        none: list[Fence | None] = [None]
+        self._fencing = fencing if fencing is not None else none  # shared with the elevated twin
+
+    @property
+    def fence(self) -> Fence | None:
+        """The lock the commands are checked against, while a deployment holds it there."""
+        return self._fencing[0]
+
+    @fence.setter
+    def fence(self, fence: Fence | None) -> None:
+        self._fencing[0] = fence
+
+    def elevated(self, prefix: tuple[str, ...]) -> RemoteProcesses:
+        """The same processes run as root through ``prefix`` (``sudo -n``), under the same lock."""
+        if not prefix or prefix == self.elevate:
+            return self
+        return RemoteProcesses(self.conn, self.cancel, self.paths, self.folder, self.before, elevate=prefix,
+                               fencing=self._fencing)
 
     def wrap(self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> list[str]:
         fence = self.fence
@@ -131,7 +154,7 @@ class RemoteProcesses:
             words = ["env", *(f"{key}={value}" for key, value in env.items()), *words]
         lock = (fence.path + ".json", token_mark(fence.token)) if fence is not None and fence.token else ("", "")
         return command_argv(self.conn.options(), self.conn.target,
-                            ["sh", "-c", WATCHDOG, "surefoot", where, *lock, *words])
+                            [*self.elevate, "sh", "-c", WATCHDOG, "surefoot", where, *lock, *words])
 
     def _checked(self, returncode: int, argv: Sequence[str]) -> int:
         """ssh's own failure (255) while the shared connection is gone: the connection dropped;
@@ -176,19 +199,21 @@ class RemoteProcesses:
             self.fence.check()
         script = 'log=$1; shift; nohup setsid "$@" >>"$log" 2>&1 </dev/null & echo $!'
         result = self.local.capture(command_argv(self.conn.options(), self.conn.target,
-                                                 ["sh", "-c", script, "surefoot", str(log_path), *argv]))
+                                                 [*self.elevate, "sh", "-c", script, "surefoot", str(log_path),
+                                                  *argv]))
         if result.returncode != 0 or not result.stdout.strip().isdigit():
             raise CommandNotFound(argv[0])
         return int(result.stdout.strip())
 
 
 class SshHost:
-    """The server as a :class:`~surefoot.hosts.Host`: commands and files over the connection."""
+    """The server as a :class:`~surefoot.hosts.Host`: commands and files over the connection.
+    ``prefix`` (``sudo -n``): every command and file operation runs as root (:meth:`as_root`)."""
 
-    def __init__(self, processes: RemoteProcesses):
-        self.processes = processes
+    def __init__(self, processes: RemoteProcesses, prefix: tuple[str, ...] = ()):
+        self.processes = processes.elevated(prefix) if prefix else processes
         self.conn = processes.conn
-        self._root: bool | None = None
+        self.prefix = prefix
         self._forwards: dict[tuple[str, int], int] = {}
 
     def run(self, argv: Sequence[str], *, cwd: Path | None = None, timeout: float | None = 60.0,
@@ -206,34 +231,58 @@ class SshHost:
         return code
 
     def read_text(self, path: str) -> str:
-        result = self.conn.run(["cat", "--", path], timeout=60)
+        result = self.conn.run([*self.prefix, "cat", "--", path], timeout=60)
         if result.returncode != 0:
             raise OSError(f"{self.conn.target.label}: {path}: {result.stderr.strip() or 'cannot be read'}")
         return result.stdout
 
     def exists(self, path: str) -> bool:
-        return self.conn.run(["test", "-e", path], timeout=60).returncode == 0
+        return self.conn.run([*self.prefix, "test", "-e", path], timeout=60).returncode == 0
 
     def write_text(self, path: str, text: str) -> None:
-        folder = str(PurePosixPath(path).parent)
-        result = self.conn.run(["sh", "-c", 'mkdir -p "$1" && cat > "$2"', "surefoot", folder, path],
-                               input=text, timeout=60)
+        self._write(path, text.encode(), 0o644)
+
+    def send_file(self, local: Path, path: str, mode: int = 0o755) -> None:
+        """Streamed from the file (a compose plugin is tens of MB), written beside ``path`` and
+        moved over it: a cut transfer leaves the old file whole."""
+        def feed(stdin: IO[bytes]) -> None:
+            with local.open("rb") as source:
+                shutil.copyfileobj(source, stdin, 1 << 20)
+
+        self._write(path, feed, mode, timeout=600)
+
+    def _write(self, path: str, data: Feed, mode: int, timeout: float = 60) -> None:
+        result = self.conn.run_bytes([*self.prefix, "sh", "-c", WRITE, "sh", path, format(mode, "o")], feed=data,
+                                     timeout=timeout, what=f"writing {path}")
         if result.returncode != 0:
-            raise OSError(f"{self.conn.target.label}: {path}: {result.stderr.strip() or 'cannot be written'}")
+            said = result.stderr.decode(errors="replace").strip()
+            raise OSError(f"{self.conn.target.label}: {path}: {said or 'cannot be written'}")
 
     def remove(self, path: str) -> None:
-        self.conn.run(["rm", "-f", "--", path], timeout=60)
+        self.conn.run([*self.prefix, "rm", "-f", "--", path], timeout=60)
 
     def which(self, name: str) -> bool:
         return self.conn.run(["sh", "-c", 'command -v "$1" >/dev/null', "surefoot", name], timeout=60).returncode == 0
 
+    def access(self) -> Access:
+        return self.conn.access()
+
     def is_root(self) -> bool:
-        if self._root is None:
-            self._root = self.conn.run(["id", "-u"], timeout=60).stdout.strip() == "0"
-        return self._root
+        return self.access().root
+
+    def as_root(self) -> SshHost | None:
+        elevate = self.access().elevate
+        if elevate is None:
+            return None
+        if not elevate or self.prefix:
+            return self
+        return SshHost(self.processes, elevate)
 
     def start_detached(self, argv: Sequence[str], log_path: str) -> int:
         return self.processes.start_detached(argv, Path(log_path))
+
+    def login_works(self) -> str | None:
+        return self.conn.login_works()
 
     def reach(self, host: str, port: int) -> tuple[str, int]:
         """Where this machine reaches ``host:port`` as the server sees it: the server's own
