@@ -1,13 +1,17 @@
-"""Zero-downtime updates, measured: an update of an API behind the example's nginx
-(tests/zdt_stack.py: the API ignores SIGTERM and sleeps 2 s before listening), with a
-client loop through the proxy (about 50 requests a second, at most 2,000, to 127.0.0.1),
-surefoot with and without ``phases.services-start.zero_downtime``, alternating, in one run.
+"""Zero-downtime updates, measured: an update of an API behind a proxy, with a client loop through
+the proxy (about 50 requests a second, at most 2,000, to 127.0.0.1), surefoot with and without
+``phases.services-start.zero_downtime``, alternating, in one run.
 
-    .venv/bin/python bench/zero_downtime.py [--rounds 3]
+    .venv/bin/python bench/zero_downtime.py [--rounds 3] [--proxy plain|nginx]
 
-For each: failed requests, the longest gap between two successful answers, and the
-update's duration (the ``deploy`` command), as medians with ratios against the update in
-place (the baseline: surefoot without the option).
+``plain`` (the default): a proxy of a few lines of Python that resolves the service through
+Docker's DNS on every request and never retries, before an app that exits at once on SIGTERM
+and listens 2 s after it starts (tests/zdt_stack.py: PLAIN_COMPOSE). ``nginx``: the example's
+nginx, which retries a failed upstream, before an API that ignores SIGTERM.
+
+For each: failed requests, the longest gap between two successful answers, and the update's
+duration (the ``deploy`` command), as medians with ratios against the update in place (the
+baseline: surefoot without the option).
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from zdt_stack import (  # noqa: E402
+    APP,
+    PLAIN_COMPOSE,
+    PROXY,
     ZDT_COMPOSE,
     ZDT_CONFIG,
     ZERO_DOWNTIME,
     Traffic,
     ensure_nginx_image,
+    ensure_python_image,
     nginx_conf,
 )
 
@@ -60,14 +68,19 @@ def busybox_image() -> str:
 
 
 class Stack:
-    def __init__(self, folder: Path, zero_downtime: bool):
+    def __init__(self, folder: Path, zero_downtime: bool, proxy: str):
         self.name = f"sfb-zdt-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.path = folder / self.name
         self.path.mkdir()
-        compose = ZDT_COMPOSE.format(image=busybox_image(), nginx=ensure_nginx_image(), port=self.port)
+        if proxy == "plain":
+            compose = PLAIN_COMPOSE.format(python=ensure_python_image(), port=self.port)
+            (self.path / "app.py").write_text(APP)
+            (self.path / "proxy.py").write_text(PROXY)
+        else:
+            compose = ZDT_COMPOSE.format(image=busybox_image(), nginx=ensure_nginx_image(), port=self.port)
+            (self.path / "nginx.conf").write_text(nginx_conf())
         (self.path / "compose.yaml").write_text(compose)
-        (self.path / "nginx.conf").write_text(nginx_conf())
         (self.path / "surefoot.toml").write_text(
             ZDT_CONFIG.format(name=self.name, port=self.port) + (ZERO_DOWNTIME if zero_downtime else ""))
         self.version = 1
@@ -107,11 +120,13 @@ class Stack:
 def main() -> int:
     parser = argparse.ArgumentParser(description="zero-downtime updates: failed requests, gap, duration")
     parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--proxy", choices=("plain", "nginx"), default="plain")
+    arguments = parser.parse_args()
+    rounds, proxy = arguments.rounds, arguments.proxy
     contenders = {"surefoot, update in place": False, "surefoot, zero_downtime": True}
     samples: dict[str, list[tuple[int, float, float]]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="sfb-zdt-") as folder:
-        stacks = {name: Stack(Path(folder), on) for name, on in contenders.items()}
+        stacks = {name: Stack(Path(folder), on, proxy) for name, on in contenders.items()}
         try:
             for _ in range(rounds):
                 for name, stack in stacks.items():  # alternating
@@ -122,7 +137,8 @@ def main() -> int:
             for stack in stacks.values():
                 stack.down()
     base = "surefoot, update in place"
-    print(f"\nmedians of {rounds} updates each (client: ~50 requests/s through nginx)")
+    through = "a proxy that never retries" if proxy == "plain" else "nginx"
+    print(f"\nmedians of {rounds} updates each (client: ~50 requests/s through {through})")
     print(f"  {'contender':<28} {'failed':>8} {'longest gap':>14} {'update':>16}")
     medians = {name: tuple(statistics.median(s[i] for s in values) for i in range(3))
                for name, values in samples.items()}

@@ -204,8 +204,17 @@ class FakeEngine:
     def config_hash(self, service: str) -> str:
         return self.script.config_hashes.get(service, "hash-" + service)
 
-    def start_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
-        return self._run("start_beside", on_line, service=service, total=total)
+    def create_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
+        return self._run("create_beside", on_line, service=service, total=total)
+
+    def start_containers(self, containers: Sequence[str]) -> None:
+        self.calls.append(("start_containers", {"containers": tuple(containers)}))
+
+    def connect(self, container: str, network: str, aliases: Sequence[str] = ()) -> None:
+        self.calls.append(("connect", {"container": container, "network": network, "aliases": tuple(aliases)}))
+
+    def disconnect(self, container: str, network: str) -> None:
+        self.calls.append(("disconnect", {"container": container, "network": network}))
 
     def stop_containers(self, containers: Sequence[str], timeout: float) -> None:
         self.calls.append(("stop_containers", {"containers": tuple(containers), "timeout": timeout}))

@@ -335,13 +335,13 @@ def test_services_start_zero_downtime_leaves_the_old_container_when_the_new_one_
     from surefoot.base.errors import StackUntouched
 
     docker = FakeEngine(Script(services={"api": {"image": "api:1"}}, containers=[running("api")],
-                               codes={"start_beside": 1}))
+                               codes={"create_beside": 1}))
     ctx, seen = phase_context(tmp_path, docker, ZDT, name="services-start")
     with pytest.raises(StackUntouched, match="the old one keeps serving"):
         services.start(ctx)
-    assert docker.args("start_beside") == [{"service": "api", "total": 2}]
+    assert docker.args("create_beside") == [{"service": "api", "total": 2}]
     assert "stop_containers" not in docker.ops() and "up" not in docker.ops()
-    assert "api: starting the new version beside shop-api-1" in seen.lines
+    assert "api: starting the new version beside shop-api-1, out of rotation" in seen.lines
 
 
 def test_services_start_zero_downtime_skips_a_service_already_up_to_date(tmp_path: Path) -> None:
@@ -358,5 +358,5 @@ def test_services_start_zero_downtime_skips_a_service_already_up_to_date(tmp_pat
     docker.containers = labelled  # type: ignore[method-assign,assignment]
     ctx, seen = phase_context(tmp_path, docker, ZDT, name="services-start")
     services.start(ctx)
-    assert "start_beside" not in docker.ops() and "up" in docker.ops()
+    assert "create_beside" not in docker.ops() and "up" in docker.ops()
     assert "api: up to date" in seen.lines

@@ -532,3 +532,67 @@ def test_images_go_through_a_registry_the_user_names(remote: RemoteProject, regi
     assert "docker push" not in again.stdout and "already on" in again.stdout
     subprocess.run(["sh", "-c", f"docker images -q '{host}/sft/{remote.name}-*' | xargs -r docker rmi -f"],
                    capture_output=True)
+
+
+# A bounded client loop run inside the server (the proxy's port is on the server's loopback):
+# about 50 requests a second, at most 2,000, until the stop file appears; prints "ok failed"
+# and each version that answered, in order.
+CLIENT_LOOP = """import os, sys, time, urllib.request
+url, stop = sys.argv[1], sys.argv[2]
+ok = failed = 0
+seen = []
+end = time.monotonic() + 60
+while ok + failed < 2000 and time.monotonic() < end and not os.path.exists(stop):
+    began = time.monotonic()
+    try:
+        body = urllib.request.urlopen(url, timeout=10).read().decode().strip()
+        ok += 1
+        version = body.split(" from ")[0]
+        if version not in seen:
+            seen.append(version)
+    except Exception:
+        failed += 1
+    time.sleep(max(0.0, 0.02 - (time.monotonic() - began)))
+print(ok, failed, "|".join(seen), "stopped" if os.path.exists(stop) else "ran out", sep="\\t")
+"""
+
+
+def test_a_zero_downtime_update_on_a_server_loses_no_request(server: Server, tmp_path: Path) -> None:
+    """Issue 26 on a server over SSH: the switch (and its steering) runs there; a proxy without
+    retries that resolves the service on every request sees no failure."""
+    from zdt_stack import APP, PLAIN_COMPOSE, PROXY, ZDT_CONFIG, ZERO_DOWNTIME, ensure_python_image
+
+    server.load_image(ensure_python_image())
+    name = f"sft-rz-{uuid.uuid4().hex[:8]}"
+    project = RemoteProject(tmp_path / name, name, free_port())
+    project.server = server
+    project.path.mkdir(parents=True)
+    project.write("compose.yaml", PLAIN_COMPOSE.format(python="surefoot-test/python:1", port=project.port))
+    project.write(".env", "VERSION=1\n")
+    project.write("app.py", APP)
+    project.write("proxy.py", PROXY)
+    project.write("surefoot.toml", ZDT_CONFIG.format(name=name, port=project.port) + ZERO_DOWNTIME
+                  + f'\n[targets.web1]\nhost = "{server.alias}"\nssh_config = "{server.ssh_config}"\n')
+    stop = f"/tmp/{name}.stop"
+    try:
+        first = project.run("deploy", timeout=600)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+        project.write(".env", "VERSION=2\n")
+        loop = subprocess.Popen(server.ssh_argv("python3", "-c", CLIENT_LOOP, f"http://127.0.0.1:{project.port}/",
+                                                stop), stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            update = project.run("deploy", timeout=600)
+            time.sleep(1)
+        finally:
+            server.ssh("touch", stop, check=False)
+            counted, _ = loop.communicate(timeout=120)
+        assert update.returncode == 0, update.stdout[-3000:] + update.stderr
+        assert "new connections to" in update.stdout  # steered there, on the server
+        ok, failed, versions, how = counted.strip().split("\t")
+        assert how == "stopped", "the client loop ended before the deployment: the test proves nothing"
+        assert int(failed) == 0 and int(ok) > 50, counted
+        assert versions.split("|")[-1] == "version 2", counted
+    finally:
+        server.ssh("rm", "-f", stop, check=False)
+        project.remote_teardown()

@@ -126,3 +126,102 @@ class Traffic:
                 if len(self.errors) < 5:
                     self.errors.append(str(exc))
             self._stop.wait(max(0.0, self.period - (time.monotonic() - began)))
+
+
+# -- a proxy that resolves the service on every request and never retries ----------------------
+PYTHON_IMAGE = "surefoot-test/python:1"
+PYTHON_DOCKERFILE = """FROM debian:bookworm-slim
+RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 \\
+ && rm -rf /var/lib/apt/lists/*
+"""
+
+# The app says which container answered; it listens 2 s after it starts, and exits at once on
+# SIGTERM (as most do): so a container reached before its gate, or after its stop began, fails
+# requests. VERSION=bad answers requests but its /health fails: a release that never turns
+# healthy, which must never get one. GET /slow?s=N answers after N seconds.
+APP = """import http.server, os, signal, socket, sys, time
+VERSION = os.environ["VERSION"]
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+time.sleep(2)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        if self.path.startswith("/slow?s="):
+            time.sleep(float(self.path.split("=", 1)[1]))
+        code = 500 if self.path == "/health" and VERSION == "bad" else 200
+        body = f"version {VERSION} from {socket.gethostname()}\\n".encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("", 8000), Handler).serve_forever()
+"""
+
+# Resolves "api" through Docker's DNS for every request (no cache), picks one address, never
+# retries: a failed connection is a 502 for the client.
+PROXY = """import http.client, http.server, random, socket
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        try:
+            address = random.choice(socket.getaddrinfo("api", 8000, type=socket.SOCK_STREAM))[4][0]
+            upstream = http.client.HTTPConnection(address, 8000, timeout=30)
+            upstream.request("GET", self.path)
+            answer = upstream.getresponse()
+            status, body = answer.status, answer.read()
+        except Exception as exc:
+            status, body = 502, f"proxy: {type(exc).__name__}: {exc}\\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("", 80), Handler).serve_forever()
+"""
+
+PLAIN_COMPOSE = """
+services:
+  api:
+    image: {python}
+    environment:
+      VERSION: ${{VERSION:?set VERSION}}
+    volumes: ["./app.py:/app.py:ro"]
+    command: ["python3", "-u", "/app.py"]
+    stop_grace_period: 2s
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+      interval: 1s
+      timeout: 3s
+      retries: 3
+  proxy:
+    image: {python}
+    volumes: ["./proxy.py:/proxy.py:ro"]
+    command: ["python3", "-u", "/proxy.py"]
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:{port}:80"]
+"""
+
+
+def ensure_python_image() -> str:
+    """Debian's python3 in an image, built once per machine."""
+    if subprocess.run(["docker", "image", "inspect", PYTHON_IMAGE], capture_output=True).returncode != 0:
+        subprocess.run(["docker", "build", "-q", "-t", PYTHON_IMAGE, "-"], input=PYTHON_DOCKERFILE.encode(),
+                       check=True, capture_output=True, timeout=900)
+    return PYTHON_IMAGE
+
+
+def plain_files(port: int, version: str = "1") -> dict[str, str]:
+    """The files of the plain-proxy stack (compose.yaml, .env, app.py, proxy.py)."""
+    return {"compose.yaml": PLAIN_COMPOSE.format(python=PYTHON_IMAGE, port=port), ".env": f"VERSION={version}\n",
+            "app.py": APP, "proxy.py": PROXY}

@@ -9,6 +9,7 @@ from surefoot.config.probes import ProbeSettings
 from surefoot.deploy.api import PhaseContext, PhaseResult, done, up_here
 from surefoot.deploy.gates import build_probe, run_probes
 from surefoot.deploy.gates.watch import ContainerWatch
+from surefoot.deploy.phases.rollout import roll_out
 from surefoot.deploy.releases import ReleaseKeeper
 from surefoot.store import Release
 
@@ -20,6 +21,7 @@ def restore(ctx: PhaseContext, release: Release, keeper: ReleaseKeeper, notes: t
                           f"({', '.join(missing)})")
     restored = keeper.restore(release, ctx.out)
     engine = ctx.engine.with_files(restored.project)
+    roll_out(ctx, engine=engine, model=engine.model())  # the zero_downtime services switch, as in a deploy
     code = up_here(ctx, ctx.out, engine=engine, no_build=True, pull_never=True, remove_orphans=True)
     force = [service for service in restored.force if ctx.facts.runs(service)]
     if code == 0 and force:  # their secret or config files differ: compose cannot tell

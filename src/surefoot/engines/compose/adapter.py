@@ -151,9 +151,10 @@ class ComposeEngine:
 
     def config_hash(self, service: str) -> str:
         """The config hash compose gives the service's containers now (a container labelled
-        with another ``com.docker.compose.config-hash`` is out of date)."""
+        with another ``com.docker.compose.config-hash`` is out of date). Asked where compose
+        runs: the hash covers the bind mounts' absolute paths, which differ on a server."""
         what = f"docker compose config --hash {service}"
-        found = parse_config_hash(self.check(argv.config_hash_argv(self.project, service), what, read=True), service)
+        found = parse_config_hash(self.check(argv.config_hash_argv(self.project, service), what), service)
         if found is None:
             raise PhaseFailed(f"{what} printed no hash")
         return found
@@ -201,9 +202,20 @@ class ComposeEngine:
                             pull_never=pull_never, no_deps=no_deps, force_recreate=force_recreate)
         return self.stream(args, on_line, timeout=timeout)
 
-    def start_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
-        """Create the service's missing containers beside the running ones (``total`` in all)."""
-        return self.stream(argv.start_beside_argv(self.project, service, total), on_line)
+    def create_beside(self, service: str, total: int, on_line: Callable[[str], None]) -> int:
+        """Create (not start) the service's missing containers beside the running ones (``total``
+        in all)."""
+        return self.stream(argv.create_beside_argv(self.project, service, total), on_line)
+
+    def start_containers(self, containers: Sequence[str]) -> None:
+        if containers:
+            self.check(argv.start_argv(self.project, containers), "docker start", timeout=120)
+
+    def connect(self, container: str, network: str, aliases: Sequence[str] = ()) -> None:
+        self.check(argv.network_connect_argv(self.project, network, container, aliases), "docker network connect")
+
+    def disconnect(self, container: str, network: str) -> None:
+        self.check(argv.network_disconnect_argv(self.project, network, container), "docker network disconnect")
 
     def stop_containers(self, containers: Sequence[str], timeout: float) -> None:
         """Stop containers side by side: their stop signal, then SIGKILL after ``timeout`` seconds."""

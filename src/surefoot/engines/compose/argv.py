@@ -159,10 +159,26 @@ def config_hash_argv(project: ComposeProject, service: str) -> list[str]:
     return compose_args(project, "config", "--hash", service)
 
 
-def start_beside_argv(project: ComposeProject, service: str, total: int) -> list[str]:
-    """Create the service's missing containers beside the running ones, which stay as they are."""
-    return compose_args(project, "up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={total}",
-                        service)
+def create_beside_argv(project: ComposeProject, service: str, total: int) -> list[str]:
+    """Create (not start) the service's missing containers beside the running ones, which stay
+    as they are."""
+    return compose_args(project, "up", "--no-start", "--no-deps", "--no-recreate", "--scale",
+                        f"{service}={total}", service)
+
+
+def start_argv(project: ComposeProject, containers: Sequence[str]) -> list[str]:
+    return [*project.docker, "start", *containers]
+
+
+def network_disconnect_argv(project: ComposeProject, network: str, container: str) -> list[str]:
+    return [*project.docker, "network", "disconnect", network, container]
+
+
+def network_connect_argv(project: ComposeProject, network: str, container: str,
+                         aliases: Sequence[str] = ()) -> list[str]:
+    """Connect ``container`` to ``network`` under ``aliases`` (none: reached by its name only)."""
+    return [*project.docker, "network", "connect", *(word for alias in aliases for word in ("--alias", alias)),
+            network, container]
 
 
 def stop_argv(project: ComposeProject, containers: Sequence[str], timeout: float) -> list[str]:
