@@ -20,7 +20,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
     say "installing $*"
     # An apt run cut short leaves dpkg half done: finish it first.
-    if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then as_root dpkg --configure -a; fi
+    if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then as_root dpkg --configure -a || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -f; fi
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }

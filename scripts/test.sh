@@ -28,7 +28,7 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing what only the tests need: ${missing[*]}"
-    if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then as_root dpkg --configure -a; fi
+    if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; then as_root dpkg --configure -a || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -f; fi
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

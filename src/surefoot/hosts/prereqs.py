@@ -120,8 +120,10 @@ def compose_step(machine: Machine, settings: PrerequisitesSettings) -> Step:
 def plan_steps(machine: Machine, settings: PrerequisitesSettings) -> list[Step]:
     steps = []
     if machine.dpkg_interrupted:
+        # dpkg finishes what it unpacked; one unpacked before its dependency was cannot be
+        # configured: apt then fetches what is missing (-f), from the lists the cut run had.
         steps.append(Step("dpkg-repair", "finish the package installs an interrupted apt run left half done",
-                          False, (("dpkg", "--configure", "-a"),), apt=True))
+                          False, (("sh", "-c", "dpkg --configure -a || apt-get install -y -f"),), apt=True))
     steps += [
         Step("docker-engine", "Docker Engine (the distribution's docker.io package)", machine.has_dockerd,
              ((*APT_INSTALL, "docker.io"),), apt=True),
