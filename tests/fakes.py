@@ -171,8 +171,20 @@ class FakeEngine:
         return ComposeModel(self.project.project_name, dict(self.script.services), digest="fake",
                             data={"services": self.script.services})
 
-    def raw_model(self) -> dict[str, Any]:
+    def raw_model(self, *, user: bool = False) -> dict[str, Any]:
         return {"services": self.script.services}
+
+    def user_model(self) -> ComposeModel:
+        return self.model()
+
+    def start_edge(self, name: str, image: str, config: str, labels: Mapping[str, str]) -> None:
+        self.calls.append(("start_edge", {"name": name, "image": image, "config": config}))
+
+    def reload_edge(self, name: str, config: str) -> None:
+        self.calls.append(("reload_edge", {"name": name, "config": config}))
+
+    def edge_processes(self, name: str) -> list[tuple[int, int]]:
+        return []
 
     def image_ids(self, images: Sequence[str]) -> dict[str, str | None]:
         return {image: self.script.images.get(normalize_image(image), self.script.unknown_image) for image in images}

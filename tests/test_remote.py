@@ -596,3 +596,50 @@ def test_a_zero_downtime_update_on_a_server_loses_no_request(server: Server, tmp
     finally:
         server.ssh("rm", "-f", stop, check=False)
         project.remote_teardown()
+
+
+def test_the_edge_holds_the_ports_on_a_server_and_an_update_loses_no_request(server: Server, tmp_path: Path) -> None:
+    """Issue 27 on a server over SSH: the edge runs there, holds the published ports, and an
+    update of the services behind it loses nothing (the client loop runs inside the server)."""
+    from zdt_stack import APP, ECHO, EDGE_COMPOSE, EDGE_CONFIG, ensure_haproxy_image, ensure_python_image
+
+    server.load_image(ensure_python_image())
+    server.load_image(ensure_haproxy_image())
+    name = f"sft-re-{uuid.uuid4().hex[:8]}"
+    project = RemoteProject(tmp_path / name, name, free_port())
+    project.server = server
+    project.path.mkdir(parents=True)
+    project.write("compose.yaml", EDGE_COMPOSE.format(python="surefoot-test/python:1", port=project.port,
+                                                      echo_port=free_port()))
+    project.write(".env", "VERSION=1\n")
+    project.write("app.py", APP)
+    project.write("echo.py", ECHO)
+    project.write("surefoot.toml", EDGE_CONFIG.format(name=name, port=project.port, drain="2s",
+                                                      haproxy="surefoot-test/haproxy:1")
+                  + f'\n[targets.web1]\nhost = "{server.alias}"\nssh_config = "{server.ssh_config}"\n')
+    stop = f"/tmp/{name}.stop"
+    try:
+        first = project.run("deploy", timeout=600)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+        assert project.status()["edge"]["ports"][0].endswith("->api:8000")
+        assert project.on_server("docker", "ps", "--filter", f"name={name}-edge", "-q").stdout.strip()
+        project.write(".env", "VERSION=2\n")
+        loop = subprocess.Popen(server.ssh_argv("python3", "-c", CLIENT_LOOP, f"http://127.0.0.1:{project.port}/",
+                                                stop), stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            update = project.run("deploy", timeout=600)
+            time.sleep(1)
+        finally:
+            server.ssh("touch", stop, check=False)
+            counted, _ = loop.communicate(timeout=120)
+        assert update.returncode == 0, update.stdout[-3000:] + update.stderr
+        assert "api: the edge sends new connections to" in update.stdout
+        ok, failed, versions, how = counted.strip().split("\t")
+        assert how == "stopped", "the client loop ended before the deployment: the test proves nothing"
+        assert int(failed) == 0 and int(ok) > 50, counted
+        assert versions.split("|")[-1] == "version 2", counted
+    finally:
+        server.ssh("rm", "-f", stop, check=False)
+        server.ssh("docker", "rm", "-f", f"{name}-edge", check=False)
+        project.remote_teardown()

@@ -79,8 +79,8 @@ class Traffic:
     """GET http://127.0.0.1:PORT/ about ``rate`` times a second, at most ``limit`` requests,
     in a thread, one at a time; counts the failures and the longest gap between answers."""
 
-    def __init__(self, port: int, *, limit: int = 2000, rate: float = 50.0, timeout: float = 10.0):
-        self.url = f"http://127.0.0.1:{port}/"
+    def __init__(self, port: int, *, limit: int = 2000, rate: float = 50.0, timeout: float = 10.0, path: str = "/"):
+        self.url = f"http://127.0.0.1:{port}{path}"
         self.limit, self.period, self.timeout = limit, 1.0 / rate, timeout
         self.ok = 0
         self.failed = 0
@@ -225,3 +225,71 @@ def plain_files(port: int, version: str = "1") -> dict[str, str]:
     """The files of the plain-proxy stack (compose.yaml, .env, app.py, proxy.py)."""
     return {"compose.yaml": PLAIN_COMPOSE.format(python=PYTHON_IMAGE, port=port), ".env": f"VERSION={version}\n",
             "app.py": APP, "proxy.py": PROXY}
+
+
+# -- the edge (issue 27) ---------------------------------------------------------------------
+HAPROXY_IMAGE = "surefoot-test/haproxy:1"
+HAPROXY_DOCKERFILE = """FROM debian:bookworm-slim
+RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy \\
+ && rm -rf /var/lib/apt/lists/*
+"""
+
+
+def ensure_haproxy_image() -> str:
+    """Debian's HAProxy (2.6) in an image, built once per machine: the edge's stand-in for the
+    official image, which no registry here serves."""
+    if subprocess.run(["docker", "image", "inspect", HAPROXY_IMAGE], capture_output=True).returncode != 0:
+        subprocess.run(["docker", "build", "-q", "-t", HAPROXY_IMAGE, "-"], input=HAPROXY_DOCKERFILE.encode(),
+                       check=True, capture_output=True, timeout=900)
+    return HAPROXY_IMAGE
+
+
+# A line-echo server (plain TCP): each line comes back prefixed with the version.
+ECHO = """import os, signal, socketserver, time
+VERSION = os.environ["VERSION"]
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+time.sleep(1)
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(f"{VERSION} {line.decode().strip()}\\n".encode())
+            self.wfile.flush()
+
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(("", 7000), Handler).serve_forever()
+"""
+
+# Services that publish their ports, listed in zero_downtime: the edge holds the ports.
+EDGE_COMPOSE = """
+services:
+  api:
+    image: {python}
+    environment:
+      VERSION: ${{VERSION:?set VERSION}}
+    volumes: ["./app.py:/app.py:ro"]
+    command: ["python3", "-u", "/app.py"]
+    stop_grace_period: 2s
+    ports: ["127.0.0.1:{port}:8000"]
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+      interval: 1s
+      timeout: 3s
+      retries: 3
+  echo:
+    image: {python}
+    environment:
+      VERSION: ${{VERSION:?set VERSION}}
+    volumes: ["./echo.py:/echo.py:ro"]
+    command: ["python3", "-u", "/echo.py"]
+    stop_grace_period: 2s
+    ports: ["127.0.0.1:{echo_port}:7000"]
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import socket; s = socket.create_connection(('127.0.0.1', 7000), 2); s.sendall(b'ping' + bytes([10])); assert s.recv(64)"]
+      interval: 1s
+      timeout: 3s
+      retries: 3
+"""
+
+EDGE_CONFIG = ZDT_CONFIG + 'zero_downtime = ["api", "echo"]\ndrain = "{drain}"\n\n[edge]\nimage = "{haproxy}"\n'

@@ -199,6 +199,12 @@ class NotificationSettings(Strict):
     timeout: Duration = 5.0
 
 
+class EdgeSection(Strict):
+    """The proxy surefoot runs in front of the zero_downtime services that publish ports."""
+
+    image: str = "haproxy:2.8"  # HAProxy (any image with it on the PATH and a POSIX sh)
+
+
 class RollbackSection(Strict):
     automatic: bool = True  # restore the previous release when services-start or health-wait fails
     keep_releases: Positive = 5  # releases whose images cleanup keeps
@@ -234,6 +240,7 @@ class ConfigFile(Strict):
     hooks: dict[str, HookSettings] = {}
     targets: dict[str, TargetSettings] = {}
     rollout: RolloutSection = RolloutSection()
+    edge: EdgeSection = EdgeSection()
 
     @model_validator(mode="after")
     def _check_hooks(self) -> ConfigFile:
@@ -262,6 +269,7 @@ class Settings:
     env_files: tuple[Path, ...] = ()  # every env file, in order (env_file is the last); () when none
     targets: dict[str, TargetSettings] = field(default_factory=dict)  # [targets.NAME]
     rollout: RolloutSection = field(default_factory=RolloutSection)  # several targets
+    edge: EdgeSection = field(default_factory=EdgeSection)
 
     @property
     def compose_env_files(self) -> tuple[Path, ...]:
@@ -367,4 +375,5 @@ def load_settings(project_dir: Path, config_path: Path | None = None) -> Setting
         env_files=tuple(file.resolve() for file in env_files),
         targets=parsed.targets,
         rollout=parsed.rollout,
+        edge=parsed.edge,
     )

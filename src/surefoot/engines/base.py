@@ -64,8 +64,9 @@ class Engine(Protocol):
     # -- the compose model --------------------------------------------------------------------
     def model(self) -> ComposeModel: ...
 
-    def raw_model(self) -> dict[str, Any]:
-        """The model with ``${VAR}`` left as written (what a release keeps)."""
+    def raw_model(self, *, user: bool = False) -> dict[str, Any]:
+        """The model with ``${VAR}`` left as written (what a release keeps); ``user``: of the
+        user's compose files alone (without surefoot's override)."""
         ...
 
     def config_hash(self, service: str) -> str: ...
@@ -103,6 +104,21 @@ class Engine(Protocol):
         ...
 
     def disconnect(self, container: str, network: str) -> None: ...
+
+    def user_model(self) -> ComposeModel:
+        """The model as the user's own compose files make it: without surefoot's override (the
+        ports the edge holds are still on their services here)."""
+        ...
+
+    def start_edge(self, name: str, image: str, config: str, labels: Mapping[str, str]) -> None: ...
+
+    def reload_edge(self, name: str, config: str) -> None:
+        """Replace the edge's configuration and reload it (a bad one fails, changing nothing)."""
+        ...
+
+    def edge_processes(self, name: str) -> list[tuple[int, int]]:
+        """``(pid, start)`` of the edge's HAProxy processes (none: it is not running)."""
+        ...
 
     def stop_containers(self, containers: Sequence[str], timeout: float) -> None: ...
 

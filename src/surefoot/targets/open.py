@@ -25,6 +25,7 @@ from surefoot.engines.api import DockerApi
 from surefoot.engines.base import Engine, ServerLink, engine_class
 from surefoot.engines.compose.adapter import Answers, ComposeEngine
 from surefoot.engines.compose.argv import ComposeProject
+from surefoot.engines.compose.edge import EDGE_FOLDER, OVERRIDE_FILE, override_text
 from surefoot.engines.compose.model import ComposeModel
 from surefoot.hosts.base import Host
 from surefoot.hosts.local import LocalHost
@@ -36,11 +37,34 @@ from surefoot.store.lock import ProjectLock
 from surefoot.targets.choose import RELEASE_RECORD, TargetChoice
 
 
-def compose_project(settings: Settings) -> ComposeProject:
-    """The project as compose is handed it: its name, folder, compose and env files."""
+def compose_project(settings: Settings, state_dir: Path | None = None) -> ComposeProject:
+    """The project as compose is handed it: its name, folder, compose and env files, and, with
+    zero_downtime services, surefoot's override (the edge holds their ports: see engines/compose/edge.py)."""
+    override = edge_override(state_dir) if state_dir is not None and settings.phases.services_start.zero_downtime \
+        else None
     return ComposeProject(project_name=settings.project_name, project_dir=settings.project_dir,
                           compose_files=settings.compose_files, env_file=settings.env_file,
-                          earlier_env_files=settings.earlier_env_files)
+                          earlier_env_files=settings.earlier_env_files, override=override)
+
+
+def edge_override(state_dir: Path) -> Path:
+    return state_dir / EDGE_FOLDER / OVERRIDE_FILE
+
+
+def write_override(settings: Settings, engine: Engine, path: Path) -> None:
+    """The override that takes the ports off the listed services that publish any (read from
+    the user's files as written: their values may come from an env file not written yet). An
+    unreadable compose file leaves it empty: preflight then says what is wrong."""
+    listed = settings.phases.services_start.zero_downtime
+    try:
+        services = dict(engine.raw_model(user=True).get("services") or {})
+    except SurefootError:
+        services = {}
+    with_ports = [name for name in listed if (services.get(name) or {}).get("ports")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = override_text(with_ports) if with_ports else "# written by surefoot: no service publishes through the edge\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 class Target(Protocol):
@@ -96,7 +120,9 @@ class LocalTarget:
         self.state_dir = state_dir
         self.cancel = cancel
         processes = ProcessRunner(cancel)
-        self.engine = engine or ComposeEngine.here(compose_project(settings), processes, ahead=ahead)
+        self.engine = engine or ComposeEngine.here(compose_project(settings, state_dir), processes, ahead=ahead)
+        if engine is None and settings.phases.services_start.zero_downtime:
+            write_override(settings, self.engine, edge_override(state_dir))
         self.host = host or LocalHost(processes)
         self.control = self.host
 
@@ -162,7 +188,9 @@ class ServerTarget:
         link = ServerLink(self.conn, self.processes.elevated(docker_prefix), ProcessRunner(cancel), api,
                           f"target {choice.name}",
                           choice.build, choice.registry, choice.nodes)
-        self.engine = engine_class(choice.engine).on_server(compose_project(settings), link)
+        self.engine = engine_class(choice.engine).on_server(compose_project(settings, state_dir), link)
+        if settings.phases.services_start.zero_downtime:
+            write_override(settings, self.engine, edge_override(state_dir))
 
     def lock(self) -> AbstractContextManager[None]:
         """The lock here (the state folder) and on the server; nothing more when

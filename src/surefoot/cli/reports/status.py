@@ -143,6 +143,10 @@ def render_status(status: dict[str, Any]) -> str:
     if status["lock"]:
         lock = status["lock"]
         lines.append(f"locked by pid {lock['pid']} on {lock['host']} since {_clock(lock['since'])} UTC")
+    edge = status.get("edge")
+    if edge:
+        backends = ", ".join(f"{service}: {len(ids)} container(s)" for service, ids in edge["backends"].items())
+        lines.append(f"edge ({edge['image']}): {', '.join(edge['ports']) or 'no port'}; {backends or 'no backend'}")
     lines.append("")
     width = max(len(phase["name"]) for phase in status["phases"])
     next_phase = status["resume_at"]
@@ -181,6 +185,9 @@ def target_status(choice: TargetChoice, state_base: Path, project: str, optional
     data = data if data is not None else collect_status(choice.state_dir(state_base), project, optional)
     data["name"], data["host"] = choice.name, choice.host
     data["target"] = choice.describe()
+    edge = edge_record(choice.state_dir(state_base))
+    if edge is not None:
+        data["edge"] = edge
     if not choice.local:
         from surefoot.targets.choose import server_view
 
@@ -196,6 +203,22 @@ def target_status(choice: TargetChoice, state_base: Path, project: str, optional
             if "services" in view:
                 data["services"] = view["services"]
     return data
+
+
+def edge_record(state_dir: Path) -> dict[str, Any] | None:
+    """What the edge holds and forwards to (engines/compose/edge.py writes it): ``image``,
+    ``ports`` (``HOST:PORT->SERVICE:PORT``), ``backends`` (container ids per service)."""
+    import json
+
+    try:
+        data = json.loads((state_dir / "edge" / "edge.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {"image": str(data.get("image", "")), "ports": [str(p) for p in data.get("ports") or []],
+            "backends": {str(k): [str(i) for i in v] for k, v in (data.get("backends") or {}).items()
+                         if isinstance(v, list)}}
 
 
 def rollout_record(state_base: Path) -> dict[str, Any] | None:

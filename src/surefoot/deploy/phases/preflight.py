@@ -16,6 +16,7 @@ from surefoot.deploy.api import DockerReport, PhaseContext, PhaseResult, done
 from surefoot.deploy.phases.build_checks import build_checks
 from surefoot.deploy.phases.rollout import check_zero_downtime
 from surefoot.engines.compose.argv import env_values
+from surefoot.engines.compose.edge import edge_held_ports, edge_services, frontends
 from surefoot.engines.compose.model import ComposeModel
 from surefoot.hosts import checks
 from surefoot.hosts.checks import CheckResult, registry_host
@@ -269,9 +270,12 @@ def project_checks(ctx: PhaseContext, record: Callable[[CheckResult], None]) -> 
                 f"{where}: {key}: no service {service!r} in the compose files "
                 f"(services: {', '.join(model.services)})"
             )
-    check_zero_downtime(ctx.settings, model)
-    ports = model.published_ports()
-    ours = ctx.engine.published_ports()
+    listed = ctx.settings.phases.services_start.zero_downtime
+    user = ctx.engine.user_model() if listed else model
+    check_zero_downtime(ctx.settings, model, user)
+    held = edge_services(user, listed)  # the edge holds these ports: free, or ours already
+    ports = sorted({*model.published_ports(), *((f.host_ip, f.host_port) for f in frontends(user, held))})
+    ours = ctx.engine.published_ports() | edge_held_ports(ctx.state_dir)
     others = [(host, port) for host, port in ports if port not in ours]  # ours are busy by design
     record(checks.judge_ports(ports, checks.busy_ports(ctx.host, others, ctx.clock, ctx.cancel.sleep), ours))
     missing = [image for image, found in ctx.engine.image_ids(model.pulled_images()).items() if not found]

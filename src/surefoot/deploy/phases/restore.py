@@ -9,7 +9,7 @@ from surefoot.config.probes import ProbeSettings
 from surefoot.deploy.api import PhaseContext, PhaseResult, done, up_here
 from surefoot.deploy.gates import build_probe, run_probes
 from surefoot.deploy.gates.watch import ContainerWatch
-from surefoot.deploy.phases.rollout import roll_out
+from surefoot.deploy.phases.rollout import roll_out, settle_edge
 from surefoot.deploy.releases import ReleaseKeeper
 from surefoot.store import Release
 
@@ -28,6 +28,7 @@ def restore(ctx: PhaseContext, release: Release, keeper: ReleaseKeeper, notes: t
         code = engine.up(force, on_line=ctx.out, no_build=True, pull_never=True, no_deps=True, force_recreate=True)
     if code != 0:
         raise PhaseFailed(f"docker compose up of release {release.id} failed (exit {code})")
+    settle_edge(ctx, engine)
     gate_release(ctx, release)
     for note in notes:
         ctx.warn(note)

@@ -28,6 +28,7 @@ and steering rules a cut run left are removed.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ from surefoot.config.settings import Settings
 from surefoot.deploy.api import PhaseContext
 from surefoot.deploy.gates import build_probe, run_probes
 from surefoot.deploy.gates.watch import ContainerWatch, DockerEvents
+from surefoot.deploy.phases.edging import EdgeKeeper
 from surefoot.engines.base import Engine
+from surefoot.engines.compose.edge import unsupported_ports
 from surefoot.engines.compose.model import ComposeModel
 from surefoot.hosts.steering import Steering
 
@@ -47,23 +50,16 @@ HASH_LABEL = "com.docker.compose.config-hash"
 IMAGE_LABEL = "com.docker.compose.image"
 
 
-def check_zero_downtime(settings: Settings, model: ComposeModel) -> None:
-    """Refuse, before any change, a listed service that is unknown, publishes a host port, has a
-    ``container_name`` or shares another's network: two containers of it cannot run side by
-    side (exit 2)."""
+def check_zero_downtime(settings: Settings, model: ComposeModel, user: ComposeModel | None = None) -> None:
+    """Refuse, before any change, a listed service that is unknown, has a ``container_name`` or
+    shares another's network stack: two containers of it cannot run side by side; and ports the
+    edge cannot hold (``user``: the user's model, its ports still there): UDP, ranges (exit 2)."""
     where = settings.config_path or Path(settings.project_dir) / "surefoot.toml"
     for service in settings.phases.services_start.zero_downtime:
         spec = model.services.get(service)
         if spec is None:
             raise ConfigError(f"{where}: {KEY}: no service {service!r} in the compose files "
                               f"(services: {', '.join(model.services)})")
-        published = [str(p.get("published")) for p in spec.get("ports") or []
-                     if isinstance(p, dict) and p.get("published")]
-        if published:
-            raise ConfigError(
-                f"{where}: {KEY}: {service} publishes host port {published[0]}, which its old and new "
-                f"containers cannot both hold; publish the port on a proxy in front of {service} "
-                f"(and remove {service}'s ports:), or take {service} out of zero_downtime")
         if spec.get("container_name"):
             raise ConfigError(
                 f"{where}: {KEY}: {service} has container_name {spec['container_name']!r}, which its old "
@@ -74,18 +70,27 @@ def check_zero_downtime(settings: Settings, model: ComposeModel) -> None:
                 f"{where}: {KEY}: {service} has network_mode {spec['network_mode']!r}: its old and new "
                 f"containers would share one network stack; remove network_mode, or take {service} out "
                 "of zero_downtime")
+    problems = unsupported_ports(user, settings.phases.services_start.zero_downtime) if user is not None else []
+    if problems:
+        raise ConfigError(f"{where}: {KEY}: the edge that holds the listed services' ports cannot hold "
+                          f"{'; '.join(problems)}; take the service out of zero_downtime")
 
 
-def roll_out(ctx: PhaseContext, *, engine: Engine | None = None, model: ComposeModel | None = None) -> None:
-    """Switch each listed service start-first, one after another, each gated. ``engine`` and
-    ``model``: a release being restored (a rollback), else the deployment's."""
+def roll_out(ctx: PhaseContext, *, engine: Engine | None = None, model: ComposeModel | None = None) -> float | None:
+    """Switch each listed service start-first, one after another, each gated, through the edge
+    for those that publish ports. ``engine`` and ``model``: a release being restored (a
+    rollback), else the deployment's. Returns when the edge let go of ports that go back to
+    their services (no listed service publishes ports any more), else None."""
     settings = ctx.settings.phases.services_start
-    if not settings.zero_downtime:
-        return
     engine = engine or ctx.engine
+    if not settings.zero_downtime:
+        return EdgeKeeper(ctx, engine, None).retire()
     model = model or ctx.facts.model()
-    check_zero_downtime(ctx.settings, model)
-    switch = Switch(ctx, engine, model, settings.drain)
+    user = ctx.engine.user_model()  # the edge's ports: the user's files (a release's model has none)
+    check_zero_downtime(ctx.settings, model, user)
+    edge = EdgeKeeper(ctx, engine, user)
+    released = edge.retire() if not edge.services else None
+    switch = Switch(ctx, engine, model, settings.drain, edge)
     switch.forget_stale_steering()
     switched = False  # a service switched in this run: a later failure leaves a changed stack
     for service in settings.zero_downtime:
@@ -95,6 +100,17 @@ def roll_out(ctx: PhaseContext, *, engine: Engine | None = None, model: ComposeM
             if switched:
                 raise PhaseFailed(exc.summary, exit_code=exc.command_exit_code) from None
             raise
+    return released
+
+
+def settle_edge(ctx: PhaseContext, engine: Engine | None = None) -> None:
+    """After compose up: the edge holds every port it can and forwards to every container in
+    rotation (a first deploy's, which compose up just created, too)."""
+    if not ctx.settings.phases.services_start.zero_downtime:
+        return
+    edge = EdgeKeeper(ctx, engine or ctx.engine, ctx.engine.user_model())
+    if edge.services:
+        edge.apply()
 
 
 def _name(item: dict[str, Any]) -> str:
@@ -138,8 +154,8 @@ def stop_grace(model: ComposeModel, service: str) -> float:
 class Switch:
     """One run's switches (see the module)."""
 
-    def __init__(self, ctx: PhaseContext, engine: Engine, model: ComposeModel, drain: float):
-        self.ctx, self.engine, self.model, self.drain = ctx, engine, model, drain
+    def __init__(self, ctx: PhaseContext, engine: Engine, model: ComposeModel, drain: float, edge: EdgeKeeper):
+        self.ctx, self.engine, self.model, self.drain, self.edge = ctx, engine, model, drain, edge
         self.steering = Steering(ctx.host, model.project_name)
         self.why_not_steered = self.steering.unavailable()
 
@@ -227,6 +243,9 @@ class Switch:
         for item in engine.inspect(ids):
             self._rejoin(item, networks, aliases=[service, _name(item)])
         ctx.out(f"{service}: {', '.join(map(_name, items))} gated, now reached as {service}")
+        if service in self.edge.services:
+            self.edge.apply({service: engine.inspect(ids)})
+            ctx.out(f"{service}: the edge sends new connections to {', '.join(map(_name, items))}")
 
     def _rejoin(self, item: dict[str, Any], networks: dict[str, list[str]], aliases: list[str] | None) -> None:
         """Leave each of the service's networks (where joined) and join it again, under the
@@ -250,10 +269,12 @@ class Switch:
                 self.steering.steer(str(item["Id"]), _pairs(item, new[0]))
             ctx.out(f"{service}: new connections to {names} go to {_name(new[0])}; waiting for what "
                     f"{names} hold(s) (up to {format_duration(self.drain)})")
-            self._wait_idle(engine.inspect(old_ids))
+            self._wait_idle(engine.inspect(old_ids), service)
             ctx.out(f"{service}: stopping {names} (grace {format_duration(grace)})")
             engine.stop_containers(old_ids, grace)
+            stopped = time.monotonic()
             engine.remove_containers(old_ids)
+            self._take_over(service, old, stopped)
             ctx.cancel.sleep(self.drain)  # proxies that cached the old addresses
             for old_id in old_ids:
                 self.steering.forget(old_id)
@@ -264,20 +285,33 @@ class Switch:
                 for network in _networks(item):
                     engine.disconnect(str(item["Id"]), network)
             ctx.out(f"{service}: {names} out of rotation; waiting {format_duration(self.drain)} (drain)")
-            ctx.cancel.sleep(self.drain)
+            self._wait_idle([], service, at_least=self.drain)
             engine.stop_containers(old_ids, grace)
+            stopped = time.monotonic()
             engine.remove_containers(old_ids)
+            self._take_over(service, old, stopped)
         ctx.out(f"{service}: switched to {', '.join(map(_name, new)) or 'the new version'}")
 
-    def _wait_idle(self, old: list[dict[str, Any]]) -> None:
-        """Until the old containers hold no connection they accepted, or ``drain`` passed."""
+    def _wait_idle(self, old: list[dict[str, Any]], service: str, at_least: float = 0.0) -> None:
+        """Until the old containers hold no connection they accepted and the edge's workers from
+        before its reload are gone, or ``drain`` passed (``at_least``: wait that long anyway)."""
         pids = [int((item.get("State") or {}).get("Pid") or 0) for item in old]
-        deadline = self.ctx.clock() + self.drain
-        while self.ctx.clock() < deadline:
+        began = self.ctx.clock()
+        edged = service in self.edge.services
+        while self.ctx.clock() < began + self.drain:
             held = [self.steering.in_flight(pid) for pid in pids if pid]
-            if all(count == 0 for count in held):
+            if self.ctx.clock() >= began + at_least and all(count == 0 for count in held) \
+                    and (not edged or self.edge.drained()):
                 return
             self.ctx.cancel.sleep(0.1)
+
+    def _take_over(self, service: str, old: list[dict[str, Any]], stopped: float) -> None:
+        """Ports the old containers published (before the edge held them) go to the edge."""
+        published = any((item.get("NetworkSettings") or {}).get("Ports") and any(
+            bindings for bindings in ((item.get("NetworkSettings") or {}).get("Ports") or {}).values())
+            for item in old)
+        if service in self.edge.services and published:
+            self.edge.take_over(service, stopped)
 
     def _gate(self, service: str, ids: list[str]) -> None:
         """The new containers alone: running, healthy when they have a healthcheck, not restarting;

@@ -31,6 +31,7 @@ from surefoot.engines.compose.daemon import Daemon
 from surefoot.engines.compose.model import (
     ComposeModel,
     ContainerState,
+    edge_processes,
     interrupted_recreates,
     parse_config_hash,
 )
@@ -143,10 +144,12 @@ class ComposeEngine:
         text = self.check(argv.config_argv(self.project), "docker compose config", read=True)
         return ComposeModel.from_json(self.project.project_name, text)
 
-    def raw_model(self) -> dict[str, Any]:
+    def raw_model(self, *, user: bool = False) -> dict[str, Any]:
         """The compose model with extends and include resolved and paths made absolute, but
-        ``${VAR}`` left as written (so it holds no value of the env file)."""
-        text = self.check(argv.raw_config_argv(self.project), "docker compose config --no-interpolate", read=True)
+        ``${VAR}`` left as written (so it holds no value of the env file); ``user``: of the
+        user's files alone, without surefoot's override."""
+        text = self.check(argv.raw_config_argv(self.project, override=not user), "docker compose config "
+                          "--no-interpolate", read=True)
         return dict(json.loads(text))
 
     def config_hash(self, service: str) -> str:
@@ -216,6 +219,22 @@ class ComposeEngine:
 
     def disconnect(self, container: str, network: str) -> None:
         self.check(argv.network_disconnect_argv(self.project, network, container), "docker network disconnect")
+
+    def user_model(self) -> ComposeModel:
+        if self.project.override is None:
+            return self.model()
+        text = self.check(argv.user_config_argv(self.project), "docker compose config", read=True)
+        return ComposeModel.from_json(self.project.project_name, text)
+
+    def start_edge(self, name: str, image: str, config: str, labels: Mapping[str, str]) -> None:
+        self.check(argv.edge_run_argv(self.project, name, image, config, labels), "starting the edge", timeout=300)
+
+    def reload_edge(self, name: str, config: str) -> None:
+        self.check(argv.edge_reload_argv(self.project, name, config), "reloading the edge", timeout=60)
+
+    def edge_processes(self, name: str) -> list[tuple[int, int]]:
+        result = self.capture(argv.edge_workers_argv(self.project, name), 30)
+        return edge_processes(result.stdout) if result.returncode == 0 else []
 
     def stop_containers(self, containers: Sequence[str], timeout: float) -> None:
         """Stop containers side by side: their stop signal, then SIGKILL after ``timeout`` seconds."""

@@ -30,17 +30,21 @@ class ComposeProject:
     env_file: Path | None = None
     docker: tuple[str, ...] = ("docker",)  # e.g. ("docker", "--context", "prod") one day
     earlier_env_files: tuple[Path, ...] = ()  # passed before env_file (which wins over them)
+    # surefoot's own last compose file: the ports the edge holds taken off their services
+    override: Path | None = None
 
     @property
     def env_files(self) -> tuple[Path, ...]:
         return (*self.earlier_env_files, *((self.env_file,) if self.env_file is not None else ()))
 
 
-def compose_args(project: ComposeProject, *args: str) -> list[str]:
-    """``docker compose`` with the project name, every compose file and the env file."""
+def compose_args(project: ComposeProject, *args: str, override: bool = True) -> list[str]:
+    """``docker compose`` with the project name, every compose file (surefoot's override last,
+    unless ``override`` is false) and the env file."""
     argv = [*project.docker, "compose", "--ansi", "never", "--progress", "plain"]
     argv += ["--project-name", project.project_name, "--project-directory", str(project.project_dir)]
-    for file in project.compose_files:
+    files = [*project.compose_files, *([project.override] if override and project.override is not None else [])]
+    for file in files:
         argv += ["--file", str(file)]
     for env_file in project.env_files:
         argv += ["--env-file", str(env_file)]
@@ -78,9 +82,10 @@ def config_argv(project: ComposeProject) -> list[str]:
     return compose_args(project, "config", "--format", "json")
 
 
-def raw_config_argv(project: ComposeProject) -> list[str]:
-    """``compose config`` as JSON with ``${VAR}`` left as written: what a release keeps."""
-    return compose_args(project, "config", "--no-interpolate", "--format", "json")
+def raw_config_argv(project: ComposeProject, *, override: bool = True) -> list[str]:
+    """``compose config`` as JSON with ``${VAR}`` left as written: what a release keeps
+    (``override`` false: the user's files alone)."""
+    return compose_args(project, "config", "--no-interpolate", "--format", "json", override=override)
 
 
 def up_argv(project: ComposeProject, services: Sequence[str] = (), *, remove_orphans: bool = False,
@@ -153,6 +158,39 @@ def events_argv(project: ComposeProject, since: float, events: Sequence[str] = C
             "--filter", "type=container",
             "--filter", f"label={PROJECT_LABEL}={project.project_name}",
             *(arg for event in events for arg in ("--filter", f"event={event}"))]
+
+
+def user_config_argv(project: ComposeProject) -> list[str]:
+    """The model as the user's own files make it (without surefoot's override: its ports)."""
+    return compose_args(project, "config", "--format", "json", override=False)
+
+
+def edge_run_argv(project: ComposeProject, name: str, image: str, config: str, labels: Mapping[str, str]) -> list[str]:
+    """The edge: HAProxy in master-worker mode on the host's network (it binds the published
+    ports itself, so a port is added by a reload, never by recreating it), restarted with the
+    daemon. Its configuration is written into the container on first start from
+    SUREFOOT_EDGE_CONFIG, then replaced in place by :func:`edge_reload_argv`."""
+    script = ('f=/etc/surefoot-edge.cfg; [ -s "$f" ] || printf "%s" "$SUREFOOT_EDGE_CONFIG" > "$f"; '
+              'exec haproxy -W -db -f "$f"')
+    return [*project.docker, "run", "--detach", "--name", name, "--network", "host", "--restart", "unless-stopped",
+            "--user", "root", *(word for key, value in labels.items() for word in ("--label", f"{key}={value}")),
+            "--env", f"SUREFOOT_EDGE_CONFIG={config}", "--entrypoint", "sh", image, "-c", script]
+
+
+def edge_reload_argv(project: ComposeProject, name: str, config: str) -> list[str]:
+    """Replace the edge's configuration (checked first: a bad one changes nothing) and reload it:
+    HAProxy's master starts a new worker on the same listeners; the old one finishes its
+    connections (up to hard-stop-after) and ends."""
+    script = ('f=/etc/surefoot-edge.cfg; printf "%s" "$1" > "$f.new" && haproxy -c -q -f "$f.new" '
+              '&& mv -f "$f.new" "$f" && kill -USR2 1')
+    return [*project.docker, "exec", name, "sh", "-c", script, "sh", config]
+
+
+def edge_workers_argv(project: ComposeProject, name: str) -> list[str]:
+    """The edge's HAProxy processes: ``PID START`` per line (start in clock ticks since boot)."""
+    script = ('for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = haproxy ] || continue; '
+              'set -- $(cat "$d/stat" 2>/dev/null); echo "${d#/proc/} ${22}"; done')
+    return [*project.docker, "exec", name, "sh", "-c", script]
 
 
 def config_hash_argv(project: ComposeProject, service: str) -> list[str]:

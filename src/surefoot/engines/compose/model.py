@@ -296,3 +296,13 @@ def parse_image_ls(text: str) -> dict[str, str]:
         ref, _, image_id = line.rpartition(" ")
         known[ref] = image_id
     return known
+
+
+def edge_processes(text: str) -> list[tuple[int, int]]:
+    """``(pid, start)`` of each HAProxy process of the edge, as ``edge_workers_argv`` lists them."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            found.append((int(fields[0]), int(fields[1])))
+    return found
