@@ -217,11 +217,31 @@ def test_kill_9_while_apt_runs_on_the_server_then_deploy_repairs_and_completes(
     assert server.exec("sh", "-c", "ls -A /var/lib/dpkg/updates | grep -q .", check=False).returncode == 0
     resumed = project.run("deploy", "--non-interactive", timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr
-    assert "$ sh -c 'dpkg --configure -a || apt-get install -y -f'" in resumed.stdout
+    assert "$ sh -c 'dpkg --configure -a; apt-get update && apt-get install -y -f'" in resumed.stdout
     assert "(resume)" in resumed.stdout
     assert project.status()["state"] == "completed"
+    assert server.exec("dpkg", "--audit").stdout.strip() == ""  # nothing left half installed
     assert server.ssh("docker", "ps", "--filter", f"label=com.docker.compose.project={project.name}", "-q").stdout.strip()
 
+
+
+def test_a_package_unpacked_without_its_dependency_is_repaired_before_the_install(
+    bare: ServerPool, tmp_path: Path
+) -> None:
+    """What a cut apt run can leave with an empty journal: a package unpacked whose dependency
+    never came (here dmsetup without libdevmapper). ``dpkg --configure -a`` cannot fix that, and
+    apt refuses every install until it is (what CI once hit after the kill above)."""
+    server = bare.bare(2, fresh=True)
+    server.exec("sh", "-c", "apt-get update -q && cd /tmp && apt-get download dmsetup && "
+                "dpkg --unpack /tmp/dmsetup_*.deb", timeout=300)
+    assert "dmsetup" in server.exec("dpkg", "--audit").stdout
+    assert server.exec("sh", "-c", "ls -A /var/lib/dpkg/updates").stdout.strip() == ""
+    project = small(server, "root", tmp_path)
+    result = project.run("prerequisites", "--target", "web", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert "dpkg-repair: missing" in result.stdout
+    assert server.exec("dpkg", "--audit").stdout.strip() == ""
+    assert docker_on(server)
 
 # -- a bare Debian 12 as the control machine ---------------------------------------------------
 @pytest.mark.example

@@ -34,6 +34,9 @@ findtime = 600
 maxretry = 5
 """
 APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends")
+# After a cut apt run: dpkg configures what it can (it fails on a package it cannot, and
+# that is what -f is for), then apt, with fresh lists, completes or replaces the rest.
+REPAIR = "dpkg --configure -a; apt-get update && apt-get install -y -f"
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,10 @@ def compose_step(machine: Machine, settings: PrerequisitesSettings) -> Step:
 def plan_steps(machine: Machine, settings: PrerequisitesSettings) -> list[Step]:
     steps = []
     if machine.dpkg_interrupted:
-        # dpkg finishes what it unpacked; one unpacked before its dependency was cannot be
-        # configured: apt then fetches what is missing (-f), from the lists the cut run had.
+        # dpkg finishes what it unpacked; a package unpacked before its dependency, or cut while
+        # it was unpacked (half-installed), it cannot: apt then fetches what is missing (-f).
         steps.append(Step("dpkg-repair", "finish the package installs an interrupted apt run left half done",
-                          False, (("sh", "-c", "dpkg --configure -a || apt-get install -y -f"),), apt=True))
+                          False, (("sh", "-c", REPAIR),), apt=True))
     steps += [
         Step("docker-engine", "Docker Engine (the distribution's docker.io package)", machine.has_dockerd,
              ((*APT_INSTALL, "docker.io"),), apt=True),
@@ -159,10 +162,11 @@ def plan_steps(machine: Machine, settings: PrerequisitesSettings) -> list[Step]:
 
 def _update_first(steps: list[Step]) -> list[Step]:
     """``apt-get update`` before the first install of the plan (a new server has no package
-    lists); ``dpkg --configure -a`` needs none."""
+    lists); the repair of a cut run updates them itself, after ``dpkg --configure -a``."""
     for index, step in enumerate(steps):
-        if not step.done and step.apt and step.name != "dpkg-repair":
-            steps[index] = replace(step, commands=(("apt-get", "update"), *step.commands))
+        if not step.done and step.apt:
+            if step.name != "dpkg-repair":  # it updates the lists itself, once dpkg lets apt run
+                steps[index] = replace(step, commands=(("apt-get", "update"), *step.commands))
             break
     return steps
 

@@ -64,12 +64,15 @@ def _succeeds(host: Host, argv: list[str]) -> bool:
 
 
 def _dpkg_interrupted(host: Host) -> bool:
-    """An apt run was cut while dpkg worked: its journal (``/var/lib/dpkg/updates``) is not empty."""
+    """An apt run was cut while dpkg worked: its journal (``/var/lib/dpkg/updates``) is not
+    empty, or ``dpkg --audit`` names packages left unpacked or half-installed."""
     try:
         listed = host.run(["ls", "-A", DPKG_UPDATES], timeout=30)
+        if listed.returncode == 0 and listed.stdout.strip():
+            return True
+        return bool(host.run(["dpkg", "--audit"], timeout=60).stdout.strip())
     except CommandNotFound:
         return False
-    return listed.returncode == 0 and bool(listed.stdout.strip())
 
 
 def _in_docker_group(host: Host, user: str | None) -> bool:
