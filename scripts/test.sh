@@ -54,7 +54,7 @@ if [ "$whole" = 0 ]; then
     exec "${PYTEST[@]}" "$@"
 fi
 
-SERVERS=(tests/test_remote.py tests/test_fleet.py tests/test_ssh.py tests/test_filesync.py
+SERVERS=(tests/test_remote.py tests/test_fleet.py tests/test_ssh.py tests/test_filesync.py tests/test_layers.py
          tests/test_remotelock.py tests/test_imageship.py tests/test_swarm.py tests/test_bare_server.py)
 STOPPERS=(tests/test_prerequisites.py tests/reliability/test_docker_faults.py)
 ignore=()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -233,8 +234,24 @@ build = "control"
         assert deployed["services"]["api"]["environment"]["POSTGRES_USER"] == "shop"
         assert deployed["services"]["api"]["deploy"]["update_config"]["failure_action"] == "rollback"
         assert oct(stack_file.stat().st_mode & 0o777) == "0o600"
+        # A one-line change of the API: each node receives its layer, not the image (issue 28).
+        size = int(subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", f"{name}-api"],
+                                  capture_output=True, text=True, check=True).stdout)
+        code = shop.path / "api" / "app" / "server.py"
+        code.write_text(code.read_text() + "# one more line\n")
+        before = {node.alias: _received(node) for node in swarm}
+        update = shop.run("deploy", timeout=1200)
+        assert update.returncode == 0, _ok(update)
+        for node in swarm:
+            got = _received(node) - before[node.alias]
+            assert got < size / 10, f"{node.alias} received {got / 1e6:.1f} MB of a {size / 1e6:.0f} MB image"
+        assert re.search(r"1 of \d+ layer\(s\) to send", update.stdout), update.stdout[-3000:]
     finally:
         shop.remove()
+
+
+def _received(server: Server) -> int:
+    return int(server.exec("cat", "/sys/class/net/eth0/statistics/rx_bytes").stdout)
 
 
 # -- a broken update ------------------------------------------------------------------------

@@ -214,13 +214,16 @@ class JsonRenderer:
     """One JSON object per line, for CI and scripts: every event typed (``type``), with its
     UTC ``time``. The lines carry what the other renderers show, secrets already masked by
     the runner. The results of preflight and verify checks and of gate probes, which the
-    phases write as output lines, are also given as ``check`` and ``probe`` objects."""
+    phases write as output lines, are also given as ``check`` and ``probe`` objects, and what
+    images built here sent to each server as ``shipped``."""
 
     _CHECK = re.compile(r"^(?P<name>[a-z][a-z-]*): (?P<result>pass|warn|fail) \((?P<detail>.*)\)"
                         r"(?: - (?P<advice>.*))?$")
     _VERIFY = re.compile(r"^(?P<name>\S+)\s+(?P<result>pass|warn|fail)\s+(?P<detail>.*)$")
     _PROBE = re.compile(r"^(?P<probe>.+?): (?P<passes>\d+)/(?P<needed>\d+) passes, (?P<elapsed>\S+) of "
                         r"(?P<timeout>\S+)(?: \((?P<result>pass|fail): (?P<detail>.*)\))?$")
+    _SHIPPED = re.compile(r"^shipped to (?P<target>\S+): (?P<sent>\d+) layer\(s\), \S+ MB \((?P<bytes>\d+) bytes\); "
+                          r"(?:(?P<skipped>\d+) layer\(s\) already there|every image already there)")
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
@@ -257,6 +260,12 @@ class JsonRenderer:
 
     def _results(self, phase: str, line: str) -> None:
         """A check's or a probe's result, read from the line the phase wrote."""
+        shipped = self._SHIPPED.match(line)
+        if shipped:
+            skipped = shipped["skipped"]
+            self._write("shipped", phase=phase, target=shipped["target"], layers_sent=int(shipped["sent"]),
+                        layers_skipped=int(skipped) if skipped is not None else None, bytes=int(shipped["bytes"]))
+            return
         probe = self._PROBE.match(line)
         if probe:
             self._write("probe", phase=phase, probe=probe["probe"], passes=int(probe["passes"]),

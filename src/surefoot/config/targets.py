@@ -24,6 +24,10 @@ class TargetSettings(Strict):
     # the target lacks), or on this machine and pushed to ``registry``, which the target pulls.
     build: Literal["target", "control", "registry"] = "target"
     registry: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$")
+    # How images built here travel (build = "control", and to a swarm's nodes): only the layers
+    # the server lacks, one at a time, resumable ("layers"); or whole, docker save | docker load
+    # ("images", the way before; also what a daemon with the containerd image store gets).
+    ship: Literal["layers", "images"] = "layers"
     # Only these services run on this target (default: every service no other target claims).
     services: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
     # What runs the stack there: compose on that server, or Docker Swarm (the host is a manager;

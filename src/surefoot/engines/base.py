@@ -187,6 +187,7 @@ class ServerLink:
     build: str = "target"  # where images are built: "target", "control" (shipped), "registry"
     registry: str | None = None  # build = "registry": through which registry
     nodes: tuple[SshAddress, ...] = ()  # a swarm's other nodes
+    ship: str = "layers"  # how images built here travel: "layers" or "images" (whole)
 
 
 class ServerEngine(Protocol):

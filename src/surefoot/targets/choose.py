@@ -36,6 +36,7 @@ class TargetDecl(NamedTuple):
     services: tuple[str, ...] | None = None
     engine: str = "compose"
     nodes: tuple[str, ...] = ()
+    ship: str = "layers"
 
     @classmethod
     def from_raw(cls, raw: Any) -> TargetDecl:
@@ -45,9 +46,11 @@ class TargetDecl(NamedTuple):
             return cls(str(raw.get("host", "")), raw.get("ssh_config"), raw.get("folder"),
                        str(raw.get("build", "target")), raw.get("registry"),
                        tuple(services) if isinstance(services, list) else None,
-                       str(raw.get("engine", "compose")), tuple(nodes) if isinstance(nodes, list) else ())
+                       str(raw.get("engine", "compose")), tuple(nodes) if isinstance(nodes, list) else (),
+                       str(raw.get("ship", "layers")))
         return cls(raw.host, raw.ssh_config, raw.folder, raw.build, raw.registry,
-                   tuple(raw.services) if raw.services is not None else None, raw.engine, tuple(raw.nodes))
+                   tuple(raw.services) if raw.services is not None else None, raw.engine, tuple(raw.nodes),
+                   raw.ship)
 
 
 class TargetChoice(NamedTuple):
@@ -62,6 +65,7 @@ class TargetChoice(NamedTuple):
     claimed: tuple[str, ...] = ()  # the services other targets of the deployment declare as theirs
     engine: str = "compose"  # "swarm": the host is a swarm manager (docker stack deploy)
     nodes: tuple[SshAddress, ...] = ()  # engine = "swarm": the other nodes, to ship images to
+    ship: str = "layers"  # how images built here travel: "layers" or "images"
 
     @property
     def local(self) -> bool:
@@ -99,7 +103,7 @@ def _declared(name: str, settings: TargetDecl, project_dir: Path, project: str) 
         except ConfigError as exc:
             raise ConfigError(f"targets.{name}.nodes[{index}]: {exc}") from None
     return TargetChoice(name, ssh, settings.folder or f"{REMOTE_ROOT}/{project}", settings.build, settings.registry,
-                        settings.services, engine=settings.engine, nodes=tuple(nodes))
+                        settings.services, engine=settings.engine, nodes=tuple(nodes), ship=settings.ship)
 
 
 def choose_target(raw: Mapping[str, Any], flag: str | None, project_dir: Path,

@@ -187,7 +187,7 @@ class ServerTarget:
                                                    guard=self._guard)
         link = ServerLink(self.conn, self.processes.elevated(docker_prefix), ProcessRunner(cancel), api,
                           f"target {choice.name}",
-                          choice.build, choice.registry, choice.nodes)
+                          choice.build, choice.registry, choice.nodes, choice.ship)
         self.engine = engine_class(choice.engine).on_server(compose_project(settings, state_dir), link)
         if settings.phases.services_start.zero_downtime:
             write_override(settings, self.engine, edge_override(state_dir))

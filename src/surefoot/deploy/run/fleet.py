@@ -44,6 +44,7 @@ from surefoot.targets.placement import Placement, place
 
 RECORD = "rollout.json"
 PREPARED_UNTIL = "build"  # the last phase that changes nothing running
+CONFIGURED_UNTIL = "configuration"  # the phases the first target runs alone
 
 
 class TargetReporter:
@@ -221,10 +222,18 @@ class Fleet:
         def prepare(m: Member) -> DeployOutcome:
             return m.runner.deploy(dataclasses.replace(options, until=PREPARED_UNTIL))
 
-        # Images built here (build = "control" or "registry") are built once: by the first
-        # target's preparation; the others find them built and only ship them, side by side.
-        first = todo[:1] if any(m.choice.build != "target" for m in todo) else []
-        prepared = self._side_by_side(first, prepare) + self._side_by_side(todo[len(first):], prepare)
+        # The first target's configuration comes first, alone (it may ask questions and write the
+        # env file every target reads); then every target prepares side by side: images built
+        # here (build = "control" or "registry") are built once, by whichever target gets there
+        # first, and shipped to every server at once.
+        def configure(m: Member) -> DeployOutcome:
+            return m.runner.deploy(dataclasses.replace(options, until=CONFIGURED_UNTIL))
+
+        configured = self._side_by_side(todo[:1], configure)
+        if any(outcome.state == "interrupted" for _, outcome in configured):
+            return FleetOutcome("interrupted", tuple(members), "interrupted")
+        stopped = [(m, outcome) for m, outcome in configured if outcome.state != "paused"]  # failed alone
+        prepared = stopped + self._side_by_side([m for m in todo if all(m is not f for f, _ in stopped)], prepare)
         if any(outcome.state == "interrupted" for _, outcome in prepared):
             return FleetOutcome("interrupted", tuple(members), "interrupted")
         failed = [m for m, outcome in prepared if outcome.state != "paused"]

@@ -16,6 +16,7 @@ server (:mod:`surefoot.engines.compose.delivery`).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -167,7 +168,11 @@ class ComposeEngine:
         """``compose build`` of ``services`` (none: all) by the builder; then, built elsewhere,
         the images delivered here."""
         builder = self.builder or self
-        code = builder.stream(argv.build_argv(builder.project, services), on_line)
+        if self.builder is not None:  # this machine's engine, for several servers at once: once
+            code = built_here(builder.project, tuple(services),
+                              lambda: builder.stream(argv.build_argv(builder.project, services), on_line), on_line)
+        else:
+            code = builder.stream(argv.build_argv(builder.project, services), on_line)
         if code == 0 and self.delivery is not None:
             model = self.model()
             self.delivery.deliver([model.image_name(s) for s in (services or model.build_services())], on_line)
@@ -353,6 +358,25 @@ class ComposeEngine:
         return self.daemon.clock()
 
 
+_BUILDS: dict[tuple[Any, ...], int] = {}  # the builds this process made here, and their exit codes
+_BUILDING = threading.Lock()
+
+
+def built_here(project: ComposeProject, services: tuple[str, ...], build: Callable[[], int],
+               on_line: Callable[[str], None]) -> int:
+    """Build the images of ``services`` on this machine once in this process: a rollout's servers
+    prepare side by side, the first builds, the others wait for it and find them built (then each
+    ships them at once). A failed build is tried again by the next one."""
+    key = (project.project_name, project.project_dir, project.compose_files, project.env_files, services)
+    with _BUILDING:
+        if _BUILDS.get(key) == 0:
+            on_line("images already built on this machine by this run: shipping them")
+            return 0
+        code = build()
+        _BUILDS[key] = code
+        return code
+
+
 def images_from_here(project: ComposeProject, link: ServerLink) -> dict[str, Any]:
     """``builder`` and ``delivery`` when the images are built on this machine (``build = "control"``:
     shipped; ``"registry"``: pushed there, pulled by the server); none when built on the server."""
@@ -364,4 +388,4 @@ def images_from_here(project: ComposeProject, link: ServerLink) -> dict[str, Any
     if link.build == "registry":
         assert link.registry is not None
         return {"builder": builder, "delivery": Pushed(link.local, link.processes, link.conn, link.registry)}
-    return {"builder": builder, "delivery": Shipped(link.local, link.conn)}
+    return {"builder": builder, "delivery": Shipped(link.local, link.conn, link.ship)}

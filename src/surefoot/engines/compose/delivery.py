@@ -8,26 +8,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from surefoot.base.errors import PhaseFailed
 from surefoot.engines.compose.argv import plain_tag_argv, pull_image_argv, push_argv
-from surefoot.engines.compose.ship import describe, local_image_ids, remote_image_ids, ship_images
+from surefoot.engines.compose.layers import (
+    ARCHIVES,
+    describe_reports,
+    save_here,
+    save_there,
+    ship_layers,
+    uses_containerd,
+)
+from surefoot.engines.compose.ship import ShipError, describe, local_image_ids, remote_image_ids, ship_images
 from surefoot.hosts.ssh.connection import SshConnection
 from surefoot.proc import Processes, ProcessRunner
 
 
 class Shipped:
-    """Images go from this machine's daemon (``local``) to the server's over ``conn``."""
+    """Images go from this machine's daemon (``local``) to the server's over ``conn``: only the
+    layers it lacks (``ship = "layers"``: :mod:`surefoot.engines.compose.layers`), or whole."""
 
-    def __init__(self, local: ProcessRunner, conn: SshConnection):
+    def __init__(self, local: ProcessRunner, conn: SshConnection, ship: str = "layers"):
         self.local = local
         self.conn = conn
+        self.ship = ship
 
     def deliver(self, images: list[str], on_line: Callable[[str], None]) -> None:
-        """Ship the images the server lacks (``docker save | docker load``)."""
+        """Ship the images the server lacks (those it has under the same id get nothing)."""
         on_line(f"shipping {len(images)} image(s) to {self.conn.target.label}")
-        on_line(describe(ship_images(self.local, self.conn, images, on_line=on_line)))
+        if self.ship == "images" or uses_containerd(self.conn):
+            on_line(describe(ship_images(self.local, self.conn, images, on_line=on_line)))
+            return
+        on_line(ship_as_layers(self.local, self.conn, images, on_line=on_line))
+
+
+def ship_as_layers(local: ProcessRunner, conn: SshConnection, images: list[str], *, on_line: Callable[[str], None],
+                   source: SshConnection | None = None, local_ids: Mapping[str, str | None] | None = None) -> str:
+    """The images the server lacks, as layers (``source``: saved on that server, not here);
+    the line that says what went."""
+    ids = dict(local_ids) if local_ids is not None else (
+        remote_image_ids(source, images) if source is not None else local_image_ids(local, images))
+    missing = [image for image in images if not ids.get(image)]
+    if missing:
+        raise ShipError(f"cannot ship {', '.join(missing)} to {conn.target.label}: no such image on "
+                        f"{'its source' if source is not None else 'this machine'}'s engine")
+    there = remote_image_ids(conn, images)
+    send = [image for image in images if there.get(image) != ids[image]]
+    where = conn.target.name or conn.target.url
+    if not send:
+        return f"shipped to {where}: 0 layer(s), 0.0 MB (0 bytes); every image already there " \
+               f"({', '.join(images)})"
+    reports = []
+    for image in send:
+        save = save_there(local, source, image) if source is not None else save_here(local, image)
+        # One save per image id, whatever name asked for it first: it arrives under this name.
+        saved = replace(ARCHIVES.get(str(ids[image]), image, save), name=image, tags=[tagged(image)])
+        reports.append(ship_layers(conn, saved, on_line=on_line, progress=on_line))
+    after = remote_image_ids(conn, send)
+    wrong = [image for image in send if after.get(image) != ids[image]]
+    if wrong:
+        raise ShipError(f"{conn.target.label}: the image ids differ after loading: {', '.join(wrong)}")
+    return describe_reports(reports, where)
+
+
+def tagged(image: str) -> str:
+    """``image`` with its tag (an archive's RepoTags need one: ``api`` is ``api:latest``)."""
+    return image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
 
 
 class Pushed:

@@ -101,8 +101,10 @@ class Swarm:
     processes (the image streams between the manager and the nodes)."""
 
     def __init__(self, stack: str, api: DockerApi, runner: Processes, local: ProcessRunner,
-                 manager: SshConnection, nodes: Sequence[SshAddress], label: str, registry: str | None = None):
+                 manager: SshConnection, nodes: Sequence[SshAddress], label: str, registry: str | None = None,
+                 ship: str = "layers"):
         self.stack = stack
+        self.transfer = ship  # how images go to the nodes: "layers" (only what each lacks) or "images"
         # build = "registry": the nodes pull the images from there (by digest), none is shipped
         self.registry = registry
         self.api = api
@@ -210,7 +212,9 @@ class Swarm:
         this machine. A node that may run one but is not declared in ``nodes`` fails it first."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from surefoot.engines.compose.ship import describe, remote_image_ids, ship_images
+        from surefoot.engines.compose.delivery import ship_as_layers
+        from surefoot.engines.compose.layers import uses_containerd
+        from surefoot.engines.compose.ship import ShipError, describe, local_image_ids, remote_image_ids, ship_images
 
         images = {image: constraints for image, constraints in images.items() if "@" not in image}
         if not images:
@@ -236,14 +240,22 @@ class Swarm:
                              "its images: list them in the target's nodes (ssh addresses), or drain them "
                              "(docker node update --availability drain)")
 
+        try:  # built here (build = "control"): the layers go from this machine's engine
+            here = local_image_ids(self.local, sorted(images))
+        except ShipError:
+            here = {}
+        source = None if all(here.get(image) == found for image, found in ids.items()) else self.manager
+
         def one(node_id: str) -> str:
             conn = declared[node_id]
             node = nodes.get(node_id, {})
             wanted = sorted(image for image, constraints in images.items() if may_run(node, constraints))
             if not wanted:
                 return f"{conn.target.label}: runs none of these services (placement constraints)"
-            report = ship_images(self.local, conn, wanted, on_line=on_line, local_ids=ids, source=self.manager)
-            return f"{conn.target.label}: {describe(report)}"
+            if self.transfer == "images" or uses_containerd(conn):
+                report = ship_images(self.local, conn, wanted, on_line=on_line, local_ids=ids, source=self.manager)
+                return f"{conn.target.label}: {describe(report)}"
+            return ship_as_layers(self.local, conn, wanted, on_line=on_line, source=source, local_ids=ids)
 
         if declared:
             with ThreadPoolExecutor(len(declared), thread_name_prefix="ship") as pool:

@@ -52,7 +52,7 @@ class SwarmEngine(ComposeEngine):
                               f"{link.conn.access().user} may not use: connect as root, or as a user in the "
                               "docker group")
         swarm = Swarm(project.project_name, link.api, link.processes, link.local, link.conn, link.nodes, link.site,
-                      registry=link.registry if link.build == "registry" else None)
+                      registry=link.registry if link.build == "registry" else None, ship=link.ship)
         return cls(project, link.processes, api=link.api, reader=link.local, site=link.site, swarm=swarm,
                    **images_from_here(project, link))
 
