@@ -191,11 +191,16 @@ def test_three_servers_each_receive_less_than_a_tenth_and_are_fed_at_once(test_s
         size = image_size(f"{project.name}-api")
         change_a_line(project)
         before = [received(server) for server in servers]
-        update = project.run("deploy", timeout=1800)
+        update = project.run("deploy", "--progress", "json", timeout=1800)
         assert update.returncode == 0, update.stdout[-3000:] + update.stderr
         for server, was in zip(servers, before, strict=True):
             got = received(server) - was
             assert got < size / 10, f"{server.alias} received {got / 1e6:.1f} MB of a {size / 1e6:.0f} MB image"
+        events = [json.loads(line) for line in update.stdout.splitlines()]  # every line, the rollout's end too
+        shipped = {event["target"]: event for event in events if event["type"] == "shipped"}
+        assert sorted(shipped) == ["web0", "web1", "web2"], update.stdout[-3000:]
+        assert all(event["layers_sent"] == 1 and event["bytes"] < size / 10 for event in shipped.values())
+        assert "every target (3) is healthy on the new release" in update.stderr
         windows = [_shipping_window(next((project.path / ".surefoot" / "targets" / f"web{i}" / "logs")
                                           .rglob("deployment-2/*build.log"))) for i in range(3)]
         assert max(start for start, _ in windows) < min(end for _, end in windows), windows  # side by side

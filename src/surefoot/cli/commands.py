@@ -101,7 +101,7 @@ def with_runner(opts: GlobalOptions, action: Callable[[Runner], DeployOutcome],
 def run_fleet(opts: GlobalOptions, settings: Settings, choices: list[TargetChoice],
               action: Callable[[Fleet], FleetOutcome], cancel: CancelToken, progress: str | None) -> int:
     """A rollout over several targets (:mod:`surefoot.deploy.run.fleet`), its matrix printed at the end."""
-    from surefoot.cli.console import reporter_for
+    from surefoot.cli.console import JsonRenderer, reporter_for
     from surefoot.deploy.run.fleet import Fleet
 
     swarms = [choice.name for choice in choices if choice.engine == "swarm"]
@@ -126,7 +126,8 @@ def run_fleet(opts: GlobalOptions, settings: Settings, choices: list[TargetChoic
              "failed": "the rollout failed and could not bring every target back.",
              "interrupted": "the rollout was interrupted; deploy again to go on from where it stopped.",
              "nothing-to-resume": "nothing to resume: the last rollout is over. Run deploy to roll out an update."}
-    err = outcome.state not in ("completed", "nothing-to-resume")
+    # stdout carries JSON events with --progress json: the words go to stderr then
+    err = outcome.state not in ("completed", "nothing-to-resume") or isinstance(reporter, JsonRenderer)
     if outcome.error:
         click.echo(f"\n{outcome.error}", err=True)
     click.echo(words[outcome.state], err=err)

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from surefoot.base.errors import PhaseFailed
@@ -98,12 +100,35 @@ class Pushed:
                 continue
             name = image.rsplit("/", 1)[-1].split(":")[0]
             reference = f"{self.registry}/{name}:{(ids.get(image) or '').removeprefix('sha256:')[:12]}"
-            for args, runner, what in (
-                (plain_tag_argv(image, reference), self.local, "tagging"),
-                (push_argv(reference), self.local, "pushing"),
-                (pull_image_argv(reference), self.remote, "pulling on the server"),
-                (plain_tag_argv(reference, image), self.remote, "tagging on the server"),
-            ):
-                on_line("$ " + " ".join(args))
-                if runner.stream(args, on_line) != 0:
-                    raise PhaseFailed(f"{what} {reference} failed (see the log)")
+            with _pushing(reference) as pushed:  # once a run, for every server that pulls it
+                if pushed:
+                    on_line(f"{reference}: pushed already by this run")
+                else:
+                    self._run(((plain_tag_argv(image, reference), self.local, "tagging"),
+                               (push_argv(reference), self.local, "pushing")), reference, on_line)
+                    _PUSHED.add(reference)
+            self._run(((pull_image_argv(reference), self.remote, "pulling on the server"),
+                       (plain_tag_argv(reference, image), self.remote, "tagging on the server")), reference, on_line)
+
+    @staticmethod
+    def _run(commands: Sequence[tuple[list[str], ProcessRunner | Processes, str]], reference: str,
+             on_line: Callable[[str], None]) -> None:
+        for args, runner, what in commands:
+            on_line("$ " + " ".join(args))
+            if runner.stream(args, on_line) != 0:
+                raise PhaseFailed(f"{what} {reference} failed (see the log)")
+
+
+_PUSHED: set[str] = set()  # the references this process pushed
+_PUSH_LOCKS: dict[str, threading.Lock] = {}
+_PUSH_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pushing(reference: str) -> Iterator[bool]:
+    """Held while ``reference`` is pushed: the servers of a batch prepare side by side, and two
+    pushes of one image at once fail; yields whether it was pushed already."""
+    with _PUSH_LOCK:
+        lock = _PUSH_LOCKS.setdefault(reference, threading.Lock())
+    with lock:
+        yield reference in _PUSHED
