@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Project, free_port, kill_and_wait
-from servers import Server, ServerPool
+from servers import Server, ServerPool, loopback_registry
 
 pytestmark = pytest.mark.docker
 
@@ -206,3 +206,30 @@ def test_three_servers_each_receive_less_than_a_tenth_and_are_fed_at_once(test_s
         assert max(start for start, _ in windows) < min(end for _, end in windows), windows  # side by side
     finally:
         project.teardown()
+
+
+def test_a_batch_building_through_a_registry_pushes_each_image_once(test_servers: ServerPool,
+                                                                     tmp_path: Path) -> None:
+    """build = "registry" to three servers preparing side by side: one push (three at once
+    failed), three pulls."""
+    servers = test_servers.start(3)
+    small = "FROM surefoot-test/busybox:1\nRUN echo pushed once > /built\nCMD [\"sleep\", \"3600\"]\n"
+    project = project_on(servers, tmp_path, api=small)
+    project.write("compose.yaml", "services:\n  api:\n    build: ./api\n")
+    try:
+        with loopback_registry(servers, tmp_path, free_port()) as registry:
+            config = (project.path / "surefoot.toml").read_text().replace(
+                'build = "control"\n', f'build = "registry"\nregistry = "{registry}/sft"\n')
+            project.write("surefoot.toml", config)
+            result = project.run("deploy", timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        assert result.stdout.count("$ docker push ") == 1, result.stdout[-3000:]
+        assert result.stdout.count("pushed already by this run") == 2
+        assert result.stdout.count("$ docker pull ") == 3
+    finally:
+        project.teardown()
+        pushed = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+                                capture_output=True, text=True).stdout.split()
+        ours = [image for image in pushed if f"/sft/{project.name}-" in image]  # this machine's tag of the push
+        if ours:
+            subprocess.run(["docker", "image", "rm", *ours], capture_output=True)
