@@ -123,6 +123,16 @@ def test_a_one_line_change_sends_the_server_less_than_a_tenth_of_the_image(one: 
     layers = subprocess.run(["docker", "image", "inspect", "--format", "{{len .RootFS.Layers}}", f"{one.name}-api"],
                             capture_output=True, text=True, check=True).stdout
     assert shipped[0]["layers_skipped"] == int(layers) and 0 < shipped[0]["bytes"] < 1e6
+    # A rollback to the one-line change: its image is pinned on the server, nothing travels.
+    before = received(server)
+    back = one.run("rollback", "--yes", timeout=600)
+    got = received(server) - before
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr
+    assert got < 1e6 and "layer(s) to send" not in back.stdout, f"{got / 1e6:.2f} MB"
+    assert one.status()["current_release"] == 2
+    container = server.ssh("docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={one.name}").stdout
+    labels = server.ssh("docker", "inspect", "--format", "{{json .Config.Labels}}", container.strip()).stdout
+    assert "same layers" not in labels  # release 2's image, not the relabelled one
 
 
 def test_a_cut_transfer_resumes_without_sending_what_had_arrived(test_servers: ServerPool, tmp_path: Path) -> None:
