@@ -1,7 +1,8 @@
 """How images built on this machine reach a server's daemon (``[targets.NAME] build``):
 
-- ``"control"``: :class:`Shipped`, ``docker save | docker load`` through the connection, only the
-  images the server lacks (no registry needed: :mod:`surefoot.engines.compose.ship`);
+- ``"control"``: :class:`Shipped`, through the connection, no registry needed: only the layers
+  the server lacks (``ship = "layers"``, :mod:`surefoot.engines.compose.layers`), or the images it
+  lacks, whole (``ship = "images"``, ``docker save | docker load``: :mod:`surefoot.engines.compose.ship`);
 - ``"registry"``: :class:`Pushed`, pushed to a registry the user names and pulled by the server
   from there; images the server already has (the same id) are neither pushed nor pulled.
 """
@@ -40,7 +41,7 @@ class Shipped:
     def deliver(self, images: list[str], on_line: Callable[[str], None]) -> None:
         """Ship the images the server lacks (those it has under the same id get nothing)."""
         on_line(f"shipping {len(images)} image(s) to {self.conn.target.label}")
-        if self.ship == "images" or uses_containerd(self.conn):
+        if self.ship == "images" or whole_there(self.conn, on_line):
             on_line(describe(ship_images(self.local, self.conn, images, on_line=on_line)))
             return
         on_line(ship_as_layers(self.local, self.conn, images, on_line=on_line))
@@ -73,6 +74,15 @@ def ship_as_layers(local: ProcessRunner, conn: SshConnection, images: list[str],
     if wrong:
         raise ShipError(f"{conn.target.label}: the image ids differ after loading: {', '.join(wrong)}")
     return describe_reports(reports, where)
+
+
+def whole_there(conn: SshConnection, on_line: Callable[[str], None]) -> bool:
+    """Whether the server's daemon keeps images in containerd, which cannot load a layer alone:
+    it then gets whole images, and the log says why."""
+    if not uses_containerd(conn):
+        return False
+    on_line(f"{conn.target.label} keeps its images in containerd (its image store): whole images go there")
+    return True
 
 
 def tagged(image: str) -> str:

@@ -212,8 +212,7 @@ class Swarm:
         this machine. A node that may run one but is not declared in ``nodes`` fails it first."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from surefoot.engines.compose.delivery import ship_as_layers
-        from surefoot.engines.compose.layers import uses_containerd
+        from surefoot.engines.compose.delivery import ship_as_layers, whole_there
         from surefoot.engines.compose.ship import ShipError, describe, local_image_ids, remote_image_ids, ship_images
 
         images = {image: constraints for image, constraints in images.items() if "@" not in image}
@@ -252,7 +251,7 @@ class Swarm:
             wanted = sorted(image for image, constraints in images.items() if may_run(node, constraints))
             if not wanted:
                 return f"{conn.target.label}: runs none of these services (placement constraints)"
-            if self.transfer == "images" or uses_containerd(conn):
+            if self.transfer == "images" or whole_there(conn, on_line):
                 report = ship_images(self.local, conn, wanted, on_line=on_line, local_ids=ids, source=self.manager)
                 return f"{conn.target.label}: {describe(report)}"
             return ship_as_layers(self.local, conn, wanted, on_line=on_line, source=source, local_ids=ids)
