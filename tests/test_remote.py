@@ -557,6 +557,27 @@ print(ok, failed, "|".join(seen), "stopped" if os.path.exists(stop) else "ran ou
 """
 
 
+def update_under_load(project: RemoteProject, server: Server, stop: str) -> subprocess.CompletedProcess[str]:
+    """VERSION 2 deployed while CLIENT_LOOP, inside the server, requests the published port: the
+    deployment succeeds, no request fails and version 2 answers last."""
+    project.write(".env", "VERSION=2\n")
+    loop = subprocess.Popen(server.ssh_argv("python3", "-c", CLIENT_LOOP, f"http://127.0.0.1:{project.port}/",
+                                            stop), stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        update = project.run("deploy", timeout=600)
+        time.sleep(1)
+    finally:
+        server.ssh("touch", stop, check=False)
+        counted, _ = loop.communicate(timeout=120)
+    assert update.returncode == 0, update.stdout[-3000:] + update.stderr
+    ok, failed, versions, how = counted.strip().split("\t")
+    assert how == "stopped", "the client loop ended before the deployment: the test proves nothing"
+    assert int(failed) == 0 and int(ok) > 50, counted
+    assert versions.split("|")[-1] == "version 2", counted
+    return update
+
+
 def test_a_zero_downtime_update_on_a_server_loses_no_request(server: Server, tmp_path: Path) -> None:
     """Issue 26 on a server over SSH: the switch (and its steering) runs there; a proxy without
     retries that resolves the service on every request sees no failure."""
@@ -577,22 +598,8 @@ def test_a_zero_downtime_update_on_a_server_loses_no_request(server: Server, tmp
     try:
         first = project.run("deploy", timeout=600)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-        project.write(".env", "VERSION=2\n")
-        loop = subprocess.Popen(server.ssh_argv("python3", "-c", CLIENT_LOOP, f"http://127.0.0.1:{project.port}/",
-                                                stop), stdout=subprocess.PIPE, text=True)
-        try:
-            time.sleep(1)
-            update = project.run("deploy", timeout=600)
-            time.sleep(1)
-        finally:
-            server.ssh("touch", stop, check=False)
-            counted, _ = loop.communicate(timeout=120)
-        assert update.returncode == 0, update.stdout[-3000:] + update.stderr
+        update = update_under_load(project, server, stop)
         assert "new connections to" in update.stdout  # steered there, on the server
-        ok, failed, versions, how = counted.strip().split("\t")
-        assert how == "stopped", "the client loop ended before the deployment: the test proves nothing"
-        assert int(failed) == 0 and int(ok) > 50, counted
-        assert versions.split("|")[-1] == "version 2", counted
     finally:
         server.ssh("rm", "-f", stop, check=False)
         project.remote_teardown()
@@ -623,22 +630,8 @@ def test_the_edge_holds_the_ports_on_a_server_and_an_update_loses_no_request(ser
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr
         assert project.status()["edge"]["ports"][0].endswith("->api:8000")
         assert project.on_server("docker", "ps", "--filter", f"name={name}-edge", "-q").stdout.strip()
-        project.write(".env", "VERSION=2\n")
-        loop = subprocess.Popen(server.ssh_argv("python3", "-c", CLIENT_LOOP, f"http://127.0.0.1:{project.port}/",
-                                                stop), stdout=subprocess.PIPE, text=True)
-        try:
-            time.sleep(1)
-            update = project.run("deploy", timeout=600)
-            time.sleep(1)
-        finally:
-            server.ssh("touch", stop, check=False)
-            counted, _ = loop.communicate(timeout=120)
-        assert update.returncode == 0, update.stdout[-3000:] + update.stderr
+        update = update_under_load(project, server, stop)
         assert "api: the edge sends new connections to" in update.stdout
-        ok, failed, versions, how = counted.strip().split("\t")
-        assert how == "stopped", "the client loop ended before the deployment: the test proves nothing"
-        assert int(failed) == 0 and int(ok) > 50, counted
-        assert versions.split("|")[-1] == "version 2", counted
     finally:
         server.ssh("rm", "-f", stop, check=False)
         server.ssh("docker", "rm", "-f", f"{name}-edge", check=False)
