@@ -135,6 +135,30 @@ def test_a_one_line_change_sends_the_server_less_than_a_tenth_of_the_image(one: 
     assert "same layers" not in labels  # release 2's image, not the relabelled one
 
 
+def test_two_images_sharing_their_base_send_it_once(one: Shipping) -> None:
+    """build's two groups (the databases', the others') ship side by side: to one server their
+    images go one after the other, so the second finds the base the first sent (found by CI:
+    side by side, each sent it, and one's clean-up broke the other's listing)."""
+    server = one.servers[0]
+    base = "FROM surefoot-test/busybox:1\nRUN head -c 100000000 /dev/urandom > /base.bin\n"  # this test's own
+    for service in ("api", "store"):
+        one.write(f"{service}/Dockerfile", base + f"RUN echo {service} > /{service}\nCMD [\"sleep\", \"3600\"]\n")
+    one.write("compose.yaml", "services:\n  api:\n    build: ./api\n  store:\n    build: ./store\n")
+    one.write("surefoot.toml", (one.path / "surefoot.toml").read_text()
+              + '\n[phases.database-start]\nservices = ["store"]\n')
+    before = received(server)
+    result = one.run("deploy", timeout=1200)
+    got = received(server) - before
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert got < 150e6, f"the server received {got / 1e6:.0f} MB for two images over one 100 MB base"
+    said = re.findall(r"(\d+) of (\d+) layer\(s\) to send \([\d.]+ MB\), (\d+) already there", result.stdout)
+    assert len(said) == 2, result.stdout[-3000:]
+    assert sorted(int(sent) for sent, _, _ in said)[0] == 1, said  # the second: its own last layer alone
+    running = server.ssh("docker", "ps", "--format", "{{.Label \"com.docker.compose.service\"}}", "--filter",
+                         f"label=com.docker.compose.project={one.name}").stdout.split()
+    assert sorted(running) == ["api", "store"]
+
+
 def test_a_cut_transfer_resumes_without_sending_what_had_arrived(test_servers: ServerPool, tmp_path: Path) -> None:
     """Two layers of 150 MB: the deployment is killed while the second travels; the next one sends
     the second again and not the first."""

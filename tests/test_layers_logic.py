@@ -97,6 +97,29 @@ def test_an_archive_without_the_layers_the_daemon_has_loads(docker: None, busybo
         subprocess.run(["docker", "image", "rm", name], capture_output=True)
 
 
+@pytest.mark.docker
+def test_an_image_removed_between_listing_and_look_is_no_failure(docker: None, busybox_image: str,
+                                                                  tmp_path: Path) -> None:
+    """Two images shipped to one server at once: one drops its stepping stones while the other
+    lists the server's layers (found by CI). The listing stands; a daemon that fails does not."""
+    real = subprocess.run(["sh", "-c", "command -v docker"], capture_output=True, text=True).stdout.strip()
+    gone = "sha256:" + "0" * 64
+    shim = tmp_path / "docker"  # the listing names one image more, removed before it is looked at
+    shim.write_text(f'#!/bin/sh\nif [ "$1 $2" = "image ls" ]; then "{real}" "$@"; echo {gone}; exit; fi\n'
+                    f'exec "{real}" "$@"\n')
+    shim.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    answer = subprocess.run(["sh", "-c", layers.REMOTE_CHAINS], capture_output=True, text=True, env=env)
+    assert answer.returncode != 0 and "No such image" in answer.stderr
+    assert layers.vanished_only(answer.stderr)
+    base = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", busybox_image],
+                          capture_output=True, text=True, check=True).stdout
+    assert layers.first_missing(json.loads(base), layers.parse_chains(answer.stdout)) == len(json.loads(base))
+    assert not layers.vanished_only("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.")
+    assert not layers.vanished_only("Error: No such image: sha256:00\npermission denied\n")
+    assert not layers.vanished_only("")
+
+
 def test_an_image_arrives_under_the_name_that_asked_with_its_tag() -> None:
     from surefoot.engines.compose.delivery import tagged
 

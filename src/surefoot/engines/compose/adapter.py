@@ -16,7 +16,6 @@ server (:mod:`surefoot.engines.compose.delivery`).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from surefoot.base.errors import NoRunningContainer, PhaseFailed
+from surefoot.base.once import Once
 from surefoot.engines.api import DockerApi
 from surefoot.engines.base import HERE
 from surefoot.engines.compose import argv
@@ -358,8 +358,7 @@ class ComposeEngine:
         return self.daemon.clock()
 
 
-_BUILDS: dict[tuple[Any, ...], int] = {}  # the builds this process made here, and their exit codes
-_BUILDING = threading.Lock()
+_BUILDS: Once[tuple[Any, ...], int] = Once(keep=lambda code: code == 0)  # the builds this process made here
 
 
 def built_here(project: ComposeProject, services: tuple[str, ...], build: Callable[[], int],
@@ -368,13 +367,10 @@ def built_here(project: ComposeProject, services: tuple[str, ...], build: Callab
     prepare side by side, the first builds, the others wait for it and find them built (then each
     ships them at once). A failed build is tried again by the next one."""
     key = (project.project_name, project.project_dir, project.compose_files, project.env_files, services)
-    with _BUILDING:
-        if _BUILDS.get(key) == 0:
-            on_line("images already built on this machine by this run: shipping them")
-            return 0
-        code = build()
-        _BUILDS[key] = code
-        return code
+    code, made = _BUILDS.get(key, build)
+    if not made:
+        on_line("images already built on this machine by this run: shipping them")
+    return code
 
 
 def images_from_here(project: ComposeProject, link: ServerLink) -> dict[str, Any]:

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from surefoot.base.errors import PhaseFailed
+from surefoot.base.once import KeyedLocks, Once
 from surefoot.engines.compose.argv import plain_tag_argv, pull_image_argv, push_argv
 from surefoot.engines.compose.layers import (
     ARCHIVES,
@@ -57,6 +56,12 @@ def ship_as_layers(local: ProcessRunner, conn: SshConnection, images: list[str],
     if missing:
         raise ShipError(f"cannot ship {', '.join(missing)} to {conn.target.label}: no such image on "
                         f"{'its source' if source is not None else 'this machine'}'s engine")
+    with _SERVER(conn.target.url):
+        return _ship_as_layers(local, conn, images, ids, source, on_line)
+
+
+def _ship_as_layers(local: ProcessRunner, conn: SshConnection, images: list[str], ids: Mapping[str, str | None],
+                    source: SshConnection | None, on_line: Callable[[str], None]) -> str:
     there = remote_image_ids(conn, images)
     send = [image for image in images if there.get(image) != ids[image]]
     where = conn.target.name or conn.target.url
@@ -110,13 +115,13 @@ class Pushed:
                 continue
             name = image.rsplit("/", 1)[-1].split(":")[0]
             reference = f"{self.registry}/{name}:{(ids.get(image) or '').removeprefix('sha256:')[:12]}"
-            with _pushing(reference) as pushed:  # once a run, for every server that pulls it
-                if pushed:
-                    on_line(f"{reference}: pushed already by this run")
-                else:
-                    self._run(((plain_tag_argv(image, reference), self.local, "tagging"),
-                               (push_argv(reference), self.local, "pushing")), reference, on_line)
-                    _PUSHED.add(reference)
+
+            def push(image: str = image, reference: str = reference) -> None:
+                self._run(((plain_tag_argv(image, reference), self.local, "tagging"),
+                           (push_argv(reference), self.local, "pushing")), reference, on_line)
+
+            if not _PUSHES.get(reference, push)[1]:  # once a run, for every server that pulls it
+                on_line(f"{reference}: pushed already by this run")
             self._run(((pull_image_argv(reference), self.remote, "pulling on the server"),
                        (plain_tag_argv(reference, image), self.remote, "tagging on the server")), reference, on_line)
 
@@ -129,16 +134,9 @@ class Pushed:
                 raise PhaseFailed(f"{what} {reference} failed (see the log)")
 
 
-_PUSHED: set[str] = set()  # the references this process pushed
-_PUSH_LOCKS: dict[str, threading.Lock] = {}
-_PUSH_LOCK = threading.Lock()
-
-
-@contextmanager
-def _pushing(reference: str) -> Iterator[bool]:
-    """Held while ``reference`` is pushed: the servers of a batch prepare side by side, and two
-    pushes of one image at once fail; yields whether it was pushed already."""
-    with _PUSH_LOCK:
-        lock = _PUSH_LOCKS.setdefault(reference, threading.Lock())
-    with lock:
-        yield reference in _PUSHED
+# The references this process pushed: the servers of a batch prepare side by side, and two pushes
+# of one image at once fail.
+_PUSHES: Once[str, None] = Once()
+# Held while images go to a server: two of its images at once (a build's two groups) would both
+# send the layers they share; one after the other, the second finds them there.
+_SERVER = KeyedLocks[str]()

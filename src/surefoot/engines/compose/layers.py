@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from surefoot.base.errors import PhaseFailed
+from surefoot.base.once import Once
 from surefoot.engines.compose.argv import load_argv, save_argv
 from surefoot.hosts.ssh.args import SshError
 from surefoot.hosts.ssh.connection import SshConnection
@@ -75,6 +76,13 @@ def parse_chains(text: str) -> set[str]:
         if isinstance(layers, list):
             found.update(chain_ids([str(layer) for layer in layers]))
     return found
+
+
+def vanished_only(stderr: str) -> bool:
+    """Whether every complaint in :data:`REMOTE_CHAINS`' errors is an image removed between the
+    listing and the look (another image's shipment dropping its stepping stones): not a failure."""
+    said = [line for line in stderr.splitlines() if line.strip()]
+    return bool(said) and all("No such image" in line for line in said)
 
 
 def first_missing(diff_ids: Sequence[str], present: set[str]) -> int:
@@ -140,8 +148,7 @@ class Archives:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._saving: dict[str, threading.Lock] = {}
-        self._saved: dict[str, SavedImage] = {}
+        self._saved: Once[str, SavedImage] = Once()
         self._folder: Path | None = None
 
     def get(self, image_id: str, name: str, save: Callable[[Path], None]) -> SavedImage:
@@ -149,13 +156,13 @@ class Archives:
             if self._folder is None:
                 self._folder = Path(tempfile.mkdtemp(prefix="surefoot-images-"))
                 atexit.register(shutil.rmtree, self._folder, True)
-            lock = self._saving.setdefault(image_id, threading.Lock())
-        with lock:
-            if image_id not in self._saved:
-                path = self._folder / (image_id.replace(":", "-") + ".tar")
-                save(path)
-                self._saved[image_id] = read_saved(name, path)
-            return self._saved[image_id]
+            path = self._folder / (image_id.replace(":", "-") + ".tar")
+
+        def make() -> SavedImage:
+            save(path)
+            return read_saved(name, path)
+
+        return self._saved.get(image_id, make)[0]
 
 
 ARCHIVES = Archives()
@@ -237,7 +244,7 @@ def ship_layers(conn: SshConnection, saved: SavedImage, *, on_line: Callable[[st
     where = conn.target.label
     prefix = conn.access().docker_prefix
     chains = conn.run([*prefix, "sh", "-c", REMOTE_CHAINS], timeout=120)
-    if chains.returncode != 0:
+    if chains.returncode != 0 and not vanished_only(chains.stderr):
         raise PhaseFailed(f"{where}: cannot list the images of its engine: {chains.stderr.strip()[-300:]}")
     have = first_missing(saved.diff_ids, parse_chains(chains.stdout))
     total = len(saved.layers)
