@@ -329,11 +329,8 @@ def save_here(runner: ProcessRunner, image: str) -> Callable[[Path], None]:
 def save_there(runner: ProcessRunner, source: SshConnection, image: str) -> Callable[[Path], None]:
     """``docker save`` of an image on another server's engine (a swarm's manager), streamed into
     a file here: the layers then go to each node from it."""
-    from surefoot.hosts.ssh.args import command_argv
-
     def save(path: Path) -> None:
-        argv = command_argv(source.options(), source.target, [*source.access().docker_prefix, *save_argv([image])])
-        result = runner.to_file(argv, path, timeout=3600)
+        result = runner.to_file(source.docker_argv(save_argv([image])), path, timeout=3600)
         if result.returncode != 0:
             raise PhaseFailed(f"docker save {image} on {source.target.label} failed: {result.stderr.strip()[-300:]}")
     return save

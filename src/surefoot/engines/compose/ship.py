@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from surefoot.base.errors import PhaseFailed
 from surefoot.engines.compose.argv import image_ids_argv, load_argv, save_argv
-from surefoot.hosts.ssh.args import SshError, classify, command_argv
+from surefoot.hosts.ssh.args import SshError, classify
 from surefoot.hosts.ssh.connection import SshConnection
 from surefoot.proc import ProcessRunner
 from surefoot.proc.pipe import pipe
@@ -126,10 +126,10 @@ def ship_images(
     if not send:
         return ShipReport((), present, 0, time.monotonic() - started)
     on_line(f"shipping {', '.join(send)} to {where}")
-    load = command_argv(conn.options(), conn.target, [*conn.access().docker_prefix, *load_argv()])
+    load = conn.docker_argv(load_argv())
     save = save_argv(send)
     if source is not None:
-        save = command_argv(source.options(), source.target, [*source.access().docker_prefix, *save])
+        save = source.docker_argv(save)
     conn.guard()  # the load goes through the connection, not through conn.run
     piped = pipe(runner, save, load, on_line=on_line, timeout=timeout)
     what = f"shipping {', '.join(send)} to {where}"

@@ -251,6 +251,11 @@ class SshConnection:
         if check and returncode != 0:
             raise SshError(f"{self.target.label}: {what} failed ({returncode}): {last_line(stderr)}", "command")
 
+    def docker_argv(self, command: Sequence[str]) -> list[str]:
+        """The ssh argv that runs the docker ``command`` on the target, through sudo when its user
+        needs it (for a process this machine runs itself: a pipe's end, a stream into a file)."""
+        return command_argv(self.options(), self.target, [*self.access().docker_prefix, *command])
+
     def hold(self, command: Sequence[str]) -> Held:
         """Starts ``command`` on the target through the master and keeps it running until the
         returned :class:`~surefoot.proc.Held` is closed or surefoot dies: its stdin reaches EOF
