@@ -65,6 +65,8 @@ def test_values_are_parsed(project: Path) -> None:
         ('[project]\nname = "Bad Name"\n', "project.name: 'Bad Name' is not a valid compose project name"),
         ('[phases.database-migrate]\ncommand = ["migrate"]\n', "phases.database-migrate.service: required"),
         ("[phases.warp-drive]\n", "phases.warp-drive: unknown key"),
+        ('[targets.web]\nhost = "deploy@web1"\nbuild = "control"\nship = "rsync"\n',
+         "targets.web.ship: Input should be 'layers' or 'images'"),
     ],
 )
 def test_bad_configuration_is_a_one_line_reason_and_exit_2(project: Path, toml: str, expected: str) -> None:

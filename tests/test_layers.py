@@ -135,6 +135,27 @@ def test_a_one_line_change_sends_the_server_less_than_a_tenth_of_the_image(one: 
     assert "same layers" not in labels  # release 2's image, not the relabelled one
 
 
+def test_ship_images_sends_whole_images_as_before(one: Shipping) -> None:
+    """``ship = "images"``, the fallback named in the config: a one-line change sends the whole
+    image again (docker save | docker load), and it runs there."""
+    server = one.servers[0]
+    one.write("surefoot.toml", (one.path / "surefoot.toml").read_text().replace(
+        'build = "control"\n', 'build = "control"\nship = "images"\n'))
+    first = one.run("deploy", timeout=1200)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    size = image_size(f"{one.name}-api")
+    marker = change_a_line(one)
+    before = received(server)
+    update = one.run("deploy", timeout=1200)
+    got = received(server) - before
+    assert update.returncode == 0, update.stdout[-3000:] + update.stderr
+    assert got > size * 0.9, f"the server received {got / 1e6:.1f} MB of a {size / 1e6:.0f} MB image"
+    assert "layer(s) to send" not in update.stdout and f"shipping {one.name}-api to" in update.stdout
+    container = server.ssh("docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={one.name}").stdout
+    served = server.ssh("docker", "exec", container.strip(), "tail", "-n", "1", "/app/server.py").stdout
+    assert served.strip() == marker
+
+
 def test_two_images_sharing_their_base_send_it_once(one: Shipping) -> None:
     """build's two groups (the databases', the others') ship side by side: to one server their
     images go one after the other, so the second finds the base the first sent (found by CI:
